@@ -1,0 +1,77 @@
+"""A compiled forward function for the active Keras backend: the one module that names backends.
+
+The model itself is plain Keras 3; only the compiler that wraps its forward pass differs:
+XLA through ``tf.function(jit_compile=True)``, ``jax.jit``, or eager PyTorch under ``no_grad``.
+Batches are padded to a few fixed sizes so the compiler traces a handful of shapes, not one per poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+
+Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+BUCKETS = (8, 64, 512, 4096)
+
+
+def _bucket(n: int) -> int:
+    for size in BUCKETS:
+        if n <= size:
+            return size
+    return BUCKETS[-1]
+
+
+def _errors(model: keras.Model, mean, std, scale, x):
+    """Scaled reconstruction error per window and channel, and the window score (their mean)."""
+    z = (x - mean) / std
+    recon = model(z, training=False)
+    err = keras.ops.mean(keras.ops.square(recon - z), axis=1) / scale
+    return keras.ops.mean(err, axis=1), err
+
+
+def _backend_compile(fn):
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True, reduce_retracing=False)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(fn)
+    if backend == "torch":
+        import torch
+
+        def no_grad(x):
+            with torch.no_grad():
+                return fn(x)
+
+        return no_grad
+    return fn
+
+
+def compile_forward(model: keras.Model, mean: np.ndarray, std: np.ndarray, scale: np.ndarray) -> Forward:
+    """``forward(windows) -> (scores, channel_errors)`` for raw windows (batch, W, C)."""
+    consts = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (mean, std, scale)]
+    compiled = _backend_compile(lambda x: _errors(model, *consts, x))
+    channels = len(mean)
+
+    def forward(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(windows)
+        if n == 0:
+            return np.zeros(0, np.float32), np.zeros((0, channels), np.float32)
+        scores, errs = [], []
+        for start in range(0, n, BUCKETS[-1]):
+            chunk = np.asarray(windows[start : start + BUCKETS[-1]], np.float32)
+            size = _bucket(len(chunk))
+            padded = np.zeros((size, *chunk.shape[1:]), np.float32)
+            padded[: len(chunk)] = chunk
+            s, e = compiled(padded)
+            scores.append(keras.ops.convert_to_numpy(s)[: len(chunk)])
+            errs.append(keras.ops.convert_to_numpy(e)[: len(chunk)])
+        return np.concatenate(scores), np.concatenate(errs)
+
+    return forward

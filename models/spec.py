@@ -1,0 +1,68 @@
+"""What a trained detector needs besides its weights: channels, window, scaler, error scale, threshold."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """Saved with every model version (MLflow model metadata and ``detector.json``).
+
+    ``mean``/``std`` scale raw channel values; ``error_scale`` divides each channel's
+    reconstruction error so that every channel weighs the same in the score; ``threshold`` is the
+    fitted threshold's own description (``models.thresholds.threshold_from_dict`` reads it).
+    """
+
+    channels: list[str]
+    window: int
+    mean: list[float]
+    std: list[float]
+    error_scale: list[float]
+    threshold: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.channels)
+        for name in ("mean", "std", "error_scale"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} channels")
+        if len(set(self.channels)) != n:
+            raise ValueError("channel names must be unique")
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """mean, std and error scale as float32 arrays."""
+        return (
+            np.asarray(self.mean, np.float32),
+            np.asarray(self.std, np.float32),
+            np.asarray(self.error_scale, np.float32),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
+        return cls(
+            channels=list(data["channels"]),
+            window=int(data["window"]),
+            mean=[float(v) for v in data["mean"]],
+            std=[float(v) for v in data["std"]],
+            error_scale=[float(v) for v in data["error_scale"]],
+            threshold=dict(data.get("threshold", {})),
+        )
+
+
+def fit_scaler(values: np.ndarray, floor: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of training values (rows × channels); a flat channel gets ``floor``.
+
+    >>> m, s = fit_scaler(np.array([[1.0, 5.0], [3.0, 5.0]]))
+    >>> m.tolist(), s.round(3).tolist()
+    ([2.0, 5.0], [1.0, 0.001])
+    """
+    mean = values.mean(axis=0)
+    std = values.std(axis=0)
+    return mean.astype(np.float32), np.maximum(std, floor).astype(np.float32)
