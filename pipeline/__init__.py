@@ -1,0 +1,5 @@
+"""The streaming side of sensorwatch: Kafka in and out, windows, the service loop, the CLI."""
+
+import logging
+
+log = logging.getLogger("sensorwatch.pipeline")
