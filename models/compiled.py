@@ -14,7 +14,7 @@ import numpy as np
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-BUCKETS = (8, 64, 512, 4096)
+BUCKETS = (8, 32, 128, 512)  # a large batch runs as chunks of the largest: little padding, few shapes
 
 
 def _bucket(n: int) -> int:
@@ -24,12 +24,14 @@ def _bucket(n: int) -> int:
     return BUCKETS[-1]
 
 
-def _errors(model: keras.Model, mean, std, scale, x):
-    """Scaled reconstruction error per window and channel, and the window score (their mean)."""
+def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
+    """Scaled reconstruction error per window and channel, and the window score (their mean or max)."""
     z = (x - mean) / std
     recon = model(z, training=False)
     err = keras.ops.mean(keras.ops.square(recon - z), axis=1) / scale
-    return keras.ops.mean(err, axis=1), err
+    # "max": one channel far off is enough, however quiet the others are.
+    score = keras.ops.max(err, axis=1) if reduce == "max" else keras.ops.mean(err, axis=1)
+    return score, err
 
 
 def _backend_compile(fn):
@@ -53,10 +55,14 @@ def _backend_compile(fn):
     return fn
 
 
-def compile_forward(model: keras.Model, mean: np.ndarray, std: np.ndarray, scale: np.ndarray) -> Forward:
+def compile_forward(
+    model: keras.Model, mean: np.ndarray, std: np.ndarray, scale: np.ndarray, reduce: str = "mean"
+) -> Forward:
     """``forward(windows) -> (scores, channel_errors)`` for raw windows (batch, W, C)."""
     consts = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (mean, std, scale)]
-    compiled = _backend_compile(lambda x: _errors(model, *consts, x))
+    if reduce not in ("mean", "max"):
+        raise ValueError(f"score reduce must be 'mean' or 'max', not {reduce!r}")
+    compiled = _backend_compile(lambda x: _errors(model, *consts, x, reduce))
     channels = len(mean)
 
     def forward(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,4 +80,11 @@ def compile_forward(model: keras.Model, mean: np.ndarray, std: np.ndarray, scale
             errs.append(keras.ops.convert_to_numpy(e)[: len(chunk)])
         return np.concatenate(scores), np.concatenate(errs)
 
+    def warm_up() -> None:
+        """Compile every batch shape now, so the first polls do not pay for it."""
+        for size in BUCKETS:
+            compiled(np.zeros((size, *shape), np.float32))
+
+    shape = (int(model.input_shape[1]), channels)
+    forward.warm_up = warm_up  # type: ignore[attr-defined]
     return forward

@@ -24,6 +24,7 @@ class DetectorSpec:
     std: list[float]
     error_scale: list[float]
     threshold: dict[str, Any] = field(default_factory=dict)
+    score: str = "mean"  # how channel errors make the window score: "mean" or "max"
 
     def __post_init__(self) -> None:
         n = len(self.channels)
@@ -53,6 +54,7 @@ class DetectorSpec:
             std=[float(v) for v in data["std"]],
             error_scale=[float(v) for v in data["error_scale"]],
             threshold=dict(data.get("threshold", {})),
+            score=str(data.get("score", "mean")),
         )
 
 

@@ -15,15 +15,17 @@ def _servers(settings: Settings) -> list[str]:
     return [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
 
 
-def consumer(settings: Settings, *topics: str, group_id: str | None = None, **overrides: object) -> KafkaConsumer:
-    """A consumer in the service's group, committing by hand (offsets move only after outputs flush)."""
+def consumer(settings: Settings, *topics: str, standalone: bool = False, **overrides: object) -> KafkaConsumer:
+    """A consumer in the service's group, committing by hand (offsets move only after outputs flush);
+    ``standalone`` reads outside any group (to watch a topic without taking part in the service's)."""
     opts: dict[str, object] = dict(
         bootstrap_servers=_servers(settings),
-        group_id=group_id if group_id is not None else settings.group_id,
+        group_id=None if standalone else settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=settings.max_poll_records,
         max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
         fetch_max_bytes=max(52_428_800, settings.max_message_bytes * settings.max_poll_records),
         **settings.kafka_security(),
     )

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     max_poll_interval_ms: int = Field(
         30_000, ge=1000, description="Kafka's limit between polls before the group evicts a consumer."
     )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer group session timeout; a group join waits about half of it."
+    )
     max_message_bytes: int = Field(
         65_536, ge=256, description="Larger reading messages are dead-lettered as oversized."
     )
@@ -64,10 +67,19 @@ class Settings(BaseSettings):
     threshold_method: str = Field(
         "reference", description="Threshold method (see `sensorwatch thresholds`)."
     )
+    threshold_params: dict[str, float] = Field(
+        default_factory=dict, description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.999}).'
+    )
     min_windows: int = Field(3, ge=1, description="Consecutive anomalous windows before an alarm opens.")
     merge_windows: int = Field(
         30, ge=0, description="Alarms closer than this many windows on an asset are merged into one."
     )
+
+    # Service
+    reload_interval_s: float = Field(
+        30.0, ge=0, description="How often the service checks whether the champion alias moved (0: never)."
+    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus metrics endpoint (0: off).")
 
     # Models and MLflow
     tracking_uri: str = Field(
@@ -80,10 +92,16 @@ class Settings(BaseSettings):
     model_name: str = Field("sensorwatch-lstm-ae", description="Registered model name.")
     model_alias: str = Field("champion", description="Alias the service loads and training promotes.")
     epochs: int = Field(30, ge=1, description="Most training epochs (early stopping ends sooner).")
+    train_stride: int = Field(1, ge=1, description="Stride between training windows (thins long histories).")
     batch_size: int = Field(64, ge=1, description="Training batch size.")
     units: int = Field(64, ge=1, description="LSTM units of the encoder and the decoder.")
     mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
     seed: int = Field(7, description="Seed for the simulator and training.")
+
+    # Benchmarks
+    skab_dir: Path = Field(
+        Path("../shared/datasets/skab"), description="The SKAB benchmark data (valve1/, valve2/, other/)."
+    )
 
     def kafka_security(self) -> dict[str, object]:
         """Security options in kafka-python's names, only those that are set."""

@@ -1,0 +1,40 @@
+"""A loaded detector: the model, its spec, and the compiled forward pass the service scores with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from models.compiled import Forward, compile_forward
+from models.spec import DetectorSpec
+from models.thresholds import Threshold, threshold_from_dict
+
+
+@dataclass
+class Detector:
+    """Scores windows in one batched, compiled forward pass; hands out per-asset thresholds."""
+
+    model: keras.Model
+    spec: DetectorSpec
+    version: str = "local"
+    _forward: Forward | None = field(default=None, repr=False)
+
+    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, per-channel errors) for raw windows (n, W, C): one forward pass."""
+        return self._compiled()(windows)
+
+    def warm_up(self) -> Detector:
+        """Compile the forward pass for every batch shape before the first poll."""
+        self._compiled().warm_up()  # type: ignore[attr-defined]
+        return self
+
+    def _compiled(self) -> Forward:
+        if self._forward is None:
+            self._forward = compile_forward(self.model, *self.spec.arrays(), reduce=self.spec.score)
+        return self._forward
+
+    def new_threshold(self) -> Threshold:
+        """A fresh copy of the fitted threshold, with its own stream state (one per asset)."""
+        return threshold_from_dict(self.spec.threshold)

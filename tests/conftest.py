@@ -1,0 +1,58 @@
+"""Fixtures shared by the tests: one embedded broker and one trained champion model per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker
+from pipeline.kafka import service_topics
+from models.registry import RegisteredVersion, Store
+from models.spec import DetectorSpec
+from pipeline.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of an embedded broker with the service's topics; its log is in a temp dir."""
+    topics = service_topics(Settings())
+    with EmbeddedBroker(topics, log_dir=tmp_path_factory.mktemp("broker")) as embedded:
+        yield embedded.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def service_settings(broker: str) -> Settings:
+    """Settings for the service against the embedded broker, with short group timeouts."""
+    return Settings(
+        bootstrap_servers=broker,
+        session_timeout_ms=6000,
+        max_poll_interval_ms=6000,
+        poll_timeout_ms=200,
+        reload_interval_s=0,
+    )
+
+
+@dataclass
+class Champion:
+    store: Store
+    version: RegisteredVersion
+    detector_spec: DetectorSpec
+
+
+@pytest.fixture(scope="session")
+def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
+    """A small model trained on simulated normal data, logged to a real MLflow store (SQLite),
+    registered and promoted to ``champion``: what the service tests load."""
+    from pipeline.simulator import CHANNELS, Simulator
+    from pipeline.train import store_of, train_and_register
+
+    root = tmp_path_factory.mktemp("mlflow")
+    settings = Settings(
+        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"), epochs=6, seed=3
+    )
+    frame = Simulator(assets=4, seed=3, start_ms=0).normal(1500)
+    series = [g[CHANNELS].to_numpy("float32") for _, g in frame.groupby("asset_id", sort=True)]
+    trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
+    return Champion(store_of(settings), version, trained.spec)

@@ -1,0 +1,176 @@
+"""The service end to end on the embedded broker and a real MLflow store: champion model loaded
+from the registry, anomalies on the topic, bad records dead-lettered, offsets committed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import orjson
+import pytest
+from kafka import TopicPartition
+
+from models.registry import load_detector
+from pipeline import kafka
+from pipeline.replay import produce_frame
+from pipeline.service import Service
+from pipeline.settings import Settings
+from pipeline.simulator import Simulator
+from schemas.events import decode_event
+
+pytestmark = pytest.mark.integration
+
+
+def fresh(settings: Settings) -> Settings:
+    """Topics and group of this test alone."""
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(
+        update={
+            "readings_topic": f"readings-{tag}",
+            "anomalies_topic": f"anomalies-{tag}",
+            "dlq_topic": f"readings-{tag}.dlq",
+            "group_id": f"scorers-{tag}",
+        }
+    )
+    kafka.ensure_topics(s, kafka.service_topics(s), partitions=2)
+    return s
+
+
+def run_until(service: Service, total: int, timeout_s: float = 90) -> None:
+    """Run the service in a thread until it has polled ``total`` records, then stop it."""
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    deadline = time.monotonic() + timeout_s
+    while service.stats.records < total and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+
+
+def read_all(settings: Settings, topic: str, timeout_s: float = 10) -> list:
+    reader = kafka.consumer(settings, topic, standalone=True, consumer_timeout_ms=int(timeout_s * 1000))
+    try:
+        return list(reader)
+    finally:
+        reader.close()
+
+
+def test_champion_flags_injected_faults_on_the_anomalies_topic(service_settings, champion) -> None:
+    settings = fresh(service_settings)
+    sim = Simulator(assets=3, seed=11, start_ms=int(time.time() * 1000) - 3_600_000)
+    frame, faults = sim.with_faults(1200, faults_per_asset=2, kinds=("level_shift", "broken_correlation"))
+    sent = produce_frame(settings, frame, progress=False)
+    detector = load_detector(champion.store, "champion")
+    assert detector.version == champion.version.version
+    service = Service(settings, detector, champion.store)
+    run_until(service, sent)
+
+    assert service.stats.scored == sent and service.stats.rejected == 0
+    events = [decode_event(r.value) for r in read_all(settings, settings.anomalies_topic)]
+    assert events, "no anomaly was published"
+    assert {e.model_version for e in events} == {champion.version.version}
+    faulty_assets = {f.asset_id for f in faults}
+    assert {e.asset_id for e in events} <= faulty_assets
+    assert all(abs(sum(e.contributions.values()) - 1) < 1e-2 for e in events)
+    # Everything polled was committed: the group's offsets are at the end of each partition.
+    probe = kafka.consumer(settings)
+    parts = [TopicPartition(settings.readings_topic, p) for p in probe.partitions_for_topic(settings.readings_topic)]
+    committed = sum(probe.committed(tp) or 0 for tp in parts)
+    probe.close()
+    assert committed == sent
+
+
+BAD = {
+    b"{not json": "malformed JSON",
+    b"[1, 2]": "not an object",
+    b'{"asset_id": "p", "values": {}}': "missing field 'ts'",
+    b'{"asset_id": "p", "ts": 1, "values": {}, "x": 1}': "unexpected field 'x'",
+    b'{"asset_id": 5, "ts": 1, "values": {}}': "asset_id",
+    b'{"asset_id": "p", "ts": "yesterday", "values": {}}': "ts: unparsable",
+    b'{"asset_id": "p", "ts": 99999999999999, "values": {}}': "in the future",
+    b"": "empty message",
+}
+
+
+def test_every_record_is_scored_or_dead_lettered(service_settings, champion) -> None:
+    settings = fresh(service_settings)
+    channels = champion.detector_spec.channels
+    t0 = int(time.time() * 1000) - 600_000
+    good = [
+        {"asset_id": "p1", "ts": t0 + i * 1000, "values": {c: 1.0 + 0.01 * i for c in channels}} for i in range(40)
+    ]
+    wrong = {c: 1.0 for c in channels}
+    bad_values = [
+        ({"asset_id": "p1", "ts": t0 + 50_000, "values": {**wrong, channels[0]: "x"}}, "must be a number"),
+        ({"asset_id": "p1", "ts": t0 + 51_000, "values": {**wrong, "bogus": 1.0}}, "unknown channel"),
+        ({"asset_id": "p1", "ts": t0 + 52_000, "values": {c: 1.0 for c in channels[1:]}}, "missing channel"),
+        ({"asset_id": "p1", "ts": t0 + 5_000, "values": wrong}, "duplicate"),  # already seen
+        ({"asset_id": "p1", "ts": t0 - 60_000, "values": wrong}, "late"),  # before the window
+    ]
+    nan = b'{"asset_id": "p1", "ts": %d, "values": {%s}}' % (
+        t0 + 53_000,
+        b", ".join(b'"%s": %s' % (c.encode(), b"NaN" if i == 0 else b"1.0") for i, c in enumerate(channels)),
+    )
+    oversized = orjson.dumps({"asset_id": "p1", "ts": t0, "values": {"pad" * 30_000: 1.0}})
+    send = kafka.producer(settings)
+    for doc in good:
+        send.send(settings.readings_topic, key=b"p1", value=orjson.dumps(doc))
+    send.flush()
+    payloads = list(BAD) + [orjson.dumps(d) for d, _ in bad_values] + [nan, oversized]
+    for raw in payloads:
+        send.send(settings.readings_topic, key=b"p1", value=raw)
+    send.close()
+    total = len(good) + len(payloads)
+
+    detector = load_detector(champion.store, "champion")
+    service = Service(settings.model_copy(update={"grace_s": 0.0}), detector)
+    run_until(service, total)
+
+    dead = read_all(settings, settings.dlq_topic)
+    reasons = [dict(r.headers)["reason"].decode() for r in dead]
+    assert service.stats.scored + len(dead) == total  # none lost
+    assert service.stats.scored == len(good)
+    expected = list(BAD.values()) + [why for _, why in bad_values] + ["NaN", "oversized"]
+    for why in expected:
+        assert any(why in r for r in reasons), f"no dead letter says {why!r}: {reasons}"
+    assert all(dict(r.headers)["source.topic"].decode() == settings.readings_topic for r in dead)
+
+
+def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) -> None:
+    settings = fresh(service_settings)
+    env = {
+        **os.environ,
+        "SENSORWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SENSORWATCH_READINGS_TOPIC": settings.readings_topic,
+        "SENSORWATCH_ANOMALIES_TOPIC": settings.anomalies_topic,
+        "SENSORWATCH_DLQ_TOPIC": settings.dlq_topic,
+        "SENSORWATCH_GROUP_ID": settings.group_id,
+        "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri,
+        "SENSORWATCH_SESSION_TIMEOUT_MS": "6000",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "assigned partitions" in line:
+                break
+        assert any("assigned partitions" in x for x in lines), "".join(lines)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert "stopped: 0 records" in out
