@@ -7,6 +7,7 @@ Batches are padded to a few fixed sizes so the compiler traces a handful of shap
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import keras
@@ -47,12 +48,15 @@ def _backend_compile(fn):
     if backend == "torch":
         import torch
 
-        def no_grad(x):
+        def no_grad(*args):
             with torch.no_grad():
-                return fn(x)
+                return fn(*args)
 
         return no_grad
     return fn
+
+
+_COMPILED: weakref.WeakKeyDictionary[keras.Model, dict[str, Callable]] = weakref.WeakKeyDictionary()
 
 
 def compile_forward(
@@ -62,7 +66,18 @@ def compile_forward(
     consts = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (mean, std, scale)]
     if reduce not in ("mean", "max"):
         raise ValueError(f"score reduce must be 'mean' or 'max', not {reduce!r}")
-    compiled = _backend_compile(lambda x: _errors(model, *consts, x, reduce))
+    per_model = _COMPILED.setdefault(model, {})
+    if reduce not in per_model:
+        # Scaler and error scale are arguments, not constants, so a model scored with another
+        # calibration (or retrained in place) reuses the compiled function instead of compiling again.
+        # A weak reference: the cache must not keep a replaced model alive.
+        ref = weakref.ref(model)
+        per_model[reduce] = _backend_compile(lambda x, m, s, e: _errors(ref(), m, s, e, x, reduce))
+    fn = per_model[reduce]
+
+    def compiled(x):
+        return fn(x, *consts)
+
     channels = len(mean)
 
     def forward(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.exceptions import TyperException
 
 from pipeline.settings import Settings
 
@@ -70,7 +72,7 @@ def broker(
 def simulate(
     assets: Annotated[int, typer.Option(min=1, help="Simulated assets.")] = 8,
     readings: Annotated[int, typer.Option(min=1, help="Readings per asset.")] = 2000,
-    faults: Annotated[float, typer.Option(min=0, help="Injected faults per asset.")] = 2,
+    faults: Annotated[int, typer.Option(min=0, help="Injected faults per asset.")] = 2,
     rate: Annotated[float | None, typer.Option(min=0.001, help="Readings per second (default: as fast as possible).")] = None,
     seed: Annotated[int | None, typer.Option(help="Simulator seed.")] = None,
     labels: Annotated[Path | None, typer.Option(help="Write the injected faults to this CSV.")] = None,
@@ -84,12 +86,15 @@ def simulate(
     from pipeline.simulator import Simulator
 
     _logging(verbose)
-    settings = settings_from(bootstrap_servers=bootstrap_servers, seed=seed)
-    sim = Simulator(assets=assets, seed=settings.seed)
-    frame, injected = sim.with_faults(readings, faults_per_asset=faults)
+    settings = _need_servers(settings_from(bootstrap_servers=bootstrap_servers, seed=seed))
+    sim = Simulator(assets=assets, seed=settings.seed, start_ms=int(time.time() * 1000) - readings * 1000)
+    try:
+        frame, injected = sim.with_faults(readings, faults_per_asset=faults)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     if labels:
         pd.DataFrame([f.__dict__ for f in injected]).to_csv(labels, index=False)
-    sent = produce_frame(_need_servers(settings), frame, rate, progress=True)
+    sent = produce_frame(settings, frame, rate, progress=True)
     typer.echo(f"sent {sent} readings of {assets} assets with {len(injected)} injected faults to {settings.readings_topic}")
 
 
@@ -200,12 +205,17 @@ def main() -> None:
 
     known += (BrokerError, SendError)
     try:
-        app()
+        status = app(standalone_mode=False)
+    except TyperException as exc:  # a bad option or argument: what is wrong, on one line
+        message = " ".join(exc.format_message().split())
+        typer.secho(f"error: {message} (see --help)", err=True, fg="red")
+        sys.exit(exc.exit_code)
     except known as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
 
     # Decisions
     threshold_method: str = Field(
-        "reference", description="Threshold method (see `sensorwatch thresholds`)."
+        "reference", description="Threshold method: reference, zscore, spot or dynamic (see models/thresholds.py)."
     )
     threshold_params: dict[str, float] = Field(
         default_factory=dict, description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.999}).'

@@ -1,7 +1,8 @@
 """Per-asset sliding windows in event-time order.
 
 Each asset has a small re-order buffer (readings wait until the asset's newest event time is
-``grace_ms`` past them, so readings that arrive a little out of order are put back in order) and
+``grace_ms`` past them, so readings that arrive up to ``grace_ms`` out of order are put back in
+order; one that arrives older than that is late) and
 a ring buffer of its last ``window`` released readings. Every ``stride`` released readings, once
 the ring is full, a window is emitted. What cannot be placed is returned, not logged: readings
 older than the last released one are ``late``, readings whose time was already seen are
@@ -93,9 +94,7 @@ class Windower:
             st = self._assets.get(r.asset_id)
             if st is None:
                 st = self._assets[r.asset_id] = _Asset(self.window, len(self.channels))
-            if (st.last_ts is not None and r.ts_ms <= st.last_ts) or r.ts_ms in st.pending_ts:
-                is_dup = r.ts_ms in st.pending_ts or r.ts_ms == st.last_ts or self._in_ring(st, r.ts_ms)
-                (out.batch.duplicates if is_dup else out.batch.late).append(r)
+            if st.newest_ts is not None and r.ts_ms <= st.newest_ts and self._misplaced(st, r, out.batch):
                 continue
             row = np.fromiter((r.values[c] for c in self.channels), np.float32, len(self.channels))
             self._seq += 1
@@ -114,6 +113,16 @@ class Windower:
             if st.pending:
                 self._release(asset_id, st, max(ts for ts, _, _ in st.pending), out)
         return out.finish()
+
+    def _misplaced(self, st: _Asset, r: Reading, batch: WindowBatch) -> bool:
+        """Whether a reading not newer than the asset's newest is a duplicate or late (and so set aside)."""
+        if r.ts_ms in st.pending_ts or r.ts_ms == st.last_ts or self._in_ring(st, r.ts_ms):
+            batch.duplicates.append(r)
+        elif r.ts_ms < st.newest_ts - self.grace_ms or (st.last_ts is not None and r.ts_ms < st.last_ts):
+            batch.late.append(r)
+        else:
+            return False
+        return True
 
     def _in_ring(self, st: _Asset, ts: int) -> bool:
         n = min(st.filled, self.window)

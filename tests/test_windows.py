@@ -88,3 +88,11 @@ def test_every_reading_is_accounted_for() -> None:
 def test_bad_window_rejected() -> None:
     with pytest.raises(ValueError):
         Windower(["a"], window=1)
+
+
+def test_late_is_judged_against_the_newest_reading_seen() -> None:
+    w = Windower(["a", "b"], window=2, grace_ms=3)
+    out = w.add([r(10), r(8), r(6), r(11)])  # 8 is within grace of 10, 6 is not
+    assert [x.ts_ms for x in out.late] == [6]
+    assert out.released == 1 and ends(out) == []  # 8 is out; 10 and 11 wait for their grace
+    assert ends(w.flush()) == [10, 11]

@@ -1,0 +1,50 @@
+"""The command line: bad options and unreadable files give one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("simulate", "--assets", "0"), "--assets"),
+        (("train", "--window", "1"), "window: Input should be greater than or equal to 2"),
+        (("replay", "nosuch.csv", "-b", "127.0.0.1:9"), "nosuch.csv: no such file"),
+        (("replay",), "Missing argument"),
+        (("nosuchcommand",), "No such command"),
+        (("simulate",), "no Kafka to talk to"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_path: Path) -> None:
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert says in lines[0]
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_unreadable_csv_names_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("datetime;a;b\n2020-01-01 00:00:00;1;x\n")
+    done = cli("replay", str(bad), "-b", "127.0.0.1:9", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {bad}: column 'b' is not numeric"
+
+
+def test_help_lists_the_jobs() -> None:
+    done = cli("--help")
+    assert done.returncode == 0
+    for command in ("broker", "simulate", "replay", "train", "serve", "demo"):
+        assert command in done.stdout

@@ -1,0 +1,62 @@
+"""Training → MLflow run → registered version → alias → loaded detector, on a real SQLite store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from models.registry import alias_version, load_detector, set_alias
+from models.training import TrainConfig, fit_detector, make_windows
+from pipeline.simulator import CHANNELS, Simulator
+
+pytestmark = pytest.mark.integration
+
+
+def test_run_holds_params_losses_model_and_artifacts(champion) -> None:
+    client = MlflowClient(champion.store.tracking_uri)
+    run = client.get_run(champion.version.run_id)
+    assert run.data.params["window"] == "30" and run.data.params["source"] == "simulator"
+    losses = client.get_metric_history(run.info.run_id, "loss")
+    assert len(losses) == int(run.data.metrics["epochs_trained"]) >= 1
+    assert [m.step for m in losses] == list(range(len(losses)))
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"detector.json", "loss.png"} <= names
+    version = client.get_model_version(champion.store.model_name, champion.version.version)
+    assert version.run_id == run.info.run_id
+
+
+def test_champion_alias_loads_the_same_detector(champion) -> None:
+    assert alias_version(champion.store, "champion") == champion.version.version
+    detector = load_detector(champion.store, "champion")
+    assert detector.spec == champion.detector_spec
+    frame = Simulator(assets=1, seed=5).normal(80)
+    windows = make_windows(frame[CHANNELS].to_numpy(np.float32), 30)
+    scores, errors = detector.score(windows)
+    assert scores.shape == (len(windows),) and errors.shape == (len(windows), len(CHANNELS))
+    assert np.isfinite(scores).all()
+
+
+def test_missing_alias_is_a_clear_error(champion) -> None:
+    with pytest.raises(LookupError, match="no model version .* has alias 'nobody'"):
+        load_detector(champion.store, "nobody")
+
+
+def test_alias_moves_by_hand(champion) -> None:
+    set_alias(champion.store, champion.version.version, "candidate")
+    assert alias_version(champion.store, "candidate") == champion.version.version
+
+
+def test_training_learns_normal_data() -> None:
+    """A trained model reconstructs normal windows far better than an untrained one would."""
+    frame = Simulator(assets=2, seed=9).normal(900)
+    series = [g[CHANNELS].to_numpy(np.float32) for _, g in frame.groupby("asset_id")]
+    trained = fit_detector(series, CHANNELS, TrainConfig(epochs=8, progress=False))
+    losses = trained.history["loss"]
+    assert losses[-1] < losses[0] / 2
+    assert trained.spec.threshold["method"] == "reference" and trained.spec.threshold["value"] > 0
+
+
+def test_too_little_data_is_refused() -> None:
+    with pytest.raises(ValueError, match="too little data"):
+        fit_detector([np.zeros((10, 5), np.float32)], CHANNELS, TrainConfig(progress=False))
