@@ -27,7 +27,7 @@ def _bucket(n: int) -> int:
 
 def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     """Scaled reconstruction error per window and channel, and the window score (their mean or max)."""
-    z = (x - mean) / std
+    z = (keras.ops.convert_to_tensor(x) - mean) / std  # numpy in, on eager backends (PyTorch)
     recon = model(z, training=False)
     err = keras.ops.mean(keras.ops.square(recon - z), axis=1) / scale
     # "max": one channel far off is enough, however quiet the others are.

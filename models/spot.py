@@ -42,19 +42,30 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
     # Grimshaw: for x = gamma / sigma the likelihood is a function of x alone.
     lo = -1.0 / ymax
     hi = 2.0 * (mean - ymin) / max(ymin, 1e-12 * ymax) ** 2
-    xs = np.concatenate([lo * (1 - np.geomspace(1e-4, 1.0, 60)[::-1]) + 1e-12, np.geomspace(1e-8 / ymax, max(hi, 1e-6 / ymax), 60)])
+    negative = lo * (1 - np.geomspace(1e-4, 1.0, 60))
+    positive = np.geomspace(1e-8 / ymax, max(hi, 1e-6 / ymax), 60)
+    coarse = np.sort(np.concatenate([negative[negative < 0], positive]))
+    xs, lik, gammas = _profile(y, coarse)
+    best = int(np.argmax(lik))
+    # A finer grid between the best point's neighbours.
+    xs, lik, gammas = _profile(y, np.linspace(coarse[max(best - 1, 0)], coarse[min(best + 1, len(coarse) - 1)], 80))
+    best = int(np.argmax(lik))
+    exp_lik = -len(y) * np.log(mean) - len(y)  # gamma = 0: the exponential distribution
+    if exp_lik >= lik[best]:
+        return 0.0, float(mean)
+    return float(gammas[best]), float(gammas[best] / xs[best])
+
+
+def _profile(y: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Profile log-likelihood of the GPD at each ``x = gamma / sigma``, and the matching gammas."""
+    xs = xs[xs != 0]
     logs = np.log1p(np.outer(xs, y))
     gammas = logs.mean(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         lik = -len(y) * np.log(gammas / xs) - len(y) * (1 + gammas)
     # Below gamma = -1/2 the likelihood grows without bound towards the largest excess (the
     # maximum-likelihood estimator is not regular there), so those candidates are left out.
-    lik = np.where(np.isfinite(lik) & (gammas >= -0.5), lik, -np.inf)
-    best = int(np.argmax(lik))
-    exp_lik = -len(y) * np.log(mean) - len(y)  # gamma = 0: the exponential distribution
-    if exp_lik >= lik[best]:
-        return 0.0, float(mean)
-    return float(gammas[best]), float(gammas[best] / xs[best])
+    return xs, np.where(np.isfinite(lik) & (gammas >= -0.5), lik, -np.inf), gammas
 
 
 def gpd_quantile(t: float, gamma: float, sigma: float, q: float, n: int, n_peaks: int) -> float:

@@ -142,8 +142,14 @@ def detect_file(path: str | Path, train_rows: int, config: DetectConfig | Settin
     """Causally score one CSV file (SKAB format or plain CSV with a time column).
 
     Label columns are ignored. Returns one row per input row after the training part, with
-    ``datetime``, ``score`` (the window score, NaN where no window ends at the row) and ``anomaly`` (0/1).
+    ``datetime``, ``score`` (the window score, NaN where no window ends at the row) and ``anomaly``
+    (0/1). Without a config, the configuration chosen on SKAB's tuning half is used
+    (``pipeline.skab.CHOSEN``); ``Settings`` give the settings' own recipe.
     """
-    if config is None or isinstance(config, Settings):
-        config = DetectConfig.from_settings(config or Settings())
+    if config is None:
+        from pipeline.skab import CHOSEN
+
+        config = DetectConfig().with_(**{**CHOSEN, "reuse_model": False})
+    elif isinstance(config, Settings):
+        config = DetectConfig.from_settings(config)
     return detect_frame(read_sensor_csv(path), train_rows, config)

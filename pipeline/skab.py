@@ -45,18 +45,18 @@ CHOSEN: dict[str, Any] = {
     "score": "max",
     "threshold_on": "all",
     "threshold": "reference",
-    "threshold_params": {"factor": 2.0},
-    "min_windows": 1,
+    "threshold_params": {"factor": 2.5, "smooth": 5},
+    "min_windows": 10,
     "merge_windows": 10,
-    "suppress_windows": 0,
+    "suppress_windows": 30,
     "progress": False,
     "reuse_model": True,
 }
 METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "reference": {"factor": 2.0},
-    "zscore": {"k": 3.0, "smooth": 5},
-    "spot": {"q": 1e-4, "depth": 30},
-    "dynamic": {"history": 800},
+    "reference": {"factor": 2.5, "smooth": 5},
+    "zscore": {"k": 5.0},
+    "spot": {"q": 1e-4},
+    "dynamic": {"history": 800, "smooth": 5},
 }
 
 # Published SKAB figures (outlier detection: F1, FAR %, MAR %; changepoints: NAB standard).

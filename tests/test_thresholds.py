@@ -1,0 +1,118 @@
+"""Threshold methods and alarm rules: fitted levels, streaming behaviour, round trips."""
+
+import numpy as np
+import pytest
+
+from models.dynamic import DynamicThreshold, choose_epsilon
+from models.spot import SpotThreshold, fit_gpd, gpd_quantile
+from models.thresholds import (
+    METHODS,
+    AlarmRules,
+    ReferenceThreshold,
+    ZScoreThreshold,
+    ewma,
+    make_threshold,
+    threshold_from_dict,
+)
+
+RNG = np.random.default_rng(11)
+NORMAL = np.exp(RNG.normal(0.0, 0.3, 1000))  # positive, skewed: like reconstruction errors
+
+
+def test_every_method_is_registered_and_round_trips() -> None:
+    assert set(METHODS) == {"reference", "zscore", "spot", "dynamic"}
+    for method in METHODS:
+        fitted = make_threshold(method).fit(NORMAL)
+        copy = threshold_from_dict(fitted.to_dict())
+        assert copy.level() == pytest.approx(fitted.level())
+        stream = np.r_[NORMAL[:50], 20.0, 20.0, 20.0]
+        assert [fitted.update(s) for s in stream] == [copy.update(s) for s in stream]
+
+
+def test_unknown_method_and_unfitted_use_fail() -> None:
+    with pytest.raises(ValueError, match="unknown threshold method"):
+        make_threshold("nope")
+    for method in METHODS:
+        with pytest.raises(RuntimeError):
+            make_threshold(method).level()
+    with pytest.raises(ValueError):
+        ReferenceThreshold().fit(np.array([]))
+
+
+def test_reference_is_a_quantile_times_a_margin() -> None:
+    t = ReferenceThreshold(quantile=0.5, factor=2.0).fit(np.array([1.0, 2.0, 3.0]))
+    assert t.level() == 4.0
+    assert (t.update(3.9), t.update(4.1)) == (False, True)
+
+
+def test_smoothing_ignores_a_single_spike_but_not_a_shift() -> None:
+    assert ewma(np.array([0.0, 3.0, 3.0]), 2).tolist() == pytest.approx([0.0, 2.0, 8 / 3])
+    t = ReferenceThreshold(quantile=1.0, factor=1.5, smooth=9).fit(np.ones(100))  # level 1.5
+    assert not any(t.update(s) for s in [1.0, 1.0, 3.0, 1.0, 1.0])
+    assert any(t.update(3.0) for _ in range(5))
+
+
+def test_zscore_reads_in_robust_standard_deviations_of_log_scores() -> None:
+    t = ZScoreThreshold(k=3.0).fit(NORMAL)
+    assert t.z(float(np.median(NORMAL))) == pytest.approx(0.0, abs=1e-3)
+    assert t.scale == pytest.approx(0.3, rel=0.1)
+    assert t.level() == pytest.approx(np.exp(t.center + 3.0 * t.scale))
+    assert t.update(np.exp(0.5)) is False and t.update(np.exp(1.2)) is True
+
+
+def test_gpd_fit_recovers_shape_and_scale() -> None:
+    lomax = RNG.pareto(4.0, 20_000)  # GPD with shape 1/4, scale 1/4
+    gamma, sigma = fit_gpd(lomax)
+    assert gamma == pytest.approx(0.25, abs=0.05) and sigma == pytest.approx(0.25, rel=0.1)
+    # Exponential excesses: the level exceeded with probability q is t - sigma · ln(q n / N_t).
+    assert gpd_quantile(1.0, 0.0, 2.0, 1e-3, 1000, 10) == pytest.approx(1.0 - 2.0 * np.log(0.1))
+
+
+def test_spot_places_its_level_at_the_risk_q() -> None:
+    t = SpotThreshold(q=1e-3).fit(RNG.exponential(1.0, 20_000))
+    assert t.level() == pytest.approx(-np.log(1e-3), rel=0.1)  # the exact 1e-3 quantile is 6.9
+
+
+def test_spot_learns_from_normal_peaks_only() -> None:
+    t = SpotThreshold(q=1e-3).fit(RNG.exponential(1.0, 2000))
+    peaks = len(t.peaks)
+    assert t.update(100.0) is True and len(t.peaks) == peaks  # anomalies leave the model alone
+    assert t.update(t.t + 0.1) is False and len(t.peaks) == peaks + 1
+
+
+def test_dspot_follows_a_slow_drift_that_spot_flags() -> None:
+    train = 1.0 + RNG.normal(0, 0.05, 500)
+    drift = 1.0 + np.linspace(0, 2, 1000) + RNG.normal(0, 0.05, 1000)
+    spot, dspot = SpotThreshold(q=1e-3).fit(train), SpotThreshold(q=1e-3, depth=20).fit(train)
+    assert sum(spot.update(s) for s in drift) > 500
+    assert sum(dspot.update(s) for s in drift) < 20
+    assert dspot.update(drift[-1] + 5.0) is True
+
+
+def test_dynamic_epsilon_separates_a_clear_outlier_run() -> None:
+    scores = np.r_[np.ones(100), 5.0, 5.0, np.ones(100)] + np.tile([0.0, 0.1], 101)
+    eps = choose_epsilon(scores, np.arange(2.0, 10.5, 0.5))
+    assert 1.1 < eps < 5.0
+
+
+def test_dynamic_flags_a_jump_and_prunes_weak_runs() -> None:
+    t = DynamicThreshold(history=300, prune=0.13).fit(1.0 + RNG.normal(0, 0.05, 300))
+    assert not any(t.update(s) for s in 1.0 + RNG.normal(0, 0.05, 50))
+    assert any(t.update(3.0) for _ in range(3))
+    # A run barely above eps, not 13 % above the highest normal score, is pruned.
+    weak = DynamicThreshold(history=300, prune=0.5).fit(1.0 + RNG.normal(0, 0.05, 300))
+    assert not any(weak.update(weak.max_normal * 1.2) for _ in range(3))
+
+
+def test_alarm_rules_min_merge_and_suppress() -> None:
+    state = AlarmRules(min_windows=2, merge_windows=1, suppress_windows=2).new_state()
+    steps = [state.step(bool(a)) for a in (1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1)]
+    assert steps == [False, True, True, True, True, False, False, False, False, False, True]
+    state = AlarmRules(min_windows=3, merge_windows=0).new_state()
+    opened = []
+    for a in (1, 1, 1, 1, 0, 1, 1, 1):
+        state.step(bool(a))
+        opened.append(state.opened)
+    assert opened == [False, False, True, False, False, False, False, True]
+    with pytest.raises(ValueError):
+        AlarmRules(min_windows=0)
