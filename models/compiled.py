@@ -25,13 +25,21 @@ def _bucket(n: int) -> int:
     return BUCKETS[-1]
 
 
+REDUCES = ("mean", "max", "mean+level", "max+level")
+import os
+_LW = float(os.environ.get("SW_LEVEL_W", "1"))
+
+
 def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
-    """Scaled reconstruction error per window and channel, and the window score (their mean or max)."""
+    """Scaled error per window and channel, and the window score (their mean or max)."""
     z = (keras.ops.convert_to_tensor(x) - mean) / std  # numpy in, on eager backends (PyTorch)
     recon = model(z, training=False)
-    err = keras.ops.mean(keras.ops.square(recon - z), axis=1) / scale
+    err = keras.ops.mean(keras.ops.square(recon - z), axis=1)
+    if reduce.endswith("+level"):
+        err = err + _LW * keras.ops.square(keras.ops.mean(z, axis=1))
+    err = err / scale
     # "max": one channel far off is enough, however quiet the others are.
-    score = keras.ops.max(err, axis=1) if reduce == "max" else keras.ops.mean(err, axis=1)
+    score = keras.ops.max(err, axis=1) if reduce.startswith("max") else keras.ops.mean(err, axis=1)
     return score, err
 
 
@@ -64,8 +72,8 @@ def compile_forward(
 ) -> Forward:
     """``forward(windows) -> (scores, channel_errors)`` for raw windows (batch, W, C)."""
     consts = [keras.ops.convert_to_tensor(np.asarray(a, np.float32)) for a in (mean, std, scale)]
-    if reduce not in ("mean", "max"):
-        raise ValueError(f"score reduce must be 'mean' or 'max', not {reduce!r}")
+    if reduce not in REDUCES:
+        raise ValueError(f"score reduce must be one of {', '.join(REDUCES)}, not {reduce!r}")
     per_model = _COMPILED.setdefault(model, {})
     if reduce not in per_model:
         # Scaler and error scale are arguments, not constants, so a model scored with another

@@ -182,7 +182,7 @@ def _calibrate(model, channels, mean, std, x_train, x_val, config, autocorr) -> 
     """Per-channel error scale from training windows, threshold from validation (or all) scores."""
     zeros, ones = np.zeros_like(mean), np.ones_like(std)
     # x_* are already scaled, so the forward pass gets an identity scaler here.
-    _, err_train = compile_forward(model, zeros, ones, np.ones_like(mean))(x_train)
+    _, err_train = compile_forward(model, zeros, ones, np.ones_like(mean), config.score)(x_train)
     error_scale = np.maximum(err_train.mean(axis=0), 1e-6)
     if config.error_scale == "autocorr":
         error_scale = error_scale * (1 + autocorr) / (1 - autocorr)

@@ -189,6 +189,48 @@ def demo(
     run_demo(settings_from(), assets=assets, readings=readings)
 
 
+@app.command()
+def detect(
+    file: Annotated[Path, typer.Argument(help="CSV file: SKAB `;` format or plain CSV with a time column.")],
+    out: Annotated[Path, typer.Option(help="Where to write `datetime, score, anomaly` for the rows after training.")],
+    train_rows: Annotated[int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")] = 400,
+    threshold: Annotated[str | None, typer.Option(help="Threshold method (default: the benchmark-chosen one).")] = None,
+) -> None:
+    """Score one CSV causally through the service's own path (each decision uses only earlier rows)."""
+    from pipeline.detect import DetectConfig, detect_file
+    from pipeline.skab import CHOSEN, METHOD_PARAMS
+
+    _logging(False)
+    overrides = {**CHOSEN, "reuse_model": False, "progress": True}
+    if threshold:
+        if threshold not in METHOD_PARAMS:
+            raise UserError(f"threshold: unknown method {threshold!r}; choose from {', '.join(METHOD_PARAMS)}")
+        overrides.update(threshold=threshold, threshold_params=METHOD_PARAMS[threshold])
+    result = detect_file(file, train_rows, DetectConfig().with_(**overrides))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(out, index=False)
+    typer.echo(f"wrote {len(result)} rows to {out}: {int(result['anomaly'].sum())} flagged anomalous")
+
+
+@evaluate_app.command("skab")
+def evaluate_skab_command(
+    out: Annotated[Path, typer.Option(help="Folder for the predictions (same relative paths as the data).")],
+    data: Annotated[Path | None, typer.Option(help="SKAB data folder (default: the skab_dir setting).")] = None,
+    methods: Annotated[str | None, typer.Option(help="Threshold methods to compare, comma-separated (default: the chosen one).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Processes scoring files side by side.")] = 2,
+) -> None:
+    """The SKAB protocol on every file: F1, FAR, MAR and NAB beside the published leaderboard."""
+    from pipeline.skab import METHOD_PARAMS, evaluate_skab, format_report
+
+    _logging(False)
+    chosen = [m.strip() for m in methods.split(",")] if methods else None
+    unknown = [m for m in chosen or [] if m not in METHOD_PARAMS]
+    if unknown:
+        raise UserError(f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}")
+    report = evaluate_skab(data or settings_from().skab_dir, out, methods=chosen, workers=workers)
+    typer.echo(format_report(report))
+
+
 def _need_servers(settings: Settings) -> Settings:
     if not settings.bootstrap_servers:
         raise UserError("no Kafka to talk to: pass --bootstrap-servers or set SENSORWATCH_BOOTSTRAP_SERVERS (`sensorwatch broker` starts one)")
