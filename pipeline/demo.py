@@ -27,7 +27,13 @@ from schemas.records import AnomalyEvent
 TRAIN_READINGS = 16_000  # normal readings per asset for training: a few hours, many load changes
 # What the demo trains with unless the environment says otherwise: every 10th window of the
 # history (neighbouring windows teach little), and a threshold at the top of the normal scores.
-DEMO_DEFAULTS = {"train_stride": 10, "epochs": 12, "threshold_params": {"quantile": 0.999, "factor": 1.0}}
+DEMO_DEFAULTS = {
+    "train_stride": 10,
+    "epochs": 12,
+    "score": "max",
+    "threshold_params": {"quantile": 0.999, "factor": 1.0},
+}
+DAY_MS = 86_400_000
 
 
 def _ms(iso: str) -> int:
@@ -87,7 +93,10 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
     console = Console(highlight=False, soft_wrap=True)
     settings = demo_settings(settings)
     wall = time.perf_counter()
-    sim_start = int(time.time() * 1000) - (TRAIN_READINGS + readings + 600) * 1000
+    # From midnight UTC, a day or more ago: all in the past (so no reading is "from the future"), and the
+    # simulator's daily cycle at the same phase on every run, so the demo's figures repeat.
+    days_back = 1 + (TRAIN_READINGS + readings) * 1000 // DAY_MS
+    sim_start = (int(time.time() * 1000) // DAY_MS - days_back) * DAY_MS
     sim = Simulator(assets=assets, seed=settings.seed, start_ms=sim_start)
     embedded = None if settings.bootstrap_servers else EmbeddedBroker(kafka.service_topics(settings), settings=settings)
     with embedded or contextlib.nullcontext():

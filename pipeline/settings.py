@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     threshold_params: dict[str, float] = Field(
         default_factory=dict, description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.999}).'
     )
+    score: Literal["mean", "max"] = Field(
+        "mean", description="How a window's per-channel errors make its score: their mean, or the largest."
+    )
     min_windows: int = Field(3, ge=1, description="Consecutive anomalous windows before an alarm opens.")
     merge_windows: int = Field(
         30, ge=0, description="Alarms closer than this many windows on an asset are merged into one."

@@ -26,6 +26,7 @@ def config_of(settings: Settings, progress: bool = True) -> TrainConfig:
         batch_size=settings.batch_size,
         threshold=settings.threshold_method,
         threshold_params=dict(settings.threshold_params),
+        score=settings.score,
         mixed_precision=settings.mixed_precision,
         seed=settings.seed,
         progress=progress,
