@@ -26,6 +26,7 @@ def consumer(settings: Settings, *topics: str, standalone: bool = False, **overr
         max_poll_records=settings.max_poll_records,
         max_poll_interval_ms=settings.max_poll_interval_ms,
         session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 3 - 100, 100),
         fetch_max_bytes=max(52_428_800, settings.max_message_bytes * settings.max_poll_records),
         **settings.kafka_security(),
     )

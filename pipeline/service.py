@@ -64,12 +64,14 @@ class _Forget(ConsumerRebalanceListener):
         self.service = service
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.service.assigned -= set(revoked)
         gone = {a for a, tp in self.service.asset_partition.items() if tp in set(revoked)}
         self.service.processor.forget(gone)
         for a in gone:
             del self.service.asset_partition[a]
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.service.assigned |= set(assigned)
         log.info("assigned partitions=%s", sorted(tp.partition for tp in assigned))
 
 
@@ -89,6 +91,7 @@ class Service:
         self.metrics.model_version.set(float(detector.version) if detector.version.isdigit() else 0)
         self.stats = Stats()
         self.asset_partition: dict[str, TopicPartition] = {}
+        self.assigned: set[TopicPartition] = set()  # this replica's share of the readings topic
         self.producer = kafka.producer(settings)
         self.consumer = kafka.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Forget(self))

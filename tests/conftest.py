@@ -11,6 +11,7 @@ from pipeline.broker import EmbeddedBroker
 from pipeline.kafka import service_topics
 from models.registry import RegisteredVersion, Store
 from models.spec import DetectorSpec
+from models.training import TrainedDetector
 from pipeline.settings import Settings
 
 
@@ -39,6 +40,7 @@ class Champion:
     store: Store
     version: RegisteredVersion
     detector_spec: DetectorSpec
+    trained: TrainedDetector
 
 
 @pytest.fixture(scope="session")
@@ -55,4 +57,4 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     frame = Simulator(assets=4, seed=3, start_ms=0).normal(1500)
     series = [g[CHANNELS].to_numpy("float32") for _, g in frame.groupby("asset_id", sort=True)]
     trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
-    return Champion(store_of(settings), version, trained.spec)
+    return Champion(store_of(settings), version, trained.spec, trained)

@@ -60,3 +60,21 @@ def test_training_learns_normal_data() -> None:
 def test_too_little_data_is_refused() -> None:
     with pytest.raises(ValueError, match="too little data"):
         fit_detector([np.zeros((10, 5), np.float32)], CHANNELS, TrainConfig(progress=False))
+
+
+def test_flagged_anomalies_are_reviewable_on_the_run(champion) -> None:
+    from pipeline.review import log_events
+    from schemas.records import AnomalyEvent
+
+    events = [
+        AnomalyEvent("pump-01", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:30.000Z", 9.5, 3.0,
+                     {"flow": 0.7, "current": 0.3}, champion.version.version, windows=4),
+    ]
+    log_events(champion.store, champion.version.run_id, events)
+    client = MlflowClient(champion.store.tracking_uri)
+    assert "anomalies.json" in {a.path for a in client.list_artifacts(champion.version.run_id)}
+    path = client.download_artifacts(champion.version.run_id, "anomalies.json")
+    import json
+
+    table = json.load(open(path))
+    assert "share_flow" in table["columns"] and len(table["data"]) == 1

@@ -174,3 +174,46 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
         proc.kill()
     assert proc.returncode == 0, out
     assert "stopped: 0 records" in out
+
+
+def test_replicas_in_one_group_share_the_partitions(service_settings, champion) -> None:
+    """Two scorers in one consumer group split the readings: each is scored once, none lost."""
+    settings = fresh(service_settings)
+    replicas = [Service(settings, load_detector(champion.store, "champion")) for _ in range(2)]
+    stop = threading.Event()
+    runners = [threading.Thread(target=r.run, args=(stop,)) for r in replicas]
+    for t in runners:
+        t.start()
+    deadline = time.monotonic() + 60
+    while not all(r.assigned for r in replicas) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    shares = [set(r.assigned) for r in replicas]
+    sim = Simulator(assets=6, seed=4, start_ms=int(time.time() * 1000) - 3_600_000)
+    sent = produce_frame(settings, sim.normal(300), progress=False)
+    deadline = time.monotonic() + 90
+    while sum(r.stats.records for r in replicas) < sent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    for t in runners:
+        t.join(timeout=60)
+    assert all(shares) and not shares[0] & shares[1]  # the partitions are split between them
+    assert sum(r.stats.scored for r in replicas) == sent  # each reading scored once, none lost
+    assert all(r.stats.scored for r in replicas)  # and both did their share
+
+
+def test_a_new_champion_is_picked_up_without_restart(service_settings, champion) -> None:
+    from models.registry import log_training, set_alias
+
+    settings = fresh(service_settings).model_copy(update={"reload_interval_s": 0.01})
+    service = Service(settings, load_detector(champion.store, "champion"), champion.store)
+    try:
+        newer = log_training(champion.trained, champion.store, {"source": "retrain"})
+        assert service.processor.detector.version == champion.version.version
+        set_alias(champion.store, newer.version, "champion")
+        time.sleep(0.05)
+        service._maybe_reload()
+        assert service.processor.detector.version == newer.version
+    finally:
+        set_alias(champion.store, champion.version.version, "champion")
+        service.consumer.close()
+        service.producer.close()
