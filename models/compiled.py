@@ -25,9 +25,8 @@ def _bucket(n: int) -> int:
     return BUCKETS[-1]
 
 
+# Score modes: channel errors averaged or maxed; "+level" adds the window's level to each channel's error.
 REDUCES = ("mean", "max", "mean+level", "max+level")
-import os
-_LW = float(os.environ.get("SW_LEVEL_W", "1"))
 
 
 def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
@@ -36,7 +35,12 @@ def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     recon = model(z, training=False)
     err = keras.ops.mean(keras.ops.square(recon - z), axis=1)
     if reduce.endswith("+level"):
-        err = err + _LW * keras.ops.square(keras.ops.mean(z, axis=1))
+        # An autoencoder learns to reconstruct a level shift, so a window that sits steadily away
+        # from the training data can score low. The squared distance of the window's mean from
+        # the training mean catches it; times the window length, each term is in units of its own
+        # variance for independent readings (1 for a reading, 1/W for a mean of W).
+        window = keras.ops.shape(z)[1]
+        err = err + window * keras.ops.square(keras.ops.mean(z, axis=1))
     err = err / scale
     # "max": one channel far off is enough, however quiet the others are.
     score = keras.ops.max(err, axis=1) if reduce.startswith("max") else keras.ops.mean(err, axis=1)

@@ -24,7 +24,7 @@ class DetectorSpec:
     std: list[float]
     error_scale: list[float]
     threshold: dict[str, Any] = field(default_factory=dict)
-    score: str = "mean"  # how channel errors make the window score: "mean" or "max"
+    score: str = "mean"  # how channel errors make the window score: models.compiled.REDUCES
 
     def __post_init__(self) -> None:
         n = len(self.channels)

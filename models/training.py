@@ -40,7 +40,9 @@ class TrainConfig:
     # A slow channel (r near 1) has few effectively independent readings in a short training
     # span, so the span shows little of its normal range: its errors are trusted less.
     error_scale: str = "train"
-    score: str = "mean"  # window score from channel errors: "mean" or "max"
+    # Window score from channel errors: "mean" or "max"; "mean+level"/"max+level" add to each
+    # channel's error how far the window's mean sits from the training mean (models.compiled).
+    score: str = "mean"
     threshold_on: str = "validation"  # scores the threshold is fitted on: "validation" or "all" windows
     # Train in a model kept from an earlier call with the same architecture (weights and optimizer
     # reset to the seeded start), which saves building and tracing the training step again: many

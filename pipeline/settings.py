@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     threshold_params: dict[str, float] = Field(
         default_factory=dict, description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.999}).'
     )
-    score: Literal["mean", "max"] = Field(
-        "mean", description="How a window's per-channel errors make its score: their mean, or the largest."
+    score: Literal["mean", "max", "mean+level", "max+level"] = Field(
+        "mean",
+        description="How a window's per-channel errors make its score: their mean or the largest; "
+        "+level adds how far the window's mean sits from the training data.",
     )
     min_windows: int = Field(3, ge=1, description="Consecutive anomalous windows before an alarm opens.")
     merge_windows: int = Field(
