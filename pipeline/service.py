@@ -11,7 +11,6 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, TopicPartition
@@ -83,9 +82,8 @@ class Service:
         settings: Settings,
         detector: Detector,
         store: Store | None = None,
-        on_batch: Callable[[Stats], None] | None = None,
     ) -> None:
-        self.settings, self.store, self.on_batch = settings, store, on_batch
+        self.settings, self.store = settings, store
         self.processor = make_processor(settings, detector.warm_up())
         self.metrics = ServiceMetrics()
         self.metrics.model_version.set(float(detector.version) if detector.version.isdigit() else 0)
@@ -97,19 +95,15 @@ class Service:
         self.consumer.subscribe([settings.readings_topic], listener=_Forget(self))
         self._checked_at = time.monotonic()
 
-    def run(self, stop: threading.Event, idle_exit_s: float | None = None) -> Stats:
-        """Process batches until ``stop`` is set (or nothing arrives for ``idle_exit_s``)."""
+    def run(self, stop: threading.Event) -> Stats:
+        """Process batches until ``stop`` is set; an exception stops it without committing."""
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port)
-        last_data = time.monotonic()
         try:
             while not stop.is_set():
                 polled = self.consumer.poll(self.settings.poll_timeout_ms, self.settings.max_poll_records)
                 if polled:
                     self.checkpoint(polled)
-                    last_data = time.monotonic()
-                elif idle_exit_s is not None and time.monotonic() - last_data > idle_exit_s:
-                    break
                 self._maybe_reload()
             self.checkpoint({})  # score what waits for its grace period, then commit
         finally:
@@ -159,8 +153,6 @@ class Service:
         elapsed = time.perf_counter() - start
         self.metrics.batch_seconds.observe(elapsed)
         self.stats.busy_s += elapsed
-        if self.on_batch:
-            self.on_batch(self.stats)
 
     def _late_reason(self, kind: str, r: Reading) -> str:
         what = "event time already seen" if kind == "duplicate" else "older than the asset's window allows"
