@@ -1,5 +1,1 @@
 """The streaming side of sensorwatch: Kafka in and out, windows, the service loop, the CLI."""
-
-import logging
-
-log = logging.getLogger("sensorwatch.pipeline")
