@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
 from rich.console import Console
 
 from models.registry import load_detector
@@ -19,7 +18,7 @@ from pipeline.replay import produce_frame
 from pipeline.review import log_events
 from pipeline.service import Service
 from pipeline.settings import Settings
-from pipeline.simulator import CHANNELS, Fault, Simulator
+from pipeline.simulator import CHANNELS, Fault, Simulator, series_by_asset
 from pipeline.train import store_of, train_and_register
 from schemas.events import decode_event
 from schemas.records import AnomalyEvent
@@ -46,21 +45,18 @@ class Match:
 
     detected: set[int]
     false_alarms: list[AnomalyEvent]
-    matched: dict[int, int]  # event index → fault index
 
     @classmethod
     def of(cls, events: list[AnomalyEvent], faults: list[Fault], tolerance_ms: int) -> Match:
         detected: set[int] = set()
-        matched: dict[int, int] = {}
         false_alarms = []
-        for i, e in enumerate(events):
+        for e in events:
             hit = _fault_of(e, faults, tolerance_ms)
             if hit is None:
                 false_alarms.append(e)
             else:
                 detected.add(hit)
-                matched[i] = hit
-        return cls(detected, false_alarms, matched)
+        return cls(detected, false_alarms)
 
 
 def _fault_of(e: AnomalyEvent, faults: list[Fault], tolerance_ms: int) -> int | None:
@@ -109,7 +105,7 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         console.print(f"[bold]1/4[/] {where} on {servers}; MLflow store {settings.tracking_uri}")
 
         normal = sim.normal(TRAIN_READINGS)
-        series = [g[CHANNELS].to_numpy(np.float32) for _, g in normal.groupby("asset_id", sort=True)]
+        series = series_by_asset(normal)
         console.print(f"[bold]2/4[/] training on {len(normal)} normal readings of {assets} simulated pumps")
         t0 = time.perf_counter()
         trained, version = train_and_register(settings, series, list(CHANNELS), f"simulator:{assets}x{TRAIN_READINGS}", promote=True)
@@ -154,23 +150,24 @@ def _watch(console, settings, service, sent, stop, runner, faults) -> list[Anoma
     tolerance = settings.window * 1000
     events: list[AnomalyEvent] = []
     reader = kafka.consumer(settings, settings.anomalies_topic, standalone=True)
+
+    def read(timeout_ms: int) -> None:
+        for records in reader.poll(timeout_ms).values():
+            for rec in records:
+                events.append(decode_event(rec.value))
+                _show(console, events[-1], faults, tolerance)
+
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline:
-            for records in reader.poll(300).values():
-                for rec in records:
-                    events.append(decode_event(rec.value))
-                    _show(console, events[-1], faults, tolerance)
+            read(300)
             done = service.stats.records >= sent
             if done and not stop.is_set():
                 stop.set()
             if stop.is_set() and not runner.is_alive():
                 break
         runner.join(timeout=30)
-        for records in reader.poll(1000).values():  # events of the final flush
-            for rec in records:
-                events.append(decode_event(rec.value))
-                _show(console, events[-1], faults, tolerance)
+        read(1000)  # events of the final flush
     finally:
         reader.close()
     return events

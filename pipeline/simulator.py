@@ -279,6 +279,11 @@ def labels(frame: pd.DataFrame, faults: Sequence[Fault]) -> np.ndarray:
     return out
 
 
+def series_by_asset(frame: pd.DataFrame) -> list[np.ndarray]:
+    """Each asset's channel values (rows × CHANNELS, float32), assets in sorted order: training input."""
+    return [g[CHANNELS].to_numpy(np.float32) for _, g in frame.groupby("asset_id", sort=True)]
+
+
 def readings(frame: pd.DataFrame) -> Iterator[Reading]:
     """The rows of a frame (``asset_id``, ``ts_ms`` and channel columns) as readings, in row order.
 

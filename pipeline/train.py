@@ -35,10 +35,9 @@ def config_of(settings: Settings, progress: bool = True) -> TrainConfig:
 
 def simulator_series(settings: Settings, assets: int, readings: int) -> tuple[list[np.ndarray], list[str]]:
     """Normal readings of each simulated asset, one series per asset."""
-    from pipeline.simulator import CHANNELS, Simulator
+    from pipeline.simulator import CHANNELS, Simulator, series_by_asset
 
-    frame = Simulator(assets=assets, seed=settings.seed).normal(readings)
-    return [g[CHANNELS].to_numpy(np.float32) for _, g in frame.groupby("asset_id", sort=True)], list(CHANNELS)
+    return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(CHANNELS)
 
 
 def csv_series(paths: Sequence[Path], rows: int | None = None) -> tuple[list[np.ndarray], list[str]]:

@@ -47,7 +47,7 @@ class Champion:
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """A small model trained on simulated normal data, logged to a real MLflow store (SQLite),
     registered and promoted to ``champion``: what the service tests load."""
-    from pipeline.simulator import CHANNELS, Simulator
+    from pipeline.simulator import CHANNELS, Simulator, series_by_asset
     from pipeline.train import store_of, train_and_register
 
     root = tmp_path_factory.mktemp("mlflow")
@@ -55,6 +55,6 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
         tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"), epochs=6, seed=3
     )
     frame = Simulator(assets=4, seed=3, start_ms=0).normal(1500)
-    series = [g[CHANNELS].to_numpy("float32") for _, g in frame.groupby("asset_id", sort=True)]
+    series = series_by_asset(frame)
     trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
     return Champion(store_of(settings), version, trained.spec, trained)

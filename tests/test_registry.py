@@ -8,7 +8,7 @@ from mlflow import MlflowClient
 
 from models.registry import alias_version, load_detector, set_alias
 from models.training import TrainConfig, fit_detector, make_windows
-from pipeline.simulator import CHANNELS, Simulator
+from pipeline.simulator import CHANNELS, Simulator, series_by_asset
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_alias_moves_by_hand(champion) -> None:
 def test_training_learns_normal_data() -> None:
     """A trained model reconstructs normal windows far better than an untrained one would."""
     frame = Simulator(assets=2, seed=9).normal(900)
-    series = [g[CHANNELS].to_numpy(np.float32) for _, g in frame.groupby("asset_id")]
+    series = series_by_asset(frame)
     trained = fit_detector(series, CHANNELS, TrainConfig(epochs=8, progress=False))
     losses = trained.history["loss"]
     assert losses[-1] < losses[0] / 2
