@@ -8,6 +8,26 @@ normal windows, and after it closes no new one opens for ``suppress_windows`` wi
 >>> state = AlarmRules(min_windows=2, merge_windows=1, suppress_windows=2).new_state()
 >>> [state.step(a) for a in (1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1)]
 [False, True, True, True, True, False, False, False, False, False, True]
+
+A fault often leaves the process away from its training baseline for a while after it has gone
+(a pump's temperature drifts back over minutes). Two optional rules, both on the smoothed score
+the threshold saw, let an alarm clear when the fault is over rather than when every channel is
+back to its training level:
+
+- ``clear_ratio``: while an alarm is open, its *level* follows the score (an exponentially
+  weighted mean over ``clear_span`` windows, started at the score that opened it); a window whose
+  score falls below ``clear_ratio`` × that level counts as normal, even above the threshold;
+- ``rearm_ratio``: after an alarm clears, a new one needs scores above ``rearm_ratio`` × the
+  level it cleared at, besides the threshold; that bar halves every ``rearm_half_life`` windows.
+
+>>> rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=1000, rearm_ratio=0.5)
+>>> state = rules.new_state()
+>>> [state.step(True, s) for s in (10.0, 10.0, 4.0, 4.0, 6.0)]
+[True, True, False, False, True]
+
+Every window is above the threshold here. The alarm opens at 10 (with so long a span its level
+stays near 10), clears when the score falls to 4, below half its level, and the aftermath at 4
+does not re-open it (the bar is about 5, half the level it cleared at); a new rise to 6 does.
 """
 
 from __future__ import annotations
@@ -19,24 +39,34 @@ from dataclasses import dataclass
 class AlarmRules:
     """Window decisions → alarms: open after ``min_windows`` anomalous windows in a row; windows
     within ``merge_windows`` of the last anomalous one belong to the same alarm; after an alarm
-    closes, ``suppress_windows`` windows pass before another may open."""
+    closes, ``suppress_windows`` windows pass before another may open. ``clear_ratio`` and
+    ``rearm_ratio`` (0 = off) compare scores with the alarm's own level (see the module)."""
 
     min_windows: int = 3
     merge_windows: int = 30
     suppress_windows: int = 0
+    clear_ratio: float = 0.0
+    clear_span: int = 30
+    rearm_ratio: float = 0.0
+    rearm_half_life: int = 300
 
     def __post_init__(self) -> None:
         if self.min_windows < 1 or self.merge_windows < 0 or self.suppress_windows < 0:
             raise ValueError("min_windows must be at least 1, merge and suppress windows at least 0")
+        if not 0.0 <= self.clear_ratio < 1.0 or self.rearm_ratio < 0.0:
+            raise ValueError("clear_ratio must be in [0, 1) and rearm_ratio at least 0")
+        if self.clear_span < 1 or self.rearm_half_life < 0:
+            raise ValueError("clear_span must be at least 1 and rearm_half_life at least 0 (0: the bar never falls)")
 
     def new_state(self) -> AlarmState:
         return AlarmState(self)
 
 
 class AlarmState:
-    """One asset's alarm: ``step`` takes a window decision and says whether an alarm is active."""
+    """One asset's alarm: ``step`` takes a window decision (and its smoothed score) and says whether
+    an alarm is active."""
 
-    __slots__ = ("rules", "run", "since_last", "active", "opened", "quiet")
+    __slots__ = ("rules", "run", "since_last", "active", "opened", "quiet", "level", "bar", "_alpha", "_decay")
 
     def __init__(self, rules: AlarmRules) -> None:
         self.rules = rules
@@ -45,22 +75,36 @@ class AlarmState:
         self.active = False
         self.opened = False  # whether the last step opened a new alarm
         self.quiet = 0  # windows left during which no new alarm may open
+        self.level = 0.0  # the open alarm's level: a running mean of its scores
+        self.bar = 0.0  # what a score must exceed to count towards a new alarm, after one cleared
+        self._alpha = 2.0 / (rules.clear_span + 1)
+        self._decay = 0.5 ** (1.0 / rules.rearm_half_life) if rules.rearm_half_life else 1.0
 
-    def step(self, anomalous: bool) -> bool:
+    def step(self, anomalous: bool, score: float = 0.0) -> bool:
+        rules = self.rules
         self.opened = False
         suppressed = self.quiet > 0
         if suppressed:
             self.quiet -= 1
+        self.bar *= self._decay
+        if self.active:
+            self.level += self._alpha * (score - self.level)
+            if score < rules.clear_ratio * self.level:
+                anomalous = False  # far below the alarm's own level: the fault is over
+        elif self.bar > 0.0 and score <= self.bar:
+            anomalous = False  # no higher than what the last alarm left behind
         if anomalous:
             self.run += 1
             self.since_last = 0
-            if not self.active and not suppressed and self.run >= self.rules.min_windows:
+            if not self.active and not suppressed and self.run >= rules.min_windows:
                 self.active = self.opened = True
+                self.level = score
         else:
             self.run = 0
             if self.active:
                 self.since_last += 1
-                if self.since_last > self.rules.merge_windows:
+                if self.since_last > rules.merge_windows:
                     self.active = False
-                    self.quiet = self.rules.suppress_windows
+                    self.quiet = rules.suppress_windows
+                    self.bar = rules.rearm_ratio * self.level
         return self.active

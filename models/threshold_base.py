@@ -35,6 +35,7 @@ class Threshold:
     def __init__(self, smooth: int = 1) -> None:
         self.smooth = int(smooth)
         self._acc: float | None = None
+        self.last = 0.0  # the smoothed value of the last score ``update`` classified
 
     def fit(self, scores: np.ndarray) -> Threshold:
         """Fit on scores of normal data, in time order (smoothing runs over them)."""
@@ -60,7 +61,8 @@ class Threshold:
 
     def update(self, score: float) -> bool:
         """Classify one score (True = anomalous) and adapt, for methods that adapt."""
-        return self._decide(self.smoothed(score))
+        self.last = self.smoothed(score)
+        return self._decide(self.last)
 
     def _decide(self, value: float) -> bool:
         return bool(value > self.level())

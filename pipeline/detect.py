@@ -24,7 +24,7 @@ from models.training import TrainConfig, TrainedDetector, fit_detector
 from pipeline.csvsource import SensorFrame, SourceError, read_sensor_csv
 from pipeline.processor import Processor
 from pipeline.settings import Settings
-from pipeline.train import config_of
+from pipeline.train import config_of, rules_of
 from pipeline.windows import Windower
 from schemas.records import Reading
 
@@ -45,8 +45,7 @@ class DetectConfig:
     def from_settings(cls, settings: Settings, **overrides: Any) -> DetectConfig:
         """The configuration the settings describe; ``overrides`` name ``TrainConfig`` or
         ``AlarmRules`` fields (``threshold_params`` included) or ``max_gap_ms``."""
-        rules = AlarmRules(min_windows=settings.min_windows, merge_windows=settings.merge_windows)
-        return cls(config_of(settings, progress=False), rules, int(settings.max_gap_s * 1000)).with_(**overrides)
+        return cls(config_of(settings, progress=False), rules_of(settings), int(settings.max_gap_s * 1000)).with_(**overrides)
 
     def with_(self, **overrides: Any) -> DetectConfig:
         """A copy with some fields of the training config, the alarm rules or the gap changed."""

@@ -90,7 +90,7 @@ class Processor:
             track = self._track(asset_id)
             levels[i] = track.threshold.level()
             anomalous[i] = track.threshold.update(float(scores[i]))
-            alarm[i] = track.alarm.step(bool(anomalous[i]))
+            alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last)
             self._follow_run(track, batch, i, float(scores[i]), errors[i], bool(anomalous[i]))
             if track.alarm.opened:
                 out.events.append(self._event(asset_id, track, int(batch.end_ms[i]), levels[i]))

@@ -19,11 +19,11 @@ from kafka.structs import OffsetAndMetadata
 
 from models.detector import Detector
 from models.registry import Store, alias_version, load_detector
-from models.thresholds import AlarmRules
 from pipeline import kafka
 from pipeline.metrics import ServiceMetrics
 from pipeline.processor import Processor
 from pipeline.settings import Settings
+from pipeline.train import rules_of
 from pipeline.windows import Windower
 from schemas.events import encode_event
 from schemas.readings import parse_reading
@@ -53,7 +53,7 @@ def make_processor(settings: Settings, detector: Detector) -> Processor:
         grace_ms=int(settings.grace_s * 1000),
         max_gap_ms=int(settings.max_gap_s * 1000),
     )
-    return Processor(detector, windower, AlarmRules(settings.min_windows, settings.merge_windows))
+    return Processor(detector, windower, rules_of(settings))
 
 
 class _Forget(ConsumerRebalanceListener):

@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     merge_windows: int = Field(
         30, ge=0, description="Alarms closer than this many windows on an asset are merged into one."
     )
+    suppress_windows: int = Field(0, ge=0, description="Windows after an alarm closes before another may open.")
+    clear_ratio: float = Field(
+        0.0, ge=0, lt=1, description="An alarm clears once scores fall below this fraction of its own level (0: off)."
+    )
+    rearm_ratio: float = Field(
+        0.0, ge=0, description="After an alarm clears, new ones need scores above this fraction of its level (0: off)."
+    )
 
     # Service
     reload_interval_s: float = Field(

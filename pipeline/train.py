@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models.alarms import AlarmRules
 from models.registry import RegisteredVersion, Store, log_training
 from models.training import TrainConfig, TrainedDetector, fit_detector
 from pipeline.csvsource import SourceError, read_sensor_csv
@@ -30,6 +31,17 @@ def config_of(settings: Settings, progress: bool = True) -> TrainConfig:
         mixed_precision=settings.mixed_precision,
         seed=settings.seed,
         progress=progress,
+    )
+
+
+def rules_of(settings: Settings) -> AlarmRules:
+    """The alarm rules the settings describe."""
+    return AlarmRules(
+        min_windows=settings.min_windows,
+        merge_windows=settings.merge_windows,
+        suppress_windows=settings.suppress_windows,
+        clear_ratio=settings.clear_ratio,
+        rearm_ratio=settings.rearm_ratio,
     )
 
 

@@ -62,3 +62,15 @@ def test_assets_have_their_own_alarm() -> None:
 def test_model_must_fit_the_windows() -> None:
     with pytest.raises(ValueError):
         Processor(detector(1.0), Windower(["a", "b"], 4), AlarmRules())
+
+
+def test_alarm_rules_see_the_scores_the_threshold_saw() -> None:
+    # Every window is anomalous (threshold 0); the alarm opens on the first window and its level
+    # then follows the (unsmoothed) scores as an EWMA over clear_span windows.
+    rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=3)
+    p = Processor(detector(0.0), Windower(CHANNELS, 4), rules)
+    out = p.process(readings("x", 7))
+    level = float(out.scores[0])
+    for s in out.scores[1:]:
+        level += 0.5 * (float(s) - level)
+    assert p._tracks["x"].alarm.level == pytest.approx(level, rel=1e-6)

@@ -116,3 +116,49 @@ def test_alarm_rules_min_merge_and_suppress() -> None:
     assert opened == [False, False, True, False, False, False, False, True]
     with pytest.raises(ValueError):
         AlarmRules(min_windows=0)
+
+
+def test_alarm_clears_when_the_score_falls_far_below_its_level() -> None:
+    # Every window is above the threshold; only the score's fall from the alarm's level clears it.
+    # clear_span 3: level += 0.5 · (score − level). Scores 8, 8, 8 → level 8; 3 → level 5.5, and
+    # 3 < 0.6 · 5.5 = 3.3 counts as normal; merge_windows 1 keeps it open one window more; then
+    # 2 → level 3.75, and 2 < 0.6 · 3.75 = 2.25 is the second normal window in a row: it clears.
+    rules = AlarmRules(min_windows=1, merge_windows=1, clear_ratio=0.6, clear_span=3)
+    state = rules.new_state()
+    steps = [state.step(True, s) for s in (8.0, 8.0, 8.0, 3.0, 2.0)]
+    assert steps == [True, True, True, True, False]
+    assert state.level == pytest.approx(3.75)
+    # The level follows the score: a fall that is slow enough never clears the alarm.
+    slow = rules.new_state()
+    assert all(slow.step(True, s) for s in (8.0, 8.0, 8.0, 6.0, 4.5, 3.4, 2.6))
+    # Without the rule the same scores keep it open.
+    plain = AlarmRules(min_windows=1, merge_windows=1).new_state()
+    assert all(plain.step(True, s) for s in (8.0, 8.0, 8.0, 3.0, 2.0))
+
+
+def test_rearm_bar_holds_back_the_aftermath_and_decays() -> None:
+    # Cleared at level 10 (clear_span so long the level stays put): the bar is 0.5 · 10 = 5,
+    # halving every 2 windows. Scores of 3 stay below it until it has decayed under 3.
+    rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=10**6, rearm_ratio=0.5, rearm_half_life=2)
+    state = rules.new_state()
+    assert state.step(True, 10.0) and not state.step(True, 2.0)  # 2 < 0.5 · 10: cleared
+    bars, steps = [], []
+    for _ in range(3):
+        steps.append(state.step(True, 3.0))
+        bars.append(round(state.bar, 2))
+    # The bar starts at 5.0 (half of the level, 10.0) and is multiplied by 2**-0.5 every window.
+    assert bars == [3.54, 2.5, 1.77] and steps == [False, True, True]
+
+
+def test_rearm_bar_keeps_a_steady_aftermath_quiet() -> None:
+    rules = AlarmRules(min_windows=2, merge_windows=0, clear_ratio=0.3, clear_span=10**6, rearm_ratio=0.3, rearm_half_life=0)
+    state = rules.new_state()
+    alarm = [state.step(True, s) for s in [20.0] * 5 + [5.0] * 50]
+    assert alarm[:5] == [False, True, True, True, True] and not any(alarm[5:])
+    assert state.step(True, 7.0) is False and state.step(True, 7.0) is True  # a new rise opens after min_windows
+
+
+def test_alarm_rules_reject_bad_values() -> None:
+    for bad in ({"clear_ratio": 1.0}, {"clear_ratio": -0.1}, {"rearm_ratio": -1.0}, {"clear_span": 0}, {"rearm_half_life": -1}):
+        with pytest.raises(ValueError):
+            AlarmRules(**bad)
