@@ -81,6 +81,8 @@ class AlarmState:
         self._decay = 0.5 ** (1.0 / rules.rearm_half_life) if rules.rearm_half_life else 1.0
 
     def step(self, anomalous: bool, score: float = 0.0) -> bool:
+        """Advance by one window: its decision and the smoothed score behind it (the score only
+        matters when ``clear_ratio`` or ``rearm_ratio`` is on)."""
         rules = self.rules
         self.opened = False
         suppressed = self.quiet > 0

@@ -57,7 +57,7 @@ CHOSEN: dict[str, Any] = {
     "reuse_model": True,
 }
 METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "reference": {"factor": 2.0, "smooth": 1},
+    "reference": CHOSEN["threshold_params"],
     "zscore": {"k": 5.0},
     "spot": {"q": 1e-4},
     "dynamic": {"history": 800, "smooth": 5},
