@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipeline.settings import Settings
-from pipeline.skab import METHOD_PARAMS, evaluate_skab, format_report
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.jobs.skab import METHOD_PARAMS, evaluate_skab, format_report
 
 
 def main() -> None:

@@ -1,36 +1,7 @@
-"""The LSTM autoencoder, its training, batched scoring, thresholds and the MLflow registry.
+"""The LSTM autoencoder, its recipe and training, batched scoring, thresholds, alarm rules,
+detection metrics and the MLflow registry.
 
-Nothing here knows about Kafka: ``pipeline`` feeds windows in and decides what to publish.
+Nothing here knows about Kafka: ``sensorwatch.pipeline`` feeds windows in and decides what to
+publish. Importing this package (or the recipe, thresholds, alarms or metrics) loads no Keras:
+the modules that build, train or run a model import it through ``sensorwatch.models.backend``.
 """
-
-import os
-import sys
-
-
-def _import_keras_quietly() -> None:
-    """Import Keras (and TensorFlow, its default backend) with the C++ start-up chatter muted.
-
-    TensorFlow's native libraries write to file descriptor 2 before any Python logging setting
-    can reach them (CUDA probing on machines without a GPU, CPU feature notes), which would bury
-    the user's output; Python errors raised by the import still surface as exceptions.
-    """
-    if "keras" in sys.modules:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import keras
-
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-_import_keras_quietly()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import keras
+from sensorwatch.models.backend import keras
 
 
 def build_autoencoder(window: int, channels: int, units: int = 64, latent: int | None = None) -> keras.Model:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-import keras
+from sensorwatch.models.backend import keras
 import numpy as np
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]

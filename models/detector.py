@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import keras
+from sensorwatch.models.backend import keras
 import numpy as np
 
-from models.compiled import Forward, compile_forward
-from models.spec import DetectorSpec
-from models.thresholds import Threshold, threshold_from_dict
+from sensorwatch.models.compiled import Forward, compile_forward
+from sensorwatch.models.spec import DetectorSpec
+from sensorwatch.models.thresholds import Threshold, threshold_from_dict
 
 
 @dataclass

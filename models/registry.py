@@ -7,13 +7,15 @@ import io
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.detector import Detector
-from models.spec import DetectorSpec
-from models.training import TrainedDetector
+from sensorwatch.models.spec import DetectorSpec
+
+if TYPE_CHECKING:  # both load Keras: imported where a model is logged or loaded
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.training import TrainedDetector
 
 log = logging.getLogger("sensorwatch.models")
 
@@ -26,6 +28,10 @@ class Store:
     model_name: str = "sensorwatch-lstm-ae"
     experiment: str = "sensorwatch"
     artifact_root: str | None = None
+
+
+class NoChampionError(LookupError):
+    """No model version carries the alias asked for (nothing has been promoted yet)."""
 
 
 @dataclass(frozen=True)
@@ -79,19 +85,20 @@ def log_training(
     sample = np.zeros((2, trained.spec.window, len(trained.spec.channels)), np.float32)
     signature = infer_signature(sample, np.asarray(trained.model(sample)))
     with mlflow.start_run(experiment_id=_experiment(mlflow, store)) as run:
-        mlflow.log_params({**asdict(trained.config), **(params or {})})
+        mlflow.log_params({**trained.recipe.model_dump(), **asdict(trained.options), "interval_ms": trained.spec.interval_ms,
+                           "channels": ",".join(trained.spec.channels), **(params or {})})
         for key, values in trained.history.items():
             for step, value in enumerate(values):
                 mlflow.log_metric(key, value, step=step)
         mlflow.log_metric("epochs_trained", len(trained.history.get("loss", [])))
         mlflow.log_metric("threshold", float(trained.spec.threshold.get("value") or 0.0))
-        mlflow.log_dict(asdict(trained.spec), "detector.json")
+        mlflow.log_dict(trained.spec.to_dict(), "detector.json")
         mlflow.log_figure(_loss_figure(trained.history), "loss.png")
         info = mlflow.keras.log_model(
             trained.model,
             name="model",
             signature=signature,
-            metadata={"detector": asdict(trained.spec)},
+            metadata={"detector": trained.spec.to_dict()},
         )
         # MLflow prints its registration notes straight to stderr; they go to our log instead.
         with contextlib.redirect_stderr(io.StringIO()) as said:
@@ -113,15 +120,27 @@ def set_alias(store: Store, version: str, alias: str = "champion") -> None:
 
 
 def alias_version(store: Store, alias: str = "champion") -> str | None:
-    """The version ``alias`` points at, or None when there is none yet."""
+    """The version ``alias`` points at, or None when the model or the alias does not exist yet.
+
+    Any other failure (an unreachable server, a broken store) is raised: it is not "no alias".
+    """
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     _mlflow(store)
     try:
         return str(MlflowClient().get_model_version_by_alias(store.model_name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if _does_not_exist(exc):
+            return None
+        raise
+
+
+def _does_not_exist(exc: Exception) -> bool:
+    """Whether MLflow said the registered model or its alias does not exist (and nothing else)."""
+    code = getattr(exc, "error_code", "")
+    # MLflow reports a missing alias as an invalid parameter whose message says "not found".
+    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
 
 
 def load_detector(store: Store, alias: str = "champion") -> Detector:
@@ -129,10 +148,12 @@ def load_detector(store: Store, alias: str = "champion") -> Detector:
     mlflow = _mlflow(store)
     version = alias_version(store, alias)
     if version is None:
-        raise LookupError(
+        raise NoChampionError(
             f"no model version of {store.model_name!r} has alias {alias!r} in {store.tracking_uri}: "
             "train one with `sensorwatch train --promote`"
         )
+    from sensorwatch.models.detector import Detector
+
     uri = f"models:/{store.model_name}/{version}"
     spec = DetectorSpec.from_dict(mlflow.models.get_model_info(uri).metadata["detector"])
     model = mlflow.keras.load_model(uri)

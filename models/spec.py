@@ -1,4 +1,4 @@
-"""What a trained detector needs besides its weights: channels, window, scaler, error scale, threshold."""
+"""What a trained detector needs besides its weights: channels, recipe, cadence, scaler, error scale, threshold."""
 
 from __future__ import annotations
 
@@ -8,23 +8,30 @@ from typing import Any
 
 import numpy as np
 
+from sensorwatch.models.recipe import Cadence, Recipe
+
+# Versions trained before the cadence was learned were all trained on one reading a second.
+LEGACY_INTERVAL_MS = 1000
+
 
 @dataclass(frozen=True)
 class DetectorSpec:
     """Saved with every model version (MLflow model metadata and ``detector.json``).
 
-    ``mean``/``std`` scale raw channel values; ``error_scale`` divides each channel's
-    reconstruction error so that every channel weighs the same in the score; ``threshold`` is the
-    fitted threshold's own description (``models.thresholds.threshold_from_dict`` reads it).
+    ``recipe`` is the recipe the version was trained and evaluated with; ``interval_ms`` the
+    typical interval between readings of its training data. ``mean``/``std`` scale raw channel
+    values; ``error_scale`` divides each channel's reconstruction error so that every channel
+    weighs the same in the score; ``threshold`` is the fitted threshold's own description
+    (``sensorwatch.models.thresholds.threshold_from_dict`` reads it).
     """
 
     channels: list[str]
-    window: int
     mean: list[float]
     std: list[float]
     error_scale: list[float]
     threshold: dict[str, Any] = field(default_factory=dict)
-    score: str = "mean"  # how channel errors make the window score: models.compiled.REDUCES
+    recipe: Recipe = field(default_factory=Recipe)
+    interval_ms: int = LEGACY_INTERVAL_MS
 
     def __post_init__(self) -> None:
         n = len(self.channels)
@@ -34,6 +41,17 @@ class DetectorSpec:
         if len(set(self.channels)) != n:
             raise ValueError("channel names must be unique")
 
+    @property
+    def window(self) -> int:
+        return self.recipe.window
+
+    @property
+    def score(self) -> str:
+        return self.recipe.score
+
+    def cadence(self) -> Cadence:
+        return self.recipe.cadence(self.interval_ms)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """mean, std and error scale as float32 arrays."""
         return (
@@ -42,19 +60,27 @@ class DetectorSpec:
             np.asarray(self.error_scale, np.float32),
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "recipe": self.recipe.model_dump()}
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2)
+        return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorSpec:
+        """Read a spec back; versions saved before recipes travelled get their window and score
+        from the old fields, and the rest of the current default recipe."""
+        recipe = data.get("recipe")
+        if recipe is None:
+            recipe = {"window": int(data["window"]), "score": str(data.get("score", "mean"))}
         return cls(
             channels=list(data["channels"]),
-            window=int(data["window"]),
             mean=[float(v) for v in data["mean"]],
             std=[float(v) for v in data["std"]],
             error_scale=[float(v) for v in data["error_scale"]],
             threshold=dict(data.get("threshold", {})),
-            score=str(data.get("score", "mean")),
+            recipe=Recipe.model_validate(recipe),
+            interval_ms=int(data.get("interval_ms", LEGACY_INTERVAL_MS)),
         )
 
 

@@ -1,21 +1,26 @@
 """One settings object for the whole service: every field documents itself and its variable.
 
 Each field reads ``SENSORWATCH_<NAME>`` from the environment (or a ``.env`` file); CLI flags
-override them. Nothing else in the project reads ``os.environ``.
+override them. Nothing else in the project reads ``os.environ``. The detector recipe's fields
+(``sensorwatch.models.recipe.Recipe``) are settings too, declared once there: ``recipe()`` is the
+named preset with every recipe field that was set explicitly on top.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sensorwatch.models.presets import PRESETS, preset
+from sensorwatch.models.recipe import RECIPE_FIELDS, Recipe
 
 STATE_DIR = Path(".sensorwatch")
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, Recipe):
     """sensorwatch settings (environment prefix ``SENSORWATCH_``)."""
 
     model_config = SettingsConfigDict(
@@ -24,7 +29,7 @@ class Settings(BaseSettings):
 
     # Kafka
     bootstrap_servers: str = Field(
-        "", description="Kafka bootstrap servers, comma-separated; empty starts the embedded broker."
+        "", description="Kafka bootstrap servers, comma-separated (`sensorwatch broker` starts a local one)."
     )
     readings_topic: str = Field("sensor-readings", description="Topic the sensor readings arrive on.")
     anomalies_topic: str = Field("sensor-anomalies", description="Topic anomaly events are published to.")
@@ -49,49 +54,21 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         65_536, ge=256, description="Larger reading messages are dead-lettered as oversized."
     )
-
-    # Windows
-    window: int = Field(30, ge=2, description="Window length W in readings.")
-    stride: int = Field(1, ge=1, description="Stride S: a window is scored every S readings of an asset.")
-    max_gap_s: float = Field(
-        60.0, gt=0, description="A gap between readings longer than this resets the asset's buffer."
-    )
-    grace_s: float = Field(
-        5.0, ge=0, description="Out-of-order readings up to this much older than the newest are re-ordered."
-    )
     max_future_s: float = Field(
         300.0, gt=0, description="Readings stamped further than this ahead of the clock are rejected."
     )
 
-    # Decisions
-    threshold_method: str = Field(
-        "reference", description="Threshold method: reference, zscore, spot or dynamic (see models/thresholds.py)."
-    )
-    threshold_params: dict[str, float] = Field(
-        default_factory=dict, description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.999}).'
-    )
-    score: Literal["mean", "max", "mean+level", "max+level"] = Field(
-        "mean",
-        description="How a window's per-channel errors make its score: their mean or the largest; "
-        "+level adds how far the window's mean sits from the training data.",
-    )
-    min_windows: int = Field(3, ge=1, description="Consecutive anomalous windows before an alarm opens.")
-    merge_windows: int = Field(
-        30, ge=0, description="Alarms closer than this many windows on an asset are merged into one."
-    )
-    suppress_windows: int = Field(0, ge=0, description="Windows after an alarm closes before another may open.")
-    clear_ratio: float = Field(
-        0.0, ge=0, lt=1, description="An alarm clears once scores fall below this fraction of its own level (0: off)."
-    )
-    rearm_ratio: float = Field(
-        0.0, ge=0, description="After an alarm clears, new ones need scores above this fraction of its level (0: off)."
-    )
+    # Detector recipe: its fields are declared on Recipe; this picks the named starting point.
+    preset: str = Field("default", description=f"Named detector recipe to start from: {', '.join(PRESETS)}.")
 
     # Service
     reload_interval_s: float = Field(
         30.0, ge=0, description="How often the service checks whether the champion alias moved (0: never)."
     )
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus metrics endpoint (0: off).")
+    log_every_s: float = Field(
+        60.0, gt=0, description="Least time between two warnings of the same kind about the same asset."
+    )
 
     # Models and MLflow
     tracking_uri: str = Field(
@@ -103,10 +80,6 @@ class Settings(BaseSettings):
     experiment: str = Field("sensorwatch", description="MLflow experiment of the training runs.")
     model_name: str = Field("sensorwatch-lstm-ae", description="Registered model name.")
     model_alias: str = Field("champion", description="Alias the service loads and training promotes.")
-    epochs: int = Field(30, ge=1, description="Most training epochs (early stopping ends sooner).")
-    train_stride: int = Field(1, ge=1, description="Stride between training windows (thins long histories).")
-    batch_size: int = Field(64, ge=1, description="Training batch size.")
-    units: int = Field(64, ge=1, description="LSTM units of the encoder and the decoder.")
     mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
     seed: int = Field(7, description="Seed for the simulator and training.")
 
@@ -114,6 +87,22 @@ class Settings(BaseSettings):
     skab_dir: Path = Field(
         Path("../shared/datasets/skab"), description="The SKAB benchmark data (valve1/, valve2/, other/)."
     )
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, name: str) -> str:
+        preset(name)  # raises with the known names
+        return name
+
+    def recipe_overrides(self) -> dict[str, Any]:
+        """Recipe fields set on purpose (flags, environment, ``.env``), and a preset chosen explicitly."""
+        chosen = preset(self.preset).model_dump() if "preset" in self.model_fields_set else {}
+        return {**chosen, **{f: getattr(self, f) for f in sorted(self.model_fields_set & RECIPE_FIELDS)}}
+
+    def recipe(self) -> Recipe:
+        """The recipe to train with: the preset, with every recipe field set on purpose on top."""
+        explicit = {f: getattr(self, f) for f in self.model_fields_set & RECIPE_FIELDS}
+        return preset(self.preset).updated(**explicit)
 
     def kafka_security(self) -> dict[str, object]:
         """Security options in kafka-python's names, only those that are set."""

@@ -4,6 +4,6 @@ The JSON Schema files beside this module are the contract for other producers an
 ``schemas.readings`` checks the same rules on the hot path without a generic schema engine.
 """
 
-from schemas.records import AnomalyEvent, Reading, Rejected
+from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 
 __all__ = ["AnomalyEvent", "Reading", "Rejected"]

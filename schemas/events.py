@@ -19,8 +19,8 @@ from math import isfinite
 import orjson
 from jsonschema.exceptions import best_match
 
-from schemas.files import schema_validator
-from schemas.records import AnomalyEvent
+from sensorwatch.schemas.files import schema_validator
+from sensorwatch.schemas.records import AnomalyEvent
 
 
 def encode_event(event: AnomalyEvent) -> bytes:

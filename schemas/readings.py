@@ -21,7 +21,7 @@ from math import isfinite
 
 import orjson
 
-from schemas.records import Reading, Rejected, iso_ms
+from sensorwatch.schemas.records import Reading, Rejected, iso_ms
 
 FIELDS = ("asset_id", "ts", "values")
 MAX_ASSET_ID = 128

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker
-from pipeline.kafka import service_topics
-from models.registry import RegisteredVersion, Store
-from models.spec import DetectorSpec
-from models.training import TrainedDetector
-from pipeline.settings import Settings
+from sensorwatch.pipeline.dev.broker import EmbeddedBroker
+from sensorwatch.pipeline.kafka.clients import service_topics
+from sensorwatch.models.registry import RegisteredVersion, Store
+from sensorwatch.models.spec import DetectorSpec
+from sensorwatch.models.training import TrainedDetector
+from sensorwatch.pipeline.settings import Settings
 
 
 @pytest.fixture(scope="session")
@@ -43,18 +43,38 @@ class Champion:
     trained: TrainedDetector
 
 
+# The simulated plant the champion learns, and how much of it: the service tests continue it.
+PLANT = {"assets": 4, "seed": 3, "start_ms": 0}
+TRAIN_READINGS = 6000
+
+
+@pytest.fixture
+def plant_after_training():
+    """A simulator (and its twin) of the champion's plant, set at the end of its training data."""
+    from sensorwatch.pipeline.dev.simulator import Simulator
+
+    def make():
+        sims = Simulator(**PLANT), Simulator(**PLANT)
+        for sim in sims:
+            sim.normal(TRAIN_READINGS)
+        return sims
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
-    """A small model trained on simulated normal data, logged to a real MLflow store (SQLite),
-    registered and promoted to ``champion``: what the service tests load."""
-    from pipeline.simulator import CHANNELS, Simulator, series_by_asset
-    from pipeline.train import store_of, train_and_register
+    """A small model trained on simulated normal data with the ``plant`` preset, logged to a real
+    MLflow store (SQLite), registered and promoted to ``champion``: what the service tests load."""
+    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
+    from sensorwatch.pipeline.jobs.train import store_of, train_and_register
 
     root = tmp_path_factory.mktemp("mlflow")
     settings = Settings(
-        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"), epochs=6, seed=3
+        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"),
+        preset="plant", epochs=10, train_stride=5, seed=3,
     )
-    frame = Simulator(assets=4, seed=3, start_ms=0).normal(1500)
+    frame = Simulator(**PLANT).normal(TRAIN_READINGS)
     series = series_by_asset(frame)
     trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
     return Champion(store_of(settings), version, trained.spec, trained)

@@ -12,10 +12,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from pipeline import broker as broker_module
-from pipeline.broker import BrokerError, EmbeddedBroker, serve_broker
-from pipeline.kafka import consumer, ensure_topics, producer, service_topics
-from pipeline.settings import Settings
+from sensorwatch.pipeline.dev import broker as broker_module
+from sensorwatch.pipeline.dev.broker import BrokerError, EmbeddedBroker, serve_broker
+from sensorwatch.pipeline.kafka.clients import consumer, ensure_topics, producer, service_topics
+from sensorwatch.pipeline.settings import Settings
 
 # A group join on the embedded broker waits about half the session timeout: keep both short.
 GROUP = dict(session_timeout_ms=6000, max_poll_interval_ms=6000)

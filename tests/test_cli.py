@@ -11,7 +11,7 @@ import pytest
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd
     )
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.metrics import (
+from sensorwatch.models.metrics import (
     PROFILES,
     NabTally,
     PointCounts,

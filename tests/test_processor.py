@@ -3,24 +3,28 @@
 import numpy as np
 import pytest
 
-from models.autoencoder import build_autoencoder
-from models.detector import Detector
-from models.spec import DetectorSpec
-from models.thresholds import AlarmRules
-from pipeline.processor import Processor
-from pipeline.windows import Windower
-from schemas.records import Reading
+from sensorwatch.models.autoencoder import build_autoencoder
+from sensorwatch.models.detector import Detector
+from sensorwatch.models.spec import DetectorSpec
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.pipeline.stream.processor import Processor
+from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["a", "b", "c"]
+# Plain decisions: every window scored, an alarm after min_windows, no clearing rules, no grace.
+PLAIN = Recipe(window=4, score="mean", min_windows=2, merge_windows=5, suppress_windows=0,
+               clear_ratio=0.0, rearm_ratio=0.0, grace_intervals=0)
 
 
-def detector(threshold: float) -> Detector:
-    spec = DetectorSpec(CHANNELS, 4, [0.0] * 3, [1.0] * 3, [1.0] * 3, {"method": "reference", "value": threshold})
-    return Detector(build_autoencoder(4, 3, units=8), spec, version="3")
+def detector(threshold: float, recipe: Recipe = PLAIN, channels: list[str] = CHANNELS) -> Detector:
+    n = len(channels)
+    spec = DetectorSpec(channels, [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": threshold},
+                        recipe=recipe, interval_ms=1)
+    return Detector(build_autoencoder(recipe.window, n, units=8), spec, version="3")
 
 
 def processor(threshold: float, min_windows: int = 2) -> Processor:
-    return Processor(detector(threshold), Windower(CHANNELS, 4), AlarmRules(min_windows, merge_windows=5))
+    return Processor(detector(threshold), {"min_windows": min_windows})
 
 
 def readings(asset: str, n: int, scale: float = 1.0) -> list[Reading]:
@@ -59,16 +63,38 @@ def test_assets_have_their_own_alarm() -> None:
     assert [e.asset_id for e in out.events] == ["y"]
 
 
-def test_model_must_fit_the_windows() -> None:
-    with pytest.raises(ValueError):
-        Processor(detector(1.0), Windower(["a", "b"], 4), AlarmRules())
+def test_a_trained_model_takes_decision_overrides_only() -> None:
+    p = Processor(detector(1.0), {"stride": 2, "max_gap_s": 0.5})
+    assert p.recipe.stride == 2 and p.windower.stride == 2 and p.windower.max_gap_ms == 500
+    with pytest.raises(ValueError, match="window cannot change without training again"):
+        Processor(detector(1.0), {"window": 8})
+
+
+def test_the_version_recipe_decides_and_travels_with_a_swap() -> None:
+    p = Processor(detector(0.0, PLAIN.updated(min_windows=1)))
+    assert len(p.process(readings("x", 5)).events) == 1  # min_windows 1: the first window alarms
+    newer = detector(0.0, PLAIN.updated(min_windows=4, stride=2))
+    newer.version = "4"
+    p.swap_detector(newer)
+    assert p.rules.min_windows == 4 and p.windower.stride == 2
+    out = p.process([Reading("y", t, {"a": 1.0, "b": 0.0, "c": 0.0}) for t in range(12)])
+    assert out.alarm.tolist() == [False, False, False, True, True]  # windows at 3, 5, 7, 9, 11
+    assert [e.model_version for e in out.events] == ["4"]
+
+
+def test_a_swap_to_another_window_restarts_the_buffers() -> None:
+    p = Processor(detector(1e9))
+    p.process(readings("x", 3))
+    p.swap_detector(detector(1e9, PLAIN.updated(window=6)))
+    assert p.windower.window == 6
+    assert len(p.process(readings("x", 9)[3:]).windows) == 1  # 6 new readings: one window
 
 
 def test_alarm_rules_see_the_scores_the_threshold_saw() -> None:
     # Every window is anomalous (threshold 0); the alarm opens on the first window and its level
     # then follows the (unsmoothed) scores as an EWMA over clear_span windows.
-    rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=3)
-    p = Processor(detector(0.0), Windower(CHANNELS, 4), rules)
+    rules = {"min_windows": 1, "merge_windows": 0, "clear_ratio": 0.5, "clear_span": 3}
+    p = Processor(detector(0.0), rules)
     out = p.process(readings("x", 7))
     level = float(out.scores[0])
     for s in out.scores[1:]:

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from models.registry import alias_version, load_detector, set_alias
-from models.training import TrainConfig, fit_detector, make_windows
-from pipeline.simulator import CHANNELS, Simulator, series_by_asset
+from sensorwatch.models.registry import NoChampionError, alias_version, load_detector, set_alias
+from sensorwatch.models.cadence import TimeSeries, TrainingDataError
+from sensorwatch.models.presets import PRESETS
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.training import TrainOptions, fit_detector, make_windows
+from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
 
 pytestmark = pytest.mark.integration
 
@@ -16,7 +19,9 @@ pytestmark = pytest.mark.integration
 def test_run_holds_params_losses_model_and_artifacts(champion) -> None:
     client = MlflowClient(champion.store.tracking_uri)
     run = client.get_run(champion.version.run_id)
-    assert run.data.params["window"] == "30" and run.data.params["source"] == "simulator"
+    plant = PRESETS["plant"]
+    assert run.data.params["window"] == str(plant.window) and run.data.params["source"] == "simulator"
+    assert run.data.params["interval_ms"] == "1000" and run.data.params["min_windows"] == str(plant.min_windows)
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == int(run.data.metrics["epochs_trained"]) >= 1
     assert [m.step for m in losses] == list(range(len(losses)))
@@ -31,14 +36,14 @@ def test_champion_alias_loads_the_same_detector(champion) -> None:
     detector = load_detector(champion.store, "champion")
     assert detector.spec == champion.detector_spec
     frame = Simulator(assets=1, seed=5).normal(80)
-    windows = make_windows(frame[CHANNELS].to_numpy(np.float32), 30)
+    windows = make_windows(frame[CHANNELS].to_numpy(np.float32), detector.spec.window)
     scores, errors = detector.score(windows)
     assert scores.shape == (len(windows),) and errors.shape == (len(windows), len(CHANNELS))
     assert np.isfinite(scores).all()
 
 
 def test_missing_alias_is_a_clear_error(champion) -> None:
-    with pytest.raises(LookupError, match="no model version .* has alias 'nobody'"):
+    with pytest.raises(NoChampionError, match="no model version .* has alias 'nobody'"):
         load_detector(champion.store, "nobody")
 
 
@@ -51,20 +56,20 @@ def test_training_learns_normal_data() -> None:
     """A trained model reconstructs normal windows far better than an untrained one would."""
     frame = Simulator(assets=2, seed=9).normal(900)
     series = series_by_asset(frame)
-    trained = fit_detector(series, CHANNELS, TrainConfig(epochs=8, progress=False))
+    trained = fit_detector(series, CHANNELS, Recipe(epochs=8), TrainOptions(progress=False))
     losses = trained.history["loss"]
     assert losses[-1] < losses[0] / 2
     assert trained.spec.threshold["method"] == "reference" and trained.spec.threshold["value"] > 0
 
 
 def test_too_little_data_is_refused() -> None:
-    with pytest.raises(ValueError, match="too little data"):
-        fit_detector([np.zeros((10, 5), np.float32)], CHANNELS, TrainConfig(progress=False))
+    with pytest.raises(TrainingDataError, match="too little data: no stretch of 20 readings"):
+        fit_detector([TimeSeries(np.arange(10) * 1000, np.zeros((10, 5), np.float32))], CHANNELS)
 
 
 def test_flagged_anomalies_are_reviewable_on_the_run(champion) -> None:
-    from pipeline.review import log_events
-    from schemas.records import AnomalyEvent
+    from sensorwatch.pipeline.jobs.review import log_events
+    from sensorwatch.schemas.records import AnomalyEvent
 
     events = [
         AnomalyEvent("pump-01", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:30.000Z", 9.5, 3.0,

@@ -10,10 +10,10 @@ import orjson
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.csvsource import SourceError
-from pipeline.replay import Pacer, SendError, asset_for, csv_readings, produce_frame, replay_csv, send_readings
-from pipeline.settings import Settings
-from pipeline.simulator import CHANNELS, Simulator, readings
+from sensorwatch.pipeline.data.csvfiles import SourceError
+from sensorwatch.pipeline.dev.replay import Pacer, SendError, asset_for, csv_readings, produce_frame, replay_csv, send_readings
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, readings
 
 SKAB = """datetime;Accelerometer1RMS;Pressure;Temperature;anomaly;changepoint
 2020-03-09 10:14:33;0.0265;0.054;89.5;0.0;0.0

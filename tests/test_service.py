@@ -9,75 +9,44 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 
 import orjson
 import pytest
 from kafka import TopicPartition
 
-from models.registry import load_detector
-from pipeline import kafka
-from pipeline.replay import produce_frame
-from pipeline.service import Service
-from pipeline.settings import Settings
-from pipeline.simulator import Simulator
-from schemas.events import decode_event
+from sensorwatch.models.registry import load_detector
+from sensorwatch.pipeline.kafka import clients as kafka
+from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.service.loop import Service
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.dev.simulator import Simulator
+from sensorwatch.schemas.events import decode_event
+
+from helpers import fresh, read_all, run_until
 
 pytestmark = pytest.mark.integration
 
 
-def fresh(settings: Settings) -> Settings:
-    """Topics and group of this test alone."""
-    tag = uuid.uuid4().hex[:8]
-    s = settings.model_copy(
-        update={
-            "readings_topic": f"readings-{tag}",
-            "anomalies_topic": f"anomalies-{tag}",
-            "dlq_topic": f"readings-{tag}.dlq",
-            "group_id": f"scorers-{tag}",
-        }
-    )
-    kafka.ensure_topics(s, kafka.service_topics(s), partitions=2)
-    return s
-
-
-def run_until(service: Service, total: int, timeout_s: float = 90) -> None:
-    """Run the service in a thread until it has polled ``total`` records, then stop it."""
-    stop = threading.Event()
-    runner = threading.Thread(target=service.run, args=(stop,))
-    runner.start()
-    deadline = time.monotonic() + timeout_s
-    while service.stats.records < total and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    runner.join(timeout=60)
-    assert not runner.is_alive()
-
-
-def read_all(settings: Settings, topic: str, timeout_s: float = 10) -> list:
-    reader = kafka.consumer(settings, topic, standalone=True, consumer_timeout_ms=int(timeout_s * 1000))
-    try:
-        return list(reader)
-    finally:
-        reader.close()
-
-
-def test_champion_flags_injected_faults_on_the_anomalies_topic(service_settings, champion) -> None:
+def test_champion_flags_injected_faults_on_the_anomalies_topic(service_settings, champion, plant_after_training) -> None:
     settings = fresh(service_settings)
-    sim = Simulator(assets=3, seed=11, start_ms=int(time.time() * 1000) - 3_600_000)
+    # The plant the champion learned, going on after its training data, with faults on two pumps;
+    # the other two stay healthy: their rows come from a twin simulator's fault-free run.
+    sim, twin = plant_after_training()
     frame, faults = sim.with_faults(1200, faults_per_asset=2, kinds=("level_shift", "broken_correlation"))
+    healthy = {"pump-03", "pump-04"}
+    frame = frame.where(~frame["asset_id"].isin(healthy), twin.normal(1200))
+    faults = [f for f in faults if f.asset_id not in healthy]
     sent = produce_frame(settings, frame, progress=False)
     detector = load_detector(champion.store, "champion")
     assert detector.version == champion.version.version
-    service = Service(settings, detector, champion.store)
+    service = Service.on_kafka(settings, detector, champion.store)
     run_until(service, sent)
 
     assert service.stats.scored == sent and service.stats.rejected == 0
     events = [decode_event(r.value) for r in read_all(settings, settings.anomalies_topic)]
-    assert events, "no anomaly was published"
     assert {e.model_version for e in events} == {champion.version.version}
-    faulty_assets = {f.asset_id for f in faults}
-    assert {e.asset_id for e in events} <= faulty_assets
+    assert {e.asset_id for e in events} == {f.asset_id for f in faults}  # every faulty pump alarms
+    assert not {e.asset_id for e in events} & healthy  # and no healthy one
     assert all(abs(sum(e.contributions.values()) - 1) < 1e-2 for e in events)
     # Everything polled was committed: the group's offsets are at the end of each partition.
     probe = kafka.consumer(settings)
@@ -130,7 +99,7 @@ def test_every_record_is_scored_or_dead_lettered(service_settings, champion) -> 
     total = len(good) + len(payloads)
 
     detector = load_detector(champion.store, "champion")
-    service = Service(settings.model_copy(update={"grace_s": 0.0}), detector)
+    service = Service.on_kafka(settings.model_copy(update={"grace_s": 0.0}), detector)
     run_until(service, total)
 
     dead = read_all(settings, settings.dlq_topic)
@@ -156,7 +125,7 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
         "SENSORWATCH_SESSION_TIMEOUT_MS": "6000",
     }
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "serve"], env=env, cwd=tmp_path,
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve"], env=env, cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -179,7 +148,7 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
 def test_replicas_in_one_group_share_the_partitions(service_settings, champion) -> None:
     """Two scorers in one consumer group split the readings: each is scored once, none lost."""
     settings = fresh(service_settings)
-    replicas = [Service(settings, load_detector(champion.store, "champion")) for _ in range(2)]
+    replicas = [Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)]
     stop = threading.Event()
     runners = [threading.Thread(target=r.run, args=(stop,)) for r in replicas]
     for t in runners:
@@ -202,18 +171,18 @@ def test_replicas_in_one_group_share_the_partitions(service_settings, champion) 
 
 
 def test_a_new_champion_is_picked_up_without_restart(service_settings, champion) -> None:
-    from models.registry import log_training, set_alias
+    from sensorwatch.models.registry import log_training, set_alias
 
     settings = fresh(service_settings).model_copy(update={"reload_interval_s": 0.01})
-    service = Service(settings, load_detector(champion.store, "champion"), champion.store)
+    service = Service.on_kafka(settings, load_detector(champion.store, "champion"), champion.store)
     try:
         newer = log_training(champion.trained, champion.store, {"source": "retrain"})
         assert service.processor.detector.version == champion.version.version
         set_alias(champion.store, newer.version, "champion")
         time.sleep(0.05)
-        service._maybe_reload()
+        assert service.reloader.maybe_swap(service.processor) == newer.version
         assert service.processor.detector.version == newer.version
     finally:
         set_alias(champion.store, champion.version.version, "champion")
-        service.consumer.close()
-        service.producer.close()
+        service.source.close()
+        service.checkpoint.close()

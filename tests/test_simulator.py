@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.simulator import (
+from sensorwatch.pipeline.dev.simulator import (
     CHANNELS,
     FAULT_GAP,
     FAULT_KINDS,
@@ -17,7 +17,7 @@ from pipeline.simulator import (
     labels,
     readings,
 )
-from schemas.readings import encode_reading, parse_reading
+from sensorwatch.schemas.readings import encode_reading, parse_reading
 
 
 def _asset(frame: pd.DataFrame, asset: str) -> pd.DataFrame:

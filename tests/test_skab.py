@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.metrics import changepoints, nab_scores, nab_tally, point_counts
-from pipeline.csvsource import read_sensor_csv
-from pipeline.detect import DetectConfig, detect_file
-from pipeline.settings import Settings
-from pipeline.skab import CHOSEN, TRAIN_ROWS, evaluate_skab, format_report, halves, skab_files
+from sensorwatch.models.metrics import changepoints, nab_scores, nab_tally, point_counts
+from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
+from sensorwatch.pipeline.jobs.detect import detect_file
+from sensorwatch.pipeline.jobs.skab import TRAIN_ROWS, evaluate_skab, format_report, halves, skab_files
+from sensorwatch.pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 FILES = ["other/1.csv", "valve1/0.csv", "valve1/9.csv", "valve2/1.csv"]
 
@@ -66,28 +68,7 @@ def test_detection_is_causal(skab_dir: Path, tmp_path: Path) -> None:
     full = skab_dir / "valve1/0.csv"
     cut = tmp_path / "cut.csv"
     cut.write_text("".join(full.read_text().splitlines(keepends=True)[: 1 + 700]))
-    config = DetectConfig().with_(**CHOSEN)
-    whole, part = detect_file(full, TRAIN_ROWS, config), detect_file(cut, TRAIN_ROWS, config)
+    whole, part = detect_file(full, TRAIN_ROWS), detect_file(cut, TRAIN_ROWS)
     assert len(part) == 300
     pd.testing.assert_frame_equal(whole.iloc[:300], part)
     assert np.isfinite(part["score"]).all()
-
-
-def test_level_score_sees_a_shift_an_autoencoder_reconstructs() -> None:
-    """A model that reconstructs anything perfectly scores a shifted window 0; "+level" does not."""
-    import keras
-
-    from models.compiled import compile_forward
-
-    window, channels = 10, 2
-    perfect = keras.Sequential([keras.Input((window, channels)), keras.layers.Identity()])
-    mean, std, scale = np.array([1.0, -1.0]), np.array([2.0, 0.5]), np.array([1.0, 4.0])
-    steady = np.broadcast_to(mean, (window, channels))
-    shifted = steady + np.array([2 * 2.0, 0.0])  # channel 0 two training std (2.0) up
-    windows = np.stack([steady, shifted]).astype(np.float32)
-    plain, _ = compile_forward(perfect, mean, std, scale, "max")(windows)
-    level, errors = compile_forward(perfect, mean, std, scale, "max+level")(windows)
-    np.testing.assert_allclose(plain, [0.0, 0.0], atol=1e-6)
-    # Window length times the squared shift in training standard deviations, over the error scale.
-    np.testing.assert_allclose(errors[1], [window * 2.0**2 / 1.0, 0.0], rtol=1e-5)
-    np.testing.assert_allclose(level, [0.0, window * 4.0], rtol=1e-5)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from models.dynamic import DynamicThreshold, choose_epsilon
-from models.spot import SpotThreshold, fit_gpd, gpd_quantile
-from models.thresholds import (
+from sensorwatch.models.alarms import AlarmRules
+from sensorwatch.models.thresholds.dynamic import DynamicThreshold, choose_epsilon
+from sensorwatch.models.thresholds.spot import SpotThreshold, fit_gpd, gpd_quantile
+from sensorwatch.models.thresholds import (
     METHODS,
-    AlarmRules,
     ReferenceThreshold,
     ZScoreThreshold,
     ewma,

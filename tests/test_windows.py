@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipeline.windows import Windower
-from schemas.records import Reading
+from sensorwatch.pipeline.stream.windows import Windower
+from sensorwatch.schemas.records import Reading
 
 
 def r(ts: int, asset: str = "p1") -> Reading:

@@ -1,0 +1,3 @@
+from sensorwatch.pipeline.cli.app import main
+
+main()

@@ -1,0 +1,52 @@
+"""The ``sensorwatch`` command line: one sub-command per job, flags override the settings.
+
+Importing it loads no Keras or TensorFlow: each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from typer.exceptions import TyperException
+
+from sensorwatch.models.cadence import TrainingDataError
+from sensorwatch.models.registry import NoChampionError
+from sensorwatch.pipeline.cli import dev, jobs
+from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="Streaming anomaly detection for sensor readings on Kafka, with models in MLflow.",
+)
+evaluate_app = typer.Typer(no_args_is_help=True, help="Detection quality on public benchmarks.")
+app.add_typer(evaluate_app, name="evaluate")
+
+for command in (dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect):
+    app.command()(command)
+evaluate_app.command("skab")(jobs.evaluate_skab)
+
+# Problems of input, settings or environment: one line on stderr and exit status 2.
+KNOWN = (UserError, SourceError, BrokerError, SendError, NoChampionError, TrainingDataError, FileNotFoundError, PermissionError)
+
+
+def main() -> None:
+    """Entry point: known problems become one line on stderr and exit status 2, never a traceback."""
+    try:
+        status = app(standalone_mode=False)
+    except TyperException as exc:  # a bad option or argument: what is wrong, on one line
+        message = " ".join(exc.format_message().split())
+        typer.secho(f"error: {message} (see --help)", err=True, fg="red")
+        sys.exit(exc.exit_code)
+    except KNOWN as exc:
+        typer.secho(f"error: {exc}", err=True, fg="red")
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
+        sys.exit(130)
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

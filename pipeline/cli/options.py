@@ -1,0 +1,122 @@
+"""What the commands share: settings from flags, common options, and the recipe options.
+
+``recipe_options`` gives a command one option per field of the detector recipe (and ``--preset``),
+generated from ``Recipe`` itself, so ``train``, ``serve``, ``detect`` and ``evaluate`` accept the
+same options with the same help, and a new recipe field needs no CLI change.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import types
+import typing
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from sensorwatch.models.presets import PRESETS
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.pipeline.errors import UserError
+from sensorwatch.pipeline.settings import Settings
+
+Servers = Annotated[
+    str | None,
+    typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (default: SENSORWATCH_BOOTSTRAP_SERVERS)."),
+]
+Tracking = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
+RECIPE_PANEL = "Detector recipe (default: the preset's; see README, Settings)"
+
+
+def settings_from(**overrides: Any) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    from pydantic import ValidationError
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "settings"
+        raise UserError(f"{field.replace('_', '-')}: {err['msg']}") from None
+
+
+def need_servers(settings: Settings) -> Settings:
+    if not settings.bootstrap_servers:
+        raise UserError(
+            "no Kafka to talk to: pass --bootstrap-servers or set SENSORWATCH_BOOTSTRAP_SERVERS "
+            "(`sensorwatch broker` starts one on this machine)"
+        )
+    return settings
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    import mlflow  # noqa: F401  (it sets its loggers' levels when imported: set ours after it)
+
+    for noisy in ("kafka", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)
+
+
+def _option_type(annotation: Any) -> type:
+    """The click-friendly type of a recipe field: its number type, or text (parsed by the settings)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = args[0]
+    return annotation if annotation in (int, float) else str
+
+
+def _json_fields() -> set[str]:
+    return {name for name, f in Recipe.model_fields.items() if typing.get_origin(f.annotation) is dict}
+
+
+def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--preset`` and one option per recipe field to ``command``; it receives the ones given
+    as ``recipe`` (a dict of field → value, ready for ``settings_from``)."""
+    names = ["preset", *Recipe.model_fields]
+    extra = [
+        inspect.Parameter(
+            "preset", inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[str | None, typer.Option(
+                help=f"Named recipe to start from: {', '.join(PRESETS)} (default: default).", rich_help_panel=RECIPE_PANEL
+            )],
+        )
+    ]
+    for name, field in Recipe.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        kind = _option_type(field.annotation)
+        extra.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None,
+            annotation=Annotated[kind | None, typer.Option(
+                flag, help=f"{field.description} [env SENSORWATCH_{name.upper()}]",
+                rich_help_panel=RECIPE_PANEL, show_default=False,
+            )],
+        ))
+    as_json = _json_fields()
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        recipe = {name: kwargs.pop(name) for name in names}
+        recipe = {k: _parse_json(k, v) if k in as_json else v for k, v in recipe.items() if v is not None}
+        return command(*args, recipe=recipe, **kwargs)
+
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "recipe"]
+    # Typer reads the signature and the type hints: both must be the ones above, evaluated.
+    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
+    del wrapper.__wrapped__
+    return wrapper
+
+
+def _parse_json(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{name.replace('_', '-')}: not JSON ({exc.msg}): {text!r}") from None

@@ -1,0 +1,68 @@
+"""The training job: normal data from the simulator or CSV files → trained detector → MLflow.
+
+The recipe is the settings' (``Settings.recipe()``: a preset with the fields set on purpose on
+top); it is stored with the registered version, with the cadence learned from the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sensorwatch.models.cadence import TimeSeries
+from sensorwatch.models.registry import RegisteredVersion, Store, log_training
+from sensorwatch.pipeline.data.csvfiles import SourceError, read_sensor_csv
+from sensorwatch.pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from sensorwatch.models.training import TrainedDetector, TrainOptions
+
+
+def store_of(settings: Settings) -> Store:
+    return Store(settings.tracking_uri, settings.model_name, settings.experiment, settings.artifact_root)
+
+
+def options_of(settings: Settings, progress: bool = True) -> TrainOptions:
+    """The run options (not the recipe) the settings give."""
+    from sensorwatch.models.training import TrainOptions
+
+    return TrainOptions(seed=settings.seed, mixed_precision=settings.mixed_precision, progress=progress)
+
+
+def simulator_series(settings: Settings, assets: int, readings: int) -> tuple[list[TimeSeries], list[str]]:
+    """Normal readings of each simulated asset, one series per asset."""
+    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
+
+    return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(CHANNELS)
+
+
+def csv_series(paths: Sequence[Path], rows: int | None = None) -> tuple[list[TimeSeries], list[str]]:
+    """The first ``rows`` rows (all when None) of each CSV file; every file must have the same channels."""
+    series, channels = [], None
+    for path in paths:
+        frame = read_sensor_csv(path)
+        if channels is not None and frame.channels != channels:
+            raise SourceError(f"{path}: channels {frame.channels} differ from {channels}")
+        channels = frame.channels
+        series.append(TimeSeries(frame.ts_ms[:rows], frame.values[:rows]))
+    if channels is None:
+        raise SourceError("no training files given")
+    return series, channels
+
+
+def train_and_register(
+    settings: Settings,
+    series: list[TimeSeries],
+    channels: list[str],
+    source: str,
+    promote: bool,
+    progress: bool = True,
+) -> tuple[TrainedDetector, RegisteredVersion]:
+    """Train with the settings' recipe, log the run, register a version (and promote it)."""
+    from sensorwatch.models.training import fit_detector
+
+    trained = fit_detector(series, channels, settings.recipe(), options_of(settings, progress))
+    params = {"source": source, "series": len(series), "readings": int(sum(len(s) for s in series))}
+    version = log_training(trained, store_of(settings), params, alias=settings.model_alias if promote else None)
+    return trained, version

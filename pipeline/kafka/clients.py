@@ -1,0 +1,66 @@
+"""Kafka clients built from the settings: one place that knows kafka-python's option names."""
+
+from __future__ import annotations
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from sensorwatch.pipeline.settings import Settings
+
+
+def _servers(settings: Settings) -> list[str]:
+    if not settings.bootstrap_servers:
+        raise ValueError("no Kafka bootstrap servers: set SENSORWATCH_BOOTSTRAP_SERVERS or --bootstrap-servers")
+    return [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
+
+
+def consumer(settings: Settings, *topics: str, standalone: bool = False, **overrides: object) -> KafkaConsumer:
+    """A consumer in the service's group, committing by hand (offsets move only after outputs flush);
+    ``standalone`` reads outside any group (to watch a topic without taking part in the service's)."""
+    opts: dict[str, object] = dict(
+        bootstrap_servers=_servers(settings),
+        group_id=None if standalone else settings.group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=settings.max_poll_records,
+        max_poll_interval_ms=settings.max_poll_interval_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(settings.session_timeout_ms // 3 - 100, 100),
+        fetch_max_bytes=max(52_428_800, settings.max_message_bytes * settings.max_poll_records),
+        **settings.kafka_security(),
+    )
+    opts.update(overrides)
+    return KafkaConsumer(*topics, **opts)
+
+
+def producer(settings: Settings, **overrides: object) -> KafkaProducer:
+    """A producer that waits for every replica (acks=all) and batches briefly."""
+    opts: dict[str, object] = dict(
+        bootstrap_servers=_servers(settings),
+        acks="all",
+        linger_ms=5,
+        retries=5,
+        **settings.kafka_security(),
+    )
+    opts.update(overrides)
+    return KafkaProducer(**opts)
+
+
+def ensure_topics(settings: Settings, topics: list[str], partitions: int = 4) -> None:
+    """Create the topics that do not exist yet."""
+    admin = KafkaAdminClient(bootstrap_servers=_servers(settings), **settings.kafka_security())
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def service_topics(settings: Settings) -> list[str]:
+    return [settings.readings_topic, settings.anomalies_topic, settings.dlq_topic]

@@ -1,0 +1,62 @@
+"""The readings topic as a source: a consumer in the service's group that polls ``Polled`` records.
+
+Offsets move only when the service commits them (after its sinks flushed). When partitions are
+taken away in a rebalance, ``on_revoke`` hears which, so their assets' state can be dropped; the
+callback must stay cheap (no I/O), since the group waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.structs import OffsetAndMetadata
+
+from sensorwatch.pipeline.kafka import clients
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stream.step import Partition, Polled
+
+log = logging.getLogger("sensorwatch.pipeline")
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, source: KafkaSource) -> None:
+        self.source = source
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        self.source.assigned -= gone
+        self.source.on_revoke(gone)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self.source.assigned |= {(tp.topic, tp.partition) for tp in assigned}
+        log.info("assigned partitions=%s", sorted(tp.partition for tp in assigned))
+
+
+class KafkaSource:
+    """Polls the readings topic as one member of the consumer group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.on_revoke: Callable[[set[Partition]], None] = lambda gone: None
+        self.assigned: set[Partition] = set()  # this replica's share of the readings topic
+        self.consumer = clients.consumer(settings)
+        self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
+
+    def poll(self) -> list[Polled]:
+        """The next batch (at most ``max_poll_records``), each partition's records in offset order."""
+        polled = self.consumer.poll(self.settings.poll_timeout_ms, self.settings.max_poll_records)
+        return [
+            Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
+        ]
+
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        """Commit the next offset to read of each partition (synchronously)."""
+        if offsets:
+            self.consumer.commit(
+                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            )
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)

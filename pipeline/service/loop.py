@@ -1,0 +1,141 @@
+"""The streaming service: poll → step → checkpoint → repeat, and a last checkpoint on the way out.
+
+``step`` (``sensorwatch.pipeline.stream.step``) turns a poll into outputs without I/O; the
+``Checkpoint`` sends them to the sinks, flushes, then commits. An exception stops the service
+without committing: a failure to publish is an outage or a bug, not bad input, and a worker that
+keeps "running" without committing is worse than one that exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.registry import Store
+from sensorwatch.pipeline.service.checkpoint import Checkpoint, Sink
+from sensorwatch.pipeline.service.metrics import ServiceMetrics
+from sensorwatch.pipeline.service.reload import Reloader
+from sensorwatch.pipeline.service.report import Reporter, Stats
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stream.processor import Processor
+from sensorwatch.pipeline.stream.step import ParseRules, Partition, Polled, StepOutput, drain, step
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+
+log = logging.getLogger("sensorwatch.pipeline")
+
+
+class Source(Protocol):
+    """Where records come from: ``KafkaSource``, or a list of records in a test."""
+
+    assigned: set[Partition]
+
+    def poll(self) -> list[Polled]: ...
+
+    def commit(self, offsets: dict[Partition, int]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
+    """The decision fields the settings override on purpose; model fields set for serving are
+    reported and left as the version has them."""
+    decisions, fixed = Recipe.split(settings.recipe_overrides())
+    changed = {k: v for k, v in fixed.items() if getattr(detector.spec.recipe, k) != v}
+    if changed:
+        log.warning(
+            "ignored for serving, fixed by model version %s: %s (train a new version to change them)",
+            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())),
+        )
+    if decisions:
+        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in decisions.items()))
+    return decisions
+
+
+class Service:
+    """One scoring replica: a source, the processor and its state, the checkpoint and its sinks."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        detector: Detector,
+        source: Source,
+        sinks: Sequence[Sink],
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings
+        self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
+        self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
+        self.source = source
+        self.checkpoint = Checkpoint(sinks, source.commit)
+        self.owners: dict[str, Partition] = {}  # asset id → partition, to drop state on revoke
+        self.reloader = Reloader(store, settings.model_alias, settings.reload_interval_s)
+        self.metrics = ServiceMetrics()
+        self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
+        self._model_version(detector.version)
+
+    @classmethod
+    def on_kafka(cls, settings: Settings, detector: Detector, store: Store | None = None) -> Service:
+        """The service on Kafka: the group's consumer as source, the dead-letter and anomaly topics as sinks."""
+        from sensorwatch.pipeline.kafka import clients
+        from sensorwatch.pipeline.kafka.sinks import DeadLetterSink, EventSink
+        from sensorwatch.pipeline.kafka.source import KafkaSource
+
+        source = KafkaSource(settings)
+        producer = clients.producer(settings)
+        sinks = [DeadLetterSink(producer, settings.dlq_topic), EventSink(producer, settings.anomalies_topic)]
+        service = cls(settings, detector, source, sinks, store)
+        source.on_revoke = service.forget  # the group calls it from inside a later poll
+        return service
+
+    @property
+    def stats(self) -> Stats:
+        return self.report.stats
+
+    @property
+    def assigned(self) -> set[Partition]:
+        return self.source.assigned
+
+    def run(self, stop: threading.Event) -> Stats:
+        """Process polls until ``stop`` is set; an exception stops it without committing."""
+        if self.settings.metrics_port:
+            self.metrics.serve(self.settings.metrics_port)
+        try:
+            while not stop.is_set():
+                records = self.source.poll()
+                if records:
+                    self.handle(records)
+                if self.reloader.maybe_swap(self.processor):
+                    self._model_version(self.processor.detector.version)
+            self._finish(drain(self.processor), time.perf_counter())  # what waits for its grace period
+        finally:
+            self.source.close()
+            self.checkpoint.close()
+        return self.stats
+
+    def handle(self, records: Sequence[Polled]) -> StepOutput:
+        """One poll end to end: step, then checkpoint."""
+        began = time.perf_counter()
+        out = step(self.processor, records, self.rules, time.time_ns() // 1_000_000)
+        self.owners.update(out.owners)
+        return self._finish(out, began)
+
+    def _finish(self, out: StepOutput, began: float) -> StepOutput:
+        self.checkpoint(out)
+        self.report(out, time.perf_counter() - began)
+        return out
+
+    def forget(self, gone: set[Partition]) -> None:
+        """Drop the state of assets whose partitions moved to another replica (no I/O here)."""
+        assets = [a for a, tp in self.owners.items() if tp in gone]
+        self.processor.forget(assets)
+        for a in assets:
+            del self.owners[a]
+
+    def _model_version(self, version: str) -> None:
+        self.metrics.model_version.set(float(version) if version.isdigit() else 0)

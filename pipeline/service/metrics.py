@@ -1,0 +1,37 @@
+"""The service's Prometheus metrics, behind one small object (a fresh registry per service)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class ServiceMetrics:
+    """Counters of what happened to every record, and how long a poll's work took."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.records = Counter("sensorwatch_records", "Records polled from the readings topic", registry=r)
+        self.scored = Counter("sensorwatch_readings_scored", "Valid readings taken into a window", registry=r)
+        self.rejected = Counter(
+            "sensorwatch_records_rejected", "Records sent to the dead-letter topic", ["kind"], registry=r
+        )
+        self.windows = Counter("sensorwatch_windows_scored", "Windows scored by the model", registry=r)
+        self.anomalies = Counter("sensorwatch_anomalies", "Anomaly events published", registry=r)
+        self.gaps = Counter("sensorwatch_gaps", "Asset buffers reset by a gap in the readings", registry=r)
+        self.windowless = Counter(
+            "sensorwatch_windowless_stretches",
+            "Stretches of an asset's readings that a gap ended before they filled one window",
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "sensorwatch_batch_seconds", "Time from poll to commit for one batch", registry=r
+        )
+        self.model_version = Gauge("sensorwatch_model_version", "Model version in use", registry=r)
+
+    def serve(self, port: int) -> None:
+        start_http_server(port, registry=self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """A metric's current value (for summaries and tests)."""
+        return self.registry.get_sample_value(name, labels or None) or 0.0

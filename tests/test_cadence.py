@@ -1,0 +1,145 @@
+"""Any sampling cadence, one channel or several: detect, train on CSV, and serve on the broker.
+
+The same signal is stamped at 10 Hz, 1 s, 1 min, 5 min and 1 h, with jittered clocks and a few
+dropped readings. Every rule that involves time is relative to the learned interval, so each
+cadence must train, form windows, and find the same injected fault.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.training import TrainOptions, fit_detector
+from sensorwatch.pipeline.jobs.detect import detect_file
+from sensorwatch.pipeline.jobs.train import csv_series
+
+pytestmark = pytest.mark.integration
+
+CADENCES = {"10 Hz": 100, "1 s": 1000, "1 min": 60_000, "5 min": 300_000, "1 h": 3_600_000}
+ROWS, TRAIN_ROWS = 1000, 400
+FAULT = slice(650, 730)  # rows whose first channel is shifted well out of its normal range
+FAST = Recipe(epochs=8)
+
+
+def signal(channels: int, seed: int = 0) -> np.ndarray:
+    """Periodic channels with noise, a level shift on the first one inside FAULT."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(ROWS)
+    cols = [np.sin(2 * np.pi * t / (40 + 13 * c) + c) + rng.normal(0, 0.1, ROWS) for c in range(channels)]
+    values = np.stack(cols, axis=1)
+    values[FAULT, 0] += 2.5
+    return values.round(5)
+
+
+def stamps(interval_ms: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Times at ``interval_ms`` with ±20 % jitter, and the rows kept (one in 40 dropped, none in the fault)."""
+    rng = np.random.default_rng(seed)
+    ts = 1_600_000_000_000 + np.arange(ROWS) * interval_ms + rng.integers(-interval_ms // 5, interval_ms // 5 + 1, ROWS)
+    keep = np.ones(ROWS, bool)
+    keep[np.arange(20, ROWS, 40)] = False
+    keep[FAULT] = True
+    return ts, keep
+
+
+def write_csv(path: Path, interval_ms: int, channels: int, iso: bool = True) -> Path:
+    ts, keep = stamps(interval_ms)
+    values = signal(channels)
+    names = ["value"] if channels == 1 else [f"sensor_{c}" for c in range(channels)]
+    frame = pd.DataFrame(values, columns=names)
+    frame.insert(0, "timestamp", pd.to_datetime(ts, unit="ms").strftime("%Y-%m-%dT%H:%M:%S.%fZ") if iso else ts)
+    frame[keep].to_csv(path, index=False)
+    return path
+
+
+def flagged_rows(out: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
+    """Original row numbers of the rows decided anomalous."""
+    rows = np.flatnonzero(keep)[TRAIN_ROWS:]
+    return rows[out["anomaly"].to_numpy() == 1]
+
+
+@pytest.mark.parametrize(("name", "channels"), [(c, 1) for c in CADENCES] + [("10 Hz", 3), ("1 h", 3)])
+def test_detect_finds_the_fault_at_any_cadence(tmp_path: Path, name: str, channels: int) -> None:
+    interval = CADENCES[name]
+    out = detect_file(write_csv(tmp_path / "data.csv", interval, channels), TRAIN_ROWS, FAST)
+    _, keep = stamps(interval)
+    assert len(out) == keep.sum() - TRAIN_ROWS
+    flagged = flagged_rows(out, keep)
+    in_fault = np.isin(flagged, np.arange(FAULT.start, FAULT.stop))
+    assert in_fault.sum() >= 0.5 * (FAULT.stop - FAULT.start), f"{name}: the fault was missed"
+    # What stays flagged after the fault is bounded by the alarm rules; nothing far from it is.
+    far = flagged[(flagged < FAULT.start) | (flagged > FAULT.stop + 2 * FAST.window)]
+    assert far.size == 0, f"{name}: false alarms at rows {far[:10]}"
+
+
+@pytest.mark.parametrize("name", list(CADENCES))
+def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name: str) -> None:
+    interval = CADENCES[name]
+    series, channels = csv_series([write_csv(tmp_path / "normal.csv", interval, 2, iso=name != "1 s")], rows=TRAIN_ROWS)
+    trained = fit_detector(series, channels, Recipe(epochs=1), TrainOptions(progress=False))
+    assert abs(trained.spec.interval_ms - interval) <= 0.05 * interval
+    # Jitter and dropped readings break no stretch: as many windows as a single stretch gives.
+    assert trained.windows == int(TRAIN_ROWS * (1 - FAST.validation)) - FAST.window + 1
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "plant.csv", 300_000, 1)
+    done = cli("detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "4", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("wrote ") and len(pd.read_csv(tmp_path / "out.csv")) > 500
+    done = cli("train", str(data), "--epochs", "2", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--promote", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "1 channel(s), one reading every 300 s" in done.stdout
+
+
+def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
+    # Training rows every second, then one reading every ten minutes: each one resets the window.
+    ts = np.r_[np.arange(400) * 1000, 400_000 + np.arange(1, 60) * 600_000]
+    frame = pd.DataFrame({"ts": ts, "value": np.sin(np.arange(len(ts)) / 7)})
+    frame.to_csv(tmp_path / "sparse.csv", index=False)
+    done = cli("detect", str(tmp_path / "sparse.csv"), "--out", str(tmp_path / "o.csv"), "--epochs", "1", cwd=tmp_path)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert "no window of 20 readings can form" in lines[0]
+    assert "600 s apart (median), and a gap over 60 s resets the window" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["10 Hz", "1 min", "1 h"])
+def test_the_service_windows_a_stream_at_its_model_cadence(service_settings, tmp_path: Path, name: str) -> None:
+    from helpers import fresh, run_until
+
+    from sensorwatch.models.cadence import TimeSeries
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.pipeline.dev.replay import send_readings
+    from sensorwatch.pipeline.service.loop import Service
+    from sensorwatch.schemas.records import Reading
+
+    interval = CADENCES[name]
+    ts, keep = stamps(interval)
+    ts = ts - ts[-1] + int(time.time() * 1000) - 60_000  # all in the past
+    values = signal(2)
+    trained = fit_detector([TimeSeries(ts[:TRAIN_ROWS], values[:TRAIN_ROWS])], ["a", "b"], Recipe(epochs=1),
+                           TrainOptions(progress=False))
+    settings = fresh(service_settings)
+    stream = [Reading("asset-1", int(t), {"a": float(v[0]), "b": float(v[1])})
+              for t, v, k in zip(ts[TRAIN_ROWS:], values[TRAIN_ROWS:], keep[TRAIN_ROWS:]) if k]
+    sent = send_readings(settings, stream)
+    service = Service.on_kafka(settings, Detector(trained.model, trained.spec, version="1"))
+    run_until(service, sent)
+    stats = service.stats
+    assert stats.scored == sent and stats.rejected == 0 and stats.windowless == 0
+    assert stats.windows == sent - (trained.spec.window - 1)  # one window per reading once the first is full
+    assert service.metrics.value("sensorwatch_gaps_total") == 0

@@ -1,0 +1,142 @@
+"""The service in memory: a list of records as its source, recording sinks, a real (untrained) model.
+
+No broker here: these tests pin the loop's contract — every record scored or dead-lettered, sinks
+flushed before the commit, nothing committed when a sink fails, grace-period readings scored on
+the way out, and revoked partitions' assets forgotten.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+
+from sensorwatch.models.autoencoder import build_autoencoder
+from sensorwatch.models.detector import Detector
+from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.spec import DetectorSpec
+from sensorwatch.pipeline.service.loop import Service
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stream.step import Partition, Polled, StepOutput
+
+CHANNELS = ["a", "b"]
+T0 = 1_700_000_000_000
+RECIPE = Recipe(window=4, score="mean", min_windows=1, merge_windows=0, suppress_windows=0,
+                clear_ratio=0.0, rearm_ratio=0.0, grace_intervals=2)
+
+
+class ListSource:
+    """Hands out the given polls one by one, then nothing; records what was committed."""
+
+    def __init__(self, polls: list[list[Polled]], journal: list[str], stop: threading.Event) -> None:
+        self.polls, self.journal, self.stop = list(polls), journal, stop
+        self.assigned: set[Partition] = {("readings", 0), ("readings", 1)}
+        self.committed: dict[Partition, int] = {}
+        self.closed = False
+
+    def poll(self) -> list[Polled]:
+        if not self.polls:
+            self.stop.set()
+            return []
+        return self.polls.pop(0)
+
+    def commit(self, offsets: dict[Partition, int]) -> None:
+        self.journal.append("commit")
+        self.committed.update(offsets)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingSink:
+    def __init__(self, name: str, journal: list[str], fail: bool = False) -> None:
+        self.name, self.journal, self.fail = name, journal, fail
+        self.written: list[StepOutput] = []
+
+    def write(self, out: StepOutput) -> None:
+        self.written.append(out)
+        self.journal.append(f"write {self.name}")
+
+    def flush(self) -> None:
+        self.journal.append(f"flush {self.name}")
+        if self.fail:
+            raise ConnectionError(f"{self.name} is down")
+
+    def close(self) -> None:
+        self.journal.append(f"close {self.name}")
+
+
+def detector(threshold: float) -> Detector:
+    spec = DetectorSpec(CHANNELS, [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], {"method": "reference", "value": threshold},
+                        recipe=RECIPE, interval_ms=1000)
+    return Detector(build_autoencoder(RECIPE.window, 2, units=4), spec, version="1")
+
+
+def record(partition: int, offset: int, asset: str, i: int, value: float = 0.0) -> Polled:
+    doc = {"asset_id": asset, "ts": T0 + i * 1000, "values": {"a": value, "b": -value}}
+    return Polled("readings", partition, offset, asset.encode(), orjson.dumps(doc))
+
+
+def run(polls: list[list[Polled]], threshold: float = 1e9, fail: bool = False):
+    journal: list[str] = []
+    stop = threading.Event()
+    source = ListSource(polls, journal, stop)
+    sinks = [RecordingSink("dlq", journal), RecordingSink("events", journal, fail)]
+    service = Service(Settings(), detector(threshold), source, sinks)
+    return service, service.run(stop), source, sinks, journal
+
+
+def test_every_record_is_scored_or_dead_lettered_and_committed_after_the_flush() -> None:
+    good = [record(0, i, "p1", i) for i in range(10)]
+    bad = [Polled("readings", 1, 0, b"p2", b"{oops"), Polled("readings", 1, 1, None, None)]
+    duplicate = record(0, 10, "p1", 9)
+    service, stats, source, (dlq, _), journal = run([good[:6] + bad, good[6:] + [duplicate]])
+
+    assert stats.records == 13 and stats.scored == 10 and stats.rejected == 3
+    reasons = [d.reason for out in dlq.written for d in out.dead_letters]
+    assert [r.split(":")[0] for r in reasons] == ["malformed JSON", "empty message", "duplicate"]
+    assert source.committed == {("readings", 0): 11, ("readings", 1): 2}
+    # Each poll: every sink written, every sink flushed, and only then the commit.
+    assert journal[:5] == ["write dlq", "write events", "flush dlq", "flush events", "commit"]
+    assert source.closed and journal[-2:] == ["close dlq", "close events"]
+
+
+def test_readings_waiting_for_their_grace_are_scored_on_the_way_out() -> None:
+    # With a grace of two intervals, the last two readings wait for newer ones that never come.
+    service, stats, *_ = run([[record(0, i, "p1", i) for i in range(6)]])
+    assert stats.scored == 6 and stats.windows == 3
+
+
+def test_a_sink_that_cannot_flush_stops_the_service_without_committing() -> None:
+    with pytest.raises(ConnectionError, match="events is down"):
+        run([[record(0, i, "p1", i) for i in range(6)]], fail=True)
+
+
+def test_anomalies_reach_the_event_sink() -> None:
+    _, stats, _, (_, events), _ = run([[record(0, i, "p1", i, value=3.0) for i in range(8)]], threshold=0.0)
+    published = [e for out in events.written for e in out.events]
+    assert stats.anomalies == len(published) == 1
+    assert published[0].asset_id == "p1" and published[0].model_version == "1"
+
+
+def test_revoked_partitions_take_their_assets_state_along() -> None:
+    journal: list[str] = []
+    stop = threading.Event()
+    source = ListSource([], journal, stop)
+    service = Service(Settings(), detector(1e9), source, [RecordingSink("dlq", journal)])
+    service.handle([record(0, i, "p1", i) for i in range(3)] + [record(1, i, "p2", i) for i in range(3)])
+    assert set(service.processor.windower.assets()) == {"p1", "p2"}
+    service.forget({("readings", 0)})
+    assert service.processor.windower.assets() == ["p2"] and service.owners == {"p2": ("readings", 1)}
+
+
+def test_a_stream_too_sparse_for_the_model_is_said_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    # The model learned one reading a second; these come every 5 minutes: each gap resets the window.
+    sparse = [record(0, i, "p1", i * 300) for i in range(20)]
+    with caplog.at_level("WARNING", logger="sensorwatch.pipeline"):
+        service, stats, *_ = run([sparse[:10], sparse[10:]])
+    assert stats.windows == 0 and stats.windowless == 19
+    assert service.metrics.value("sensorwatch_windowless_stretches_total") == 19
+    said = [r.getMessage() for r in caplog.records if "no window can form" in r.getMessage()]
+    assert len(said) == 1 and "asset=p1" in said[0] and "gap_s=300" in said[0]  # once per asset a minute
