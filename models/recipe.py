@@ -18,7 +18,7 @@ rules are multiples of it, unless an absolute override in seconds is set.
 >>> r.window, r.score, r.alarm_rules().min_windows
 (20, 'max+level', 10)
 >>> r.cadence(1000).max_gap_ms, Recipe(max_gap_s=5.0).cadence(1000).max_gap_ms
-(60000, 5000)
+(10000, 5000)
 >>> Recipe.split({"min_windows": 3, "window": 30})
 ({'min_windows': 3}, {'window': 30})
 """
@@ -106,7 +106,7 @@ class Recipe(BaseModel):
 
     # Cadence rules
     max_gap_intervals: float = Field(
-        60.0, gt=1, description="A gap longer than this many learned intervals resets an asset's window."
+        10.0, gt=1, description="A gap longer than this many learned intervals resets an asset's window."
     )
     grace_intervals: float = Field(
         2.0, ge=0, description="Readings up to this many learned intervals out of order are re-ordered."

@@ -7,6 +7,7 @@ cadence must train, form windows, and find the same injected fault.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -101,7 +102,8 @@ def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) ->
     assert done.stdout.startswith("wrote ") and len(pd.read_csv(tmp_path / "out.csv")) > 500
     done = cli("train", str(data), "--epochs", "2", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--promote", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "1 channel(s), one reading every 300 s" in done.stdout
+    said = re.search(r"1 channel\(s\), one reading every ([0-9.]+) s", done.stdout)
+    assert said and abs(float(said.group(1)) - 300) <= 15, done.stdout  # jitter and dropped readings
 
 
 def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
@@ -114,7 +116,7 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
     assert "no window of 20 readings can form" in lines[0]
-    assert "600 s apart (median), and a gap over 60 s resets the window" in lines[0]
+    assert "600 s apart (median), and a gap over 10 s resets the window" in lines[0]
 
 
 @pytest.mark.parametrize("name", ["10 Hz", "1 min", "1 h"])

@@ -24,6 +24,12 @@ def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         (("replay",), "Missing argument"),
         (("nosuchcommand",), "No such command"),
         (("simulate",), "no Kafka to talk to"),
+        (("serve",), "no Kafka to talk to"),
+        (("detect", "x.csv", "--out", "o.csv", "--min-windows", "0"), "min-windows: Input should be greater than or equal to 1"),
+        (("detect", "x.csv", "--out", "o.csv", "--threshold-params", "{factor"), "threshold-params: not JSON"),
+        (("train", "--preset", "fastest"), "unknown preset 'fastest'; choose from default"),
+        (("evaluate", "skab", "--out", "o", "--score", "median"), "score: Input should be"),
+        (("detect", "nosuch.csv", "--out", "o.csv"), "nosuch.csv: no such file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_path: Path) -> None:
@@ -46,5 +52,23 @@ def test_unreadable_csv_names_the_problem(tmp_path: Path) -> None:
 def test_help_lists_the_jobs() -> None:
     done = cli("--help")
     assert done.returncode == 0
-    for command in ("broker", "simulate", "replay", "train", "serve", "demo"):
+    for command in ("broker", "simulate", "replay", "train", "serve", "demo", "detect", "evaluate"):
         assert command in done.stdout
+
+
+@pytest.mark.parametrize("command", [("train",), ("serve",), ("detect",), ("evaluate", "skab")])
+def test_the_jobs_take_the_same_recipe_options(command: tuple[str, ...]) -> None:
+    from sensorwatch.models.recipe import RECIPE_FIELDS
+
+    done = cli(*command, "--help")
+    assert done.returncode == 0
+    for name in RECIPE_FIELDS | {"preset"}:
+        assert f"--{name.replace('_', '-')}" in done.stdout, f"{' '.join(command)} lacks --{name}"
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from sensorwatch.pipeline.settings import Settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    missing = [n for n in Settings.model_fields if f"`SENSORWATCH_{n.upper()}`" not in readme]
+    assert not missing, f"README lacks {missing}"

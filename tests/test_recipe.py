@@ -72,7 +72,7 @@ def test_a_spec_keeps_its_recipe_and_cadence_and_reads_old_versions() -> None:
     spec = DetectorSpec(["a"], [0.0], [1.0], [1.0], {"method": "reference", "value": 2.0},
                         recipe=Recipe(window=12, min_windows=2), interval_ms=300_000)
     again = DetectorSpec.from_dict(spec.to_dict())
-    assert again == spec and again.cadence().max_gap_ms == 60 * 300_000
+    assert again == spec and again.cadence().max_gap_ms == 10 * 300_000
     old = {"channels": ["a"], "window": 30, "mean": [0.0], "std": [1.0], "error_scale": [1.0], "score": "mean"}
     legacy = DetectorSpec.from_dict(old)
     assert (legacy.window, legacy.score, legacy.interval_ms) == (30, "mean", 1000)

@@ -83,3 +83,20 @@ def test_flagged_anomalies_are_reviewable_on_the_run(champion) -> None:
 
     table = json.load(open(path))
     assert "share_flow" in table["columns"] and len(table["data"]) == 1
+
+
+def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from sensorwatch.models.registry import Store
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    with pytest.raises(MlflowException):
+        alias_version(Store("http://127.0.0.1:9"), "champion")
+
+
+def test_a_missing_model_is_no_alias(tmp_path) -> None:
+    from sensorwatch.models.registry import Store
+
+    assert alias_version(Store(f"sqlite:///{tmp_path}/empty.db", model_name="nobody"), "champion") is None

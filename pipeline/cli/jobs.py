@@ -44,7 +44,7 @@ def train(
     typer.echo(
         f"registered {version.name} version {version.version}{alias} "
         f"(run {version.run_id}, {len(trained.history['loss'])} epochs, loss {trained.history['loss'][-1]:.4f}, "
-        f"{len(channels)} channel(s), one reading every {trained.spec.interval_ms / 1000:g} s)"
+        f"{len(channels)} channel(s), one reading every {trained.spec.interval_ms / 1000:.4g} s)"
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensorwatch.models.cadence import TimeSeries, describe_gaps
+from sensorwatch.models.cadence import NoCadenceError, TimeSeries, describe_gaps, learn_interval, split_at_gaps
 from sensorwatch.models.detector import Detector
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import make_threshold
@@ -40,14 +40,18 @@ def _readings(frame: SensorFrame, start: int) -> Iterator[list[Reading]]:
 
 def train_on(frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None) -> TrainedDetector:
     """Train a detector on the first ``train_rows`` rows of a file."""
-    if not 0 < train_rows < len(frame):
-        raise SourceError(f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)")
-    if train_rows < recipe.window:
-        raise SourceError(f"{frame.path}: {train_rows} training rows are fewer than one window of {recipe.window}")
+    _check_train_rows(frame, train_rows, recipe)
     try:
         return fit_detector([TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])], frame.channels, recipe, options)
     except TrainingDataError as exc:
         raise SourceError(f"{frame.path}: {exc}") from None
+
+
+def _check_train_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
+    if not 0 < train_rows < len(frame):
+        raise SourceError(f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)")
+    if train_rows < recipe.window:
+        raise SourceError(f"{frame.path}: {train_rows} training rows are fewer than one window of {recipe.window}")
 
 
 def with_threshold(trained: TrainedDetector, method: str, params: dict[str, Any]) -> Detector:
@@ -70,8 +74,7 @@ def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFr
     decisions = [processor.process(batch) for batch in _readings(frame, start)] + [processor.flush()]
     end_ms = np.concatenate([d.windows.end_ms for d in decisions])
     if end_ms.size == 0:
-        why = describe_gaps(frame.ts_ms[start:], processor.windower.max_gap_ms or 0)
-        raise SourceError(f"{frame.path}: no window of {detector.spec.window} readings can form after the training rows: {why}")
+        raise _no_window(frame, start, detector.spec.window, processor.windower.max_gap_ms or 0)
     return _rows(
         frame,
         train_rows,
@@ -81,8 +84,29 @@ def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFr
     )
 
 
+def _no_window(frame: SensorFrame, start: int, window: int, gap_ms: int) -> SourceError:
+    why = describe_gaps(frame.ts_ms[start:], gap_ms)
+    return SourceError(f"{frame.path}: no window of {window} readings can form after the training rows: {why}")
+
+
+def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
+    """Fail before training when the rows to decide cannot form one window under the recipe's
+    gap rule (at the cadence the training rows show)."""
+    _check_train_rows(frame, train_rows, recipe)
+    try:
+        interval = learn_interval([frame.ts_ms[:train_rows]])
+    except NoCadenceError as exc:
+        raise SourceError(f"{frame.path}: {exc}") from None
+    gap_ms = recipe.cadence(interval).max_gap_ms
+    start = max(train_rows - (recipe.window - 1), 0)
+    rest = TimeSeries(frame.ts_ms[start:], frame.values[start:])
+    if not any(len(part) >= recipe.window for part in split_at_gaps(rest, gap_ms)):
+        raise _no_window(frame, start, recipe.window, gap_ms)
+
+
 def detect_frame(frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None) -> pd.DataFrame:
     """Train on the first ``train_rows`` rows and decide every later row: ``datetime, score, anomaly``."""
+    check_windows_form(frame, train_rows, recipe)
     trained = train_on(frame, train_rows, recipe, options)
     return decide(frame, train_rows, Detector(trained.model, trained.spec))
 

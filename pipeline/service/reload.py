@@ -1,5 +1,6 @@
 """Hot model swap: every ``reload_interval_s``, whether the champion alias moved; if so, the new
-version is loaded and warmed up, then handed to the processor between two polls."""
+version is loaded and warmed up, then handed to the processor between two polls. A registry out
+of reach is logged and tried again at the next check: the service keeps scoring meanwhile."""
 
 from __future__ import annotations
 
@@ -27,11 +28,18 @@ class Reloader:
         """Swap in the version the alias points at, if it moved; returns the new version."""
         if self.store is None or not (force or self.due()):
             return None
+        from mlflow.exceptions import MlflowException
+
         self._checked_at = self.clock()
-        version = alias_version(self.store, self.alias)
-        if not version or version == processor.detector.version:
+        try:
+            version = alias_version(self.store, self.alias)
+            if not version or version == processor.detector.version:
+                return None
+            detector = load_detector(self.store, self.alias).warm_up()
+        except (MlflowException, OSError) as exc:
+            # The registry is out of reach: keep scoring with the model in hand, try again later.
+            log.warning("model check failed, still serving version=%s: %s", processor.detector.version, str(exc).splitlines()[0])
             return None
-        detector = load_detector(self.store, self.alias).warm_up()
         processor.swap_detector(detector)
         log.info("model reloaded version=%s", detector.version)
         return detector.version
