@@ -10,8 +10,9 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 
-from sensorwatch.models.backend import keras
 import numpy as np
+
+from sensorwatch.models.backend import keras
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 

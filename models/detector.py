@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sensorwatch.models.backend import keras
 import numpy as np
 
+from sensorwatch.models.backend import keras
 from sensorwatch.models.compiled import Forward, compile_forward
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.models.thresholds import Threshold, threshold_from_dict

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sensorwatch.models.backend import keras
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
+from sensorwatch.models.backend import keras
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.compiled import compile_forward
 from sensorwatch.models.cadence import NoCadenceError, TimeSeries, TrainingDataError, describe_gaps, learn_interval, split_at_gaps
@@ -95,7 +95,8 @@ def training_stretches(series: Sequence[TimeSeries], recipe: Recipe) -> tuple[li
     stretches = [part.values for s in series for part in split_at_gaps(s, gap) if len(part) >= recipe.window]
     if not stretches:
         longest = max(len(part) for s in series for part in split_at_gaps(s, gap))
-        why = "" if longest < max(len(s) for s in series) else f" ({describe_gaps(series[0].ts_ms, gap)})"
+        biggest = max(series, key=len)
+        why = f" ({describe_gaps(biggest.ts_ms, gap)})" if longest < len(biggest) else ""
         raise TrainingDataError(
             f"too little data: no stretch of {recipe.window} readings for one window; "
             f"the longest without a gap has {longest}{why}"

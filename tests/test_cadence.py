@@ -119,7 +119,7 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
     assert "600 s apart (median), and a gap over 10 s resets the window" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["10 Hz", "1 min", "1 h"])
+@pytest.mark.parametrize("name", list(CADENCES))
 def test_the_service_windows_a_stream_at_its_model_cadence(service_settings, tmp_path: Path, name: str) -> None:
     from helpers import fresh, run_until
 

@@ -18,7 +18,6 @@ from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.service.loop import Service
-from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.dev.simulator import Simulator
 from sensorwatch.schemas.events import decode_event
 

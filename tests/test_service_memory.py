@@ -140,3 +140,16 @@ def test_a_stream_too_sparse_for_the_model_is_said_and_counted(caplog: pytest.Lo
     assert service.metrics.value("sensorwatch_windowless_stretches_total") == 19
     said = [r.getMessage() for r in caplog.records if "no window can form" in r.getMessage()]
     assert len(said) == 1 and "asset=p1" in said[0] and "gap_s=300" in said[0]  # once per asset a minute
+
+
+def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(caplog: pytest.LogCaptureFixture) -> None:
+    journal: list[str] = []
+    source = ListSource([], journal, threading.Event())
+    with caplog.at_level("INFO", logger="sensorwatch.pipeline"):
+        service = Service(Settings(min_windows=3, window=8, stride=2), detector(1e9), source, [])
+    recipe = service.processor.recipe
+    assert (recipe.window, recipe.min_windows, recipe.stride) == (RECIPE.window, 3, 2)
+    assert service.processor.windower.window == RECIPE.window
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "ignored for serving, fixed by model version 1: window=8" in said
+    assert "recipe overrides version=1 min_windows=3 stride=2" in said

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from sensorwatch.pipeline.cli.options import Servers, Tracking, Verbose, need_servers, recipe_options, settings_from, setup_logging
-from sensorwatch.pipeline.errors import SourceError, UserError
+from sensorwatch.pipeline.errors import UserError
 
 
 @recipe_options
@@ -90,9 +90,9 @@ def detect(
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Score one CSV causally through the service's own path (each decision uses only earlier rows)."""
-    from sensorwatch.pipeline.jobs.detect import detect_frame
-    from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
     from sensorwatch.models.training import TrainOptions
+    from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
+    from sensorwatch.pipeline.jobs.detect import detect_frame
 
     setup_logging(False)
     settings = settings_from(**(recipe or {}))
@@ -120,8 +120,5 @@ def evaluate_skab(
     unknown = [m for m in chosen or [] if m not in METHOD_PARAMS]
     if unknown:
         raise UserError(f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}")
-    try:
-        report = run(data or settings.skab_dir, out, settings.recipe(), methods=chosen, workers=workers)
-    except FileNotFoundError as exc:
-        raise SourceError(str(exc)) from None
+    report = run(data or settings.skab_dir, out, settings.recipe(), methods=chosen, workers=workers)
     typer.echo(format_report(report))

@@ -43,17 +43,19 @@ class Source(Protocol):
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
-    """The decision fields the settings override on purpose; model fields set for serving are
-    reported and left as the version has them."""
+    """The decision fields the settings set on purpose: they hold for this version and the next
+    ones. Model fields set for serving are reported and left as the version has them."""
     decisions, fixed = Recipe.split(settings.recipe_overrides())
-    changed = {k: v for k, v in fixed.items() if getattr(detector.spec.recipe, k) != v}
-    if changed:
+    recipe = detector.spec.recipe
+    fixed = {k: v for k, v in fixed.items() if getattr(recipe, k) != v}
+    if fixed:
         log.warning(
             "ignored for serving, fixed by model version %s: %s (train a new version to change them)",
-            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(changed.items())),
+            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())),
         )
-    if decisions:
-        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in decisions.items()))
+    changed = {k: v for k, v in decisions.items() if getattr(recipe, k) != v}
+    if changed:
+        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in changed.items()))
     return decisions
 
 
