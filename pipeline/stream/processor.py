@@ -60,10 +60,7 @@ class Processor:
         self.detector = detector
         self.recipe = self._recipe_of(detector)
         self.rules = self.recipe.alarm_rules()
-        cadence = self.recipe.cadence(detector.spec.interval_ms)
-        self.windower = Windower(
-            detector.spec.channels, self.recipe.window, self.recipe.stride, cadence.grace_ms, cadence.max_gap_ms
-        )
+        self.windower = self._windower(detector, self.recipe)
         self._tracks: dict[str, _AssetTrack] = {}
 
     def _recipe_of(self, detector: Detector) -> Recipe:
@@ -71,6 +68,11 @@ class Processor:
         if model_fields:
             raise ValueError(f"a trained model's {', '.join(sorted(model_fields))} cannot change without training again")
         return detector.spec.recipe.updated(**self.decisions)
+
+    @staticmethod
+    def _windower(detector: Detector, recipe: Recipe) -> Windower:
+        cadence = recipe.cadence(detector.spec.interval_ms)
+        return Windower(detector.spec.channels, recipe.window, recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
 
     def process(self, readings: Iterable[Reading]) -> Decisions:
         return self._decide(self.windower.add(readings))
@@ -92,15 +94,15 @@ class Processor:
         channels and window length stay; otherwise every asset starts a new window.
         """
         recipe = self._recipe_of(detector)
-        cadence = recipe.cadence(detector.spec.interval_ms)
-        if detector.spec.channels != self.windower.channels or recipe.window != self.windower.window:
+        windower = self._windower(detector, recipe)
+        if windower.channels == self.windower.channels and windower.window == self.windower.window:
+            self.windower.retune(windower.stride, windower.grace_ms, windower.max_gap_ms)
+        else:
             log.warning(
                 "model version %s has other channels or window than version %s: window buffers restart",
                 detector.version, self.detector.version,
             )
-            self.windower = Windower(detector.spec.channels, recipe.window, recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
-        else:
-            self.windower.retune(recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
+            self.windower = windower
         self.detector, self.recipe, self.rules = detector, recipe, recipe.alarm_rules()
         self._tracks.clear()
 
