@@ -66,7 +66,8 @@ class AlarmState:
     """One asset's alarm: ``step`` takes a window decision (and its smoothed score) and says whether
     an alarm is active."""
 
-    __slots__ = ("rules", "run", "since_last", "active", "opened", "quiet", "level", "bar", "_alpha", "_decay")
+    __slots__ = ("rules", "run", "since_last", "active", "opened", "closed", "quiet", "level", "bar", "_alpha", "_decay")
+    SAVED = ("run", "since_last", "active", "quiet", "level", "bar")
 
     def __init__(self, rules: AlarmRules) -> None:
         self.rules = rules
@@ -74,6 +75,7 @@ class AlarmState:
         self.since_last = 0  # windows since the last anomalous one, while an alarm is active
         self.active = False
         self.opened = False  # whether the last step opened a new alarm
+        self.closed = False  # whether the last step closed the open one
         self.quiet = 0  # windows left during which no new alarm may open
         self.level = 0.0  # the open alarm's level: a running mean of its scores
         self.bar = 0.0  # what a score must exceed to count towards a new alarm, after one cleared
@@ -84,7 +86,7 @@ class AlarmState:
         """Advance by one window: its decision and the smoothed score behind it (the score only
         matters when ``clear_ratio`` or ``rearm_ratio`` is on)."""
         rules = self.rules
-        self.opened = False
+        self.opened = self.closed = False
         suppressed = self.quiet > 0
         if suppressed:
             self.quiet -= 1
@@ -107,6 +109,16 @@ class AlarmState:
                 self.since_last += 1
                 if self.since_last > rules.merge_windows:
                     self.active = False
+                    self.closed = True
                     self.quiet = rules.suppress_windows
                     self.bar = rules.rearm_ratio * self.level
         return self.active
+
+    def export(self) -> dict[str, float | int | bool]:
+        """The stream state (the rules are the recipe's)."""
+        return {name: getattr(self, name) for name in self.SAVED}
+
+    def load(self, saved: dict[str, float | int | bool]) -> AlarmState:
+        for name in self.SAVED:
+            setattr(self, name, saved[name])
+        return self

@@ -26,6 +26,8 @@ def _bucket(n: int) -> int:
     return BUCKETS[-1]
 
 
+Z_LIMIT = 1e4
+
 # Score modes: channel errors averaged or maxed; "+level" adds the window's level to each channel's error.
 REDUCES = ("mean", "max", "mean+level", "max+level")
 
@@ -33,6 +35,9 @@ REDUCES = ("mean", "max", "mean+level", "max+level")
 def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     """Scaled error per window and channel, and the window score (their mean or max)."""
     z = (keras.ops.convert_to_tensor(x) - mean) / std  # numpy in, on eager backends (PyTorch)
+    # A reading ten thousand standard deviations out is as anomalous as one can be; clipping it
+    # there keeps every error finite in float32 (a value of 1e25 would square to infinity).
+    z = keras.ops.clip(z, -Z_LIMIT, Z_LIMIT)
     recon = model(z, training=False)
     err = keras.ops.mean(keras.ops.square(recon - z), axis=1)
     if reduce.endswith("+level"):

@@ -57,6 +57,9 @@ class Settings(BaseSettings, Recipe):
     max_future_s: float = Field(
         300.0, gt=0, description="Readings stamped further than this ahead of the clock are rejected."
     )
+    broker_timeout_s: float = Field(
+        60.0, gt=0, description="How long the service waits out an unreachable broker before it exits non-zero."
+    )
 
     # Detector recipe: its fields are declared on Recipe; this picks the named starting point.
     preset: str = Field("default", description=f"Named detector recipe to start from: {', '.join(PRESETS)}.")

@@ -57,4 +57,6 @@ def decode_event(data: bytes) -> AnomalyEvent:
         model_version=doc["model_version"],
         windows=int(doc["windows"]),
         detected_at=doc["detected_at"],
+        kind=doc["kind"],
+        event_id=doc["event_id"],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -35,7 +36,16 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True)
 class AnomalyEvent:
-    """A window (or a run of windows) the model could not reconstruct: what the service publishes."""
+    """A window (or a run of windows) the model could not reconstruct: what the service publishes.
+
+    An alarm is told twice: ``kind="opened"`` when it opens and ``kind="cleared"`` when it closes,
+    both with the same ``event_id``, derived from the asset, the alarm's start and the model version,
+    so a consumer can drop a re-sent event (after a restart the service may send one again).
+
+    >>> e = AnomalyEvent("p", "2024-05-01T12:00:00.000Z", "2024-05-01T12:00:29.000Z", 3.0, 1.0, {}, "4")
+    >>> e.event_id == event_id("p", "2024-05-01T12:00:00.000Z", "4"), e.kind
+    (True, 'opened')
+    """
 
     asset_id: str
     window_start: str
@@ -46,6 +56,24 @@ class AnomalyEvent:
     model_version: str
     windows: int = 1
     detected_at: str = field(default_factory=lambda: iso_ms(int(datetime.now(UTC).timestamp() * 1000)))
+    kind: str = "opened"
+    event_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.event_id:
+            object.__setattr__(self, "event_id", event_id(self.asset_id, self.window_start, self.model_version))
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+EVENT_NAMESPACE = uuid.UUID("6f1c4c1e-4b7a-5e0b-9a57-5e2d0a1c3b11")
+
+
+def event_id(asset_id: str, alarm_start: str, model_version: str) -> str:
+    """The id of an alarm: a UUID derived from its asset, its start and the model version.
+
+    >>> event_id("pump-7", "2024-05-01T12:00:00.000Z", "4") == event_id("pump-7", "2024-05-01T12:00:00.000Z", "4")
+    True
+    """
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{asset_id}\x00{alarm_start}\x00{model_version}"))

@@ -45,3 +45,50 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10) -> list:
         return list(reader)
     finally:
         reader.close()
+
+
+def committed(settings: Settings) -> int:
+    """Offsets the service's group has committed on the readings topic, summed over partitions."""
+    from kafka import TopicPartition
+
+    probe = kafka.consumer(settings)
+    try:
+        parts = probe.partitions_for_topic(settings.readings_topic) or set()
+        return sum(probe.committed(TopicPartition(settings.readings_topic, p)) or 0 for p in parts)
+    finally:
+        probe.close()
+
+
+def wait_for(condition, timeout_s: float = 90, every_s: float = 0.3) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(every_s)
+    return condition()
+
+
+def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "serve.log"):
+    """``sensorwatch serve`` in a subprocess of its own (so it can be killed for real), logging to a file."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "SENSORWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "SENSORWATCH_READINGS_TOPIC": settings.readings_topic,
+        "SENSORWATCH_ANOMALIES_TOPIC": settings.anomalies_topic,
+        "SENSORWATCH_DLQ_TOPIC": settings.dlq_topic,
+        "SENSORWATCH_GROUP_ID": settings.group_id,
+        "SENSORWATCH_TRACKING_URI": tracking_uri,
+        "SENSORWATCH_SESSION_TIMEOUT_MS": str(settings.session_timeout_ms),
+        "SENSORWATCH_MAX_POLL_INTERVAL_MS": str(settings.max_poll_interval_ms),
+        "SENSORWATCH_POLL_TIMEOUT_MS": str(settings.poll_timeout_ms),
+        "SENSORWATCH_MAX_POLL_RECORDS": str(settings.max_poll_records),
+        "SENSORWATCH_RELOAD_INTERVAL_S": "0",
+    }
+    log = open(cwd / log_name, "w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve"], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+    )

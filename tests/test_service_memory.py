@@ -32,6 +32,7 @@ class ListSource:
     def __init__(self, polls: list[list[Polled]], journal: list[str], stop: threading.Event) -> None:
         self.polls, self.journal, self.stop = list(polls), journal, stop
         self.assigned: set[Partition] = {("readings", 0), ("readings", 1)}
+        self.assigned_new: set[Partition] = set()
         self.committed: dict[Partition, int] = {}
         self.closed = False
 
@@ -40,6 +41,9 @@ class ListSource:
             self.stop.set()
             return []
         return self.polls.pop(0)
+
+    def resume(self, partitions: set[Partition]) -> None:
+        self.assigned_new -= partitions
 
     def commit(self, offsets: dict[Partition, int]) -> None:
         self.journal.append("commit")

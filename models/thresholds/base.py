@@ -31,6 +31,9 @@ class Threshold:
     """
 
     method: ClassVar[str] = ""
+    # Stream variables that ``to_dict`` does not carry, kept by ``export`` so a restored copy
+    # decides exactly as the one it replaces would have.
+    STREAM_VARS: ClassVar[tuple[str, ...]] = ("_acc", "last")
 
     def __init__(self, smooth: int = 1) -> None:
         self.smooth = int(smooth)
@@ -72,3 +75,7 @@ class Threshold:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "smooth": self.smooth, **self.params()}
+
+    def export(self) -> dict[str, Any]:
+        """Parameters and stream state: ``load_threshold`` builds the same threshold back."""
+        return {"params": self.to_dict(), "vars": {name: getattr(self, name) for name in self.STREAM_VARS}}

@@ -93,6 +93,8 @@ class DynamicThreshold(Threshold):
         if self.scores:
             self._refit()
 
+    STREAM_VARS = (*Threshold.STREAM_VARS, "eps", "max_normal", "_since", "_peak")
+
     def _fit(self, scores: np.ndarray) -> None:
         self.scores = deque(scores[-self.history :].tolist(), maxlen=self.history)
         self._refit()

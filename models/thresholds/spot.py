@@ -80,6 +80,8 @@ class SpotThreshold(Threshold):
     """SPOT (``depth=0``) or DSPOT (``depth`` > 0) on the window scores."""
 
     method = "spot"
+    # z is refitted only when a new peak arrives, while n counts every normal score.
+    STREAM_VARS = (*Threshold.STREAM_VARS, "z")
 
     def __init__(
         self,

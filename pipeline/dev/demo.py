@@ -152,7 +152,8 @@ def _run_service(service: Service, stop: threading.Event, failure: list[BaseExce
 
 
 def _watch(console, settings, service, sent, stop, runner, faults) -> list[AnomalyEvent]:
-    """Print anomalies from the topic as they come, until the service has taken every reading."""
+    """Print alarms from the topic as they open, until the service has taken every reading (an alarm's
+    cleared event, with the same id, closes it and is not counted again)."""
     tolerance = _tolerance_ms(service)
     events: list[AnomalyEvent] = []
     reader = kafka.consumer(settings, settings.anomalies_topic, standalone=True)
@@ -160,8 +161,10 @@ def _watch(console, settings, service, sent, stop, runner, faults) -> list[Anoma
     def read(timeout_ms: int) -> None:
         for records in reader.poll(timeout_ms).values():
             for rec in records:
-                events.append(decode_event(rec.value))
-                _show(console, events[-1], faults, tolerance)
+                event = decode_event(rec.value)
+                if event.kind == "opened":
+                    events.append(event)
+                    _show(console, event, faults, tolerance)
 
     deadline = time.monotonic() + 120
     try:

@@ -47,12 +47,17 @@ def producer(settings: Settings, **overrides: object) -> KafkaProducer:
     return KafkaProducer(**opts)
 
 
-def ensure_topics(settings: Settings, topics: list[str], partitions: int = 4) -> None:
-    """Create the topics that do not exist yet."""
+def ensure_topics(
+    settings: Settings, topics: list[str], partitions: int = 4, configs: dict[str, str] | None = None
+) -> None:
+    """Create the topics that do not exist yet (with topic ``configs``, e.g. compaction)."""
     admin = KafkaAdminClient(bootstrap_servers=_servers(settings), **settings.kafka_security())
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
+        new = [
+            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=configs or {})
+            for t in topics if t not in existing
+        ]
         if new:
             try:
                 admin.create_topics(new)

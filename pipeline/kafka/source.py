@@ -1,8 +1,10 @@
 """The readings topic as a source: a consumer in the service's group that polls ``Polled`` records.
 
-Offsets move only when the service commits them (after its sinks flushed). When partitions are
-taken away in a rebalance, ``on_revoke`` hears which, so their assets' state can be dropped; the
-callback must stay cheap (no I/O), since the group waits for it.
+Offsets move only when the service commits them (after its sinks flushed). The rebalance
+callbacks stay cheap (no I/O: the group waits for them): partitions taken away are reported to
+``on_revoke`` so their assets' state can be dropped; partitions given are paused and listed in
+``assigned_new``, and the service restores their state from the changelog before it ``resume``s
+them, so no reading of theirs is processed on a cold state.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ class _Listener(ConsumerRebalanceListener):
         self.source.on_revoke(gone)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.source.assigned |= {(tp.topic, tp.partition) for tp in assigned}
+        given = {(tp.topic, tp.partition) for tp in assigned}
+        self.source.assigned |= given
+        self.source.assigned_new |= given
+        if assigned:
+            self.source.consumer.pause(*assigned)
         log.info("assigned partitions=%s", sorted(tp.partition for tp in assigned))
 
 
@@ -41,6 +47,7 @@ class KafkaSource:
         self.settings = settings
         self.on_revoke: Callable[[set[Partition]], None] = lambda gone: None
         self.assigned: set[Partition] = set()  # this replica's share of the readings topic
+        self.assigned_new: set[Partition] = set()  # given, paused until their state is restored
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
@@ -50,6 +57,13 @@ class KafkaSource:
         return [
             Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
         ]
+
+    def resume(self, partitions: set[Partition]) -> None:
+        """Start fetching partitions whose state is restored."""
+        self.assigned_new -= partitions
+        held = [TopicPartition(t, p) for t, p in partitions if (t, p) in self.assigned]
+        if held:
+            self.consumer.resume(*held)
 
     def commit(self, offsets: dict[Partition, int]) -> None:
         """Commit the next offset to read of each partition (synchronously)."""

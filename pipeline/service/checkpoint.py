@@ -1,17 +1,29 @@
-"""The checkpoint: send one step's output to every sink, flush them all, then commit.
+"""The checkpoint: outputs to their sinks, then the state changelog, then the commit.
 
-At-least-once: offsets move only after every sink that must be durable has flushed what came
-from them, so a crash in between replays the poll instead of losing it. A sink that cannot flush
-raises, and nothing is committed; the service then stops (a broker or store outage is not a bad
-record). A new output (an archive, a review log) is one more sink, not a new branch in the loop.
+At-least-once, with an exactly-once effect on state: offsets move only after every output of
+the poll is durable (events, dead letters) and after the state that includes those readings is
+durable (the changelog). A crash before the changelog flush replays the poll on the old state
+and re-sends the same events (same ids); a crash after it restores the new state, which skips
+the readings it already holds. A new output (an archive, a review log) is one more sink.
+
+A broker outage is waited out: a flush or commit that fails is tried again with backoff for up
+to ``retry_for_s`` (nothing is committed meanwhile and nothing is lost: the sinks keep what they
+could not deliver), and then the error is raised so the service exits non-zero.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from kafka.errors import CommitFailedError, KafkaError
 
 from sensorwatch.pipeline.stream.step import Partition, StepOutput
+
+log = logging.getLogger("sensorwatch.pipeline")
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -25,19 +37,58 @@ class Sink(Protocol):
 
 
 class Checkpoint:
-    """Sinks, flushed in order, and the commit that follows them."""
+    """Output sinks, then state sinks, each written then flushed, then the commit."""
 
-    def __init__(self, sinks: Sequence[Sink], commit: Callable[[dict[Partition, int]], None]) -> None:
-        self.sinks, self.commit = list(sinks), commit
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        commit: Callable[[dict[Partition, int]], None],
+        state: Sequence[Sink] = (),
+        retry_for_s: float = 0.0,
+        sleep: Callable[[float], object] = time.sleep,
+    ) -> None:
+        self.sinks, self.state, self.commit = list(sinks), list(state), commit
+        self.retry_for_s, self.sleep = retry_for_s, sleep
 
     def __call__(self, out: StepOutput) -> None:
-        for sink in self.sinks:
-            sink.write(out)
-        for sink in self.sinks:
-            sink.flush()
+        for group in (self.sinks, self.state):
+            for sink in group:
+                sink.write(out)
+            for sink in group:
+                self.retry(sink.flush)
         if out.offsets:
-            self.commit(out.offsets)
+            try:
+                self.retry(lambda: self.commit(out.offsets))
+            except CommitFailedError as exc:
+                # The group moved these partitions on: their new owner restores the state just
+                # written (with the offsets it holds) and commits from there.
+                log.info("commit skipped, partitions reassigned: %s", exc)
+
+    def retry(self, action: Callable[[], T]) -> T:
+        """Run ``action``; on a broker error, again with backoff until ``retry_for_s`` has passed."""
+        began, delay, said = time.monotonic(), 0.5, False
+        while True:
+            try:
+                result = action()
+            except CommitFailedError:
+                raise
+            except KafkaError as exc:
+                waited = time.monotonic() - began
+                if waited + delay > self.retry_for_s:
+                    raise
+                if not said:
+                    log.warning(
+                        "broker unreachable (%s): holding this poll's output, retrying for up to %.0f s",
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.retry_for_s,
+                    )
+                    said = True
+                self.sleep(delay)
+                delay = min(delay * 2, 15.0)
+                continue
+            if said:
+                log.warning("broker reachable again after %.1f s", time.monotonic() - began)
+            return result
 
     def close(self) -> None:
-        for sink in self.sinks:
+        for sink in (*self.sinks, *self.state):
             sink.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from sensorwatch.models.recipe import Recipe
@@ -22,7 +22,7 @@ from sensorwatch.pipeline.service.reload import Reloader
 from sensorwatch.pipeline.service.report import Reporter, Stats
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import ParseRules, Partition, Polled, StepOutput, drain, step
+from sensorwatch.pipeline.stream.step import ParseRules, Partition, Polled, StepOutput, drain, release_quiet, step
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
@@ -31,15 +31,25 @@ log = logging.getLogger("sensorwatch.pipeline")
 
 
 class Source(Protocol):
-    """Where records come from: ``KafkaSource``, or a list of records in a test."""
+    """Where records come from: ``KafkaSource``, or a list of records in a test.
+
+    Partitions it was given since the last look are in ``assigned_new``, held back until
+    ``resume``: the service restores their state first.
+    """
 
     assigned: set[Partition]
+    assigned_new: set[Partition]
 
     def poll(self) -> list[Polled]: ...
+
+    def resume(self, partitions: set[Partition]) -> None: ...
 
     def commit(self, offsets: dict[Partition, int]) -> None: ...
 
     def close(self) -> None: ...
+
+
+Restore = Callable[[set[int], Processor], int]
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
@@ -69,29 +79,39 @@ class Service:
         source: Source,
         sinks: Sequence[Sink],
         store: Store | None = None,
+        *,
+        state: Sequence[Sink] = (),
+        restore: Restore | None = None,
     ) -> None:
         self.settings = settings
         self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
         self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
-        self.source = source
-        self.checkpoint = Checkpoint(sinks, source.commit)
-        self.owners: dict[str, Partition] = {}  # asset id → partition, to drop state on revoke
+        self.source, self.restore = source, restore
+        self.checkpoint = Checkpoint(sinks, source.commit, state, retry_for_s=settings.broker_timeout_s)
+        self.owners: dict[str, Partition] = {}  # asset id → partition: whose state goes where
         self.reloader = Reloader(store, settings.model_alias, settings.reload_interval_s)
         self.metrics = ServiceMetrics()
         self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
+        self._quiet_checked = time.monotonic()
         self._model_version(detector.version)
 
     @classmethod
     def on_kafka(cls, settings: Settings, detector: Detector, store: Store | None = None) -> Service:
-        """The service on Kafka: the group's consumer as source, the dead-letter and anomaly topics as sinks."""
-        from sensorwatch.pipeline.kafka import clients
-        from sensorwatch.pipeline.kafka.sinks import DeadLetterSink, EventSink
+        """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
+        as sinks; the state changelog, restored on assignment."""
+        from sensorwatch.pipeline.kafka import changelog, clients
+        from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
         from sensorwatch.pipeline.kafka.source import KafkaSource
 
+        topic = changelog.ensure_changelog(settings)
         source = KafkaSource(settings)
         producer = clients.producer(settings)
         sinks = [DeadLetterSink(producer, settings.dlq_topic), EventSink(producer, settings.anomalies_topic)]
-        service = cls(settings, detector, source, sinks, store)
+        service = cls(
+            settings, detector, source, sinks, store,
+            restore=lambda parts, processor: changelog.restore(settings, parts, processor),
+        )
+        service.checkpoint.state.append(ChangelogSink(producer, topic, service.processor, service.owners))
         source.on_revoke = service.forget  # the group calls it from inside a later poll
         return service
 
@@ -110,8 +130,11 @@ class Service:
         try:
             while not stop.is_set():
                 records = self.source.poll()
+                if self.source.assigned_new:
+                    self._restore(set(self.source.assigned_new))
                 if records:
                     self.handle(records)
+                self._release_quiet()
                 if self.reloader.maybe_swap(self.processor):
                     self._model_version(self.processor.detector.version)
             self._finish(drain(self.processor), time.perf_counter())  # what waits for its grace period
@@ -123,7 +146,7 @@ class Service:
     def handle(self, records: Sequence[Polled]) -> StepOutput:
         """One poll end to end: step, then checkpoint."""
         began = time.perf_counter()
-        out = step(self.processor, records, self.rules, time.time_ns() // 1_000_000)
+        out = step(self.processor, records, self.rules, time.time_ns() // 1_000_000, time.monotonic())
         self.owners.update(out.owners)
         return self._finish(out, began)
 
@@ -132,12 +155,34 @@ class Service:
         self.report(out, time.perf_counter() - began)
         return out
 
+    def _restore(self, given: set[Partition]) -> None:
+        """Before any of their readings: the state of the assets on partitions just given."""
+        if self.restore is not None:
+            self.restore({p for _, p in given}, self.processor)
+            for asset_id, applied in self.processor.applied.items():
+                for tp in applied:
+                    if tp in given:
+                        self.owners[asset_id] = tp
+        self.source.resume(given)
+
+    def _release_quiet(self, every_s: float = 1.0) -> None:
+        """About once a second: score what quiet assets still hold back for their grace period."""
+        now = time.monotonic()
+        if now - self._quiet_checked < every_s or not self.processor.windower.waiting():
+            return
+        self._quiet_checked = now
+        began = time.perf_counter()
+        out = release_quiet(self.processor, now)
+        if out.touched:
+            self._finish(out, began)
+
     def forget(self, gone: set[Partition]) -> None:
         """Drop the state of assets whose partitions moved to another replica (no I/O here)."""
         assets = [a for a, tp in self.owners.items() if tp in gone]
         self.processor.forget(assets)
         for a in assets:
             del self.owners[a]
+        self.source.assigned_new -= gone
 
     def _model_version(self, version: str) -> None:
         self.metrics.model_version.set(float(version) if version.isdigit() else 0)

@@ -17,7 +17,7 @@ class ServiceMetrics:
             "sensorwatch_records_rejected", "Records sent to the dead-letter topic", ["kind"], registry=r
         )
         self.windows = Counter("sensorwatch_windows_scored", "Windows scored by the model", registry=r)
-        self.anomalies = Counter("sensorwatch_anomalies", "Anomaly events published", registry=r)
+        self.anomalies = Counter("sensorwatch_anomalies", "Alarms opened (each also publishes a cleared event when it closes)", registry=r)
         self.gaps = Counter("sensorwatch_gaps", "Asset buffers reset by a gap in the readings", registry=r)
         self.windowless = Counter(
             "sensorwatch_windowless_stretches",

@@ -26,7 +26,7 @@ class Stats:
     scored: int = 0
     rejected: int = 0
     windows: int = 0
-    anomalies: int = 0
+    anomalies: int = 0  # alarms opened
     windowless: int = 0
     batches: int = 0
     busy_s: float = 0.0
@@ -69,7 +69,8 @@ class Reporter:
         s.scored += batch.released
         s.rejected += len(out.dead_letters)
         s.windows += len(batch)
-        s.anomalies += len(out.events)
+        opened = sum(e.kind == "opened" for e in out.events)
+        s.anomalies += opened
         s.windowless += len(batch.windowless)
         s.batches += 1
         s.busy_s += seconds
@@ -78,7 +79,7 @@ class Reporter:
         for dead in out.dead_letters:
             m.rejected.labels(kind=dead.kind).inc()
         m.windows.inc(len(batch))
-        m.anomalies.inc(len(out.events))
+        m.anomalies.inc(opened)
         m.gaps.inc(batch.gaps)
         m.windowless.inc(len(batch.windowless))
         m.batch_seconds.observe(seconds)

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sensorwatch.models.alarms import AlarmState
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.models.thresholds import Threshold
+from sensorwatch.pipeline.stream.tracks import AssetTrack
 from sensorwatch.pipeline.stream.windows import WindowBatch, Windower
 from sensorwatch.schemas.records import AnomalyEvent, Reading, iso_ms
 
@@ -39,19 +38,6 @@ class Decisions:
     events: list[AnomalyEvent] = field(default_factory=list)
 
 
-class _AssetTrack:
-    """One asset's threshold stream, alarm state, and the run of anomalous windows so far."""
-
-    __slots__ = ("threshold", "alarm", "run_start", "hits", "peak", "peak_errors")
-
-    def __init__(self, threshold: Threshold, alarm: AlarmState) -> None:
-        self.threshold, self.alarm = threshold, alarm
-        self.run_start: int | None = None
-        self.hits = 0  # anomalous windows in the current run
-        self.peak = -np.inf
-        self.peak_errors: np.ndarray | None = None
-
-
 class Processor:
     """Turns batches of validated readings into decisions and anomaly events."""
 
@@ -61,7 +47,10 @@ class Processor:
         self.recipe = self._recipe_of(detector)
         self.rules = self.recipe.alarm_rules()
         self.windower = self._windower(detector, self.recipe)
-        self._tracks: dict[str, _AssetTrack] = {}
+        self._tracks: dict[str, AssetTrack] = {}
+        # Per asset, the next source offset of each partition its readings came from that is not
+        # in its state yet: a replay after a restart skips what the restored state already holds.
+        self.applied: dict[str, dict[tuple[str, int], int]] = {}
 
     def _recipe_of(self, detector: Detector) -> Recipe:
         model_fields = Recipe.split(self.decisions)[1]
@@ -74,18 +63,42 @@ class Processor:
         cadence = recipe.cadence(detector.spec.interval_ms)
         return Windower(detector.spec.channels, recipe.window, recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
 
-    def process(self, readings: Iterable[Reading]) -> Decisions:
-        return self._decide(self.windower.add(readings))
+    def process(self, readings: Iterable[Reading], now: float = 0.0) -> Decisions:
+        """Window, score and decide readings that arrive at clock time ``now``."""
+        return self._decide(self.windower.add(readings, now))
 
-    def flush(self) -> Decisions:
-        """Score what the windower still holds back (end of a file, or shutdown)."""
-        return self._decide(self.windower.flush())
+    def flush(self, quiet_since: float | None = None) -> Decisions:
+        """Score what the windower still holds back: everything (end of a file, shutdown), or that of
+        assets quiet since clock time ``quiet_since`` (a quiet asset's last readings wait no longer)."""
+        return self._decide(self.windower.flush(quiet_since))
 
     def forget(self, asset_ids: Iterable[str]) -> None:
         asset_ids = list(asset_ids)
         self.windower.forget(asset_ids)
         for a in asset_ids:
             self._tracks.pop(a, None)
+            self.applied.pop(a, None)
+
+    def export_state(self, asset_id: str) -> dict[str, Any]:
+        """Everything the asset's future decisions depend on, as plain values and arrays."""
+        track = self._tracks.get(asset_id)
+        applied = self.applied.get(asset_id, {})
+        return {
+            "model_version": self.detector.version,
+            "applied": [[topic, partition, offset] for (topic, partition), offset in applied.items()],
+            "window": self.windower.export(asset_id),
+            "track": track.export() if track is not None else None,
+        }
+
+    def load_state(self, asset_id: str, saved: dict[str, Any]) -> None:
+        """Put an asset back as ``export_state`` left it. Window buffers of another window length or
+        channel set, and thresholds and alarms of another model version, start afresh (as on a swap)."""
+        self.applied[asset_id] = {(t, p): o for t, p, o in saved["applied"]}
+        window = saved["window"]
+        if window is not None and window["ring"].shape == (2 * self.windower.window, len(self.windower.channels)):
+            self.windower.load(asset_id, window)
+        if saved["track"] is not None and saved["model_version"] == self.detector.version:
+            self._tracks[asset_id] = AssetTrack.load(saved["track"], self.rules)
 
     def swap_detector(self, detector: Detector) -> None:
         """Decide with a new model version from the next batch on, by its own recipe.
@@ -106,10 +119,10 @@ class Processor:
         self.detector, self.recipe, self.rules = detector, recipe, recipe.alarm_rules()
         self._tracks.clear()
 
-    def _track(self, asset_id: str) -> _AssetTrack:
+    def _track(self, asset_id: str) -> AssetTrack:
         track = self._tracks.get(asset_id)
         if track is None:
-            track = self._tracks[asset_id] = _AssetTrack(self.detector.new_threshold(), self.rules.new_state())
+            track = self._tracks[asset_id] = AssetTrack(self.detector.new_threshold(), self.rules.new_state())
         return track
 
     def _decide(self, batch: WindowBatch) -> Decisions:
@@ -126,32 +139,37 @@ class Processor:
             levels[i] = track.threshold.level()
             anomalous[i] = track.threshold.update(float(scores[i]))
             alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last)
-            self._follow_run(track, batch, i, float(scores[i]), errors[i], bool(anomalous[i]))
+            end_ms = int(batch.end_ms[i])
+            if track.alarm.closed:
+                out.events.append(self._event(asset_id, track, end_ms, levels[i], "cleared"))
+            track.follow(int(batch.start_ms[i]), float(scores[i]), errors[i], bool(anomalous[i]))
             if track.alarm.opened:
-                out.events.append(self._event(asset_id, track, int(batch.end_ms[i]), levels[i]))
+                track.alarm_start = track.run_start if track.run_start is not None else end_ms
+                out.events.append(self._event(asset_id, track, end_ms, levels[i], "opened"))
         return out
 
-    @staticmethod
-    def _follow_run(track: _AssetTrack, batch: WindowBatch, i: int, score: float, errors: np.ndarray, hit: bool) -> None:
-        if not hit and not track.alarm.active:
-            track.run_start, track.hits, track.peak, track.peak_errors = None, 0, -np.inf, None
-            return
-        track.hits += hit
-        if track.run_start is None:
-            track.run_start = int(batch.start_ms[i])
-        if score > track.peak:
-            track.peak, track.peak_errors = score, errors
-
-    def _event(self, asset_id: str, track: _AssetTrack, end_ms: int, level: float) -> AnomalyEvent:
-        errs = track.peak_errors if track.peak_errors is not None else np.zeros(len(self.detector.spec.channels))
-        share = errs / max(float(errs.sum()), 1e-12)
+    def _event(self, asset_id: str, track: AssetTrack, end_ms: int, level: float, kind: str) -> AnomalyEvent:
+        """The alarm's event; its numbers are finite whatever the scores were (an overflowing score
+        is still the worst a float can say, not a reason to fail)."""
+        n = len(self.detector.spec.channels)
+        errs = np.nan_to_num(track.peak_errors if track.peak_errors is not None else np.zeros(n), posinf=_BIG)
+        share = errs / max(float(errs.sum()), 1e-12) if np.isfinite(errs.sum()) else errs / _BIG / n
+        start = track.alarm_start if track.alarm_start is not None else end_ms
         return AnomalyEvent(
             asset_id=asset_id,
-            window_start=iso_ms(track.run_start if track.run_start is not None else end_ms),
+            window_start=iso_ms(start),
             window_end=iso_ms(end_ms),
-            score=round(float(track.peak), 6),
-            threshold=round(float(level), 6),
-            contributions={c: round(float(s), 4) for c, s in zip(self.detector.spec.channels, share)},
+            score=round(_finite(track.peak), 6),
+            threshold=round(_finite(level), 6),
+            contributions={c: round(float(v), 4) for c, v in zip(self.detector.spec.channels, share)},
             model_version=self.detector.version,
             windows=track.hits,
+            kind=kind,
         )
+
+
+_BIG = float(np.finfo(np.float32).max)
+
+
+def _finite(value: float) -> float:
+    return float(np.nan_to_num(value, nan=0.0, posinf=_BIG, neginf=-_BIG))

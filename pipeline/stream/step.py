@@ -33,19 +33,12 @@ class Polled:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record the service cannot use, with the reason it is set aside.
-
-    >>> DeadLetter(Polled("t", 0, 5, None, b"x"), "malformed JSON: unexpected character").kind
-    'malformed JSON'
-    """
+    """A record the service cannot use, the reason it is set aside (one line), and the reason's
+    kind: a label from a small fixed set, for metrics."""
 
     record: Polled
     reason: str
-
-    @property
-    def kind(self) -> str:
-        """The reason's first part, a short label for metrics."""
-        return self.reason.split(":", 1)[0][:40]
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -65,41 +58,61 @@ class StepOutput:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     offsets: dict[Partition, int] = field(default_factory=dict)  # next offset to read, per partition
     owners: dict[str, Partition] = field(default_factory=dict)  # asset id → its partition
+    replayed: int = 0  # readings skipped because the restored state already holds them
+
+    @property
+    def touched(self) -> set[str]:
+        """Assets whose state this step changed."""
+        return self.decisions.windows.touched
 
     @property
     def events(self) -> list[AnomalyEvent]:
         return self.decisions.events
 
 
-def step(processor: Processor, records: Sequence[Polled], rules: ParseRules, now_ms: int) -> StepOutput:
-    """Parse, window, score and decide one poll's ``records`` (in partition order)."""
+def step(processor: Processor, records: Sequence[Polled], rules: ParseRules, now_ms: int, now: float = 0.0) -> StepOutput:
+    """Parse, window, score and decide one poll's ``records`` (in partition order), arriving at
+    clock time ``now``. Readings that a restored state already holds are skipped, not re-applied."""
     channels = frozenset(processor.detector.spec.channels)
     readings: list[Reading] = []
     origin: dict[int, Polled] = {}
     dead: list[DeadLetter] = []
     offsets: dict[Partition, int] = {}
     owners: dict[str, Partition] = {}
+    replayed = 0
     for rec in records:
+        tp = (rec.topic, rec.partition)
+        offsets[tp] = rec.offset + 1
         parsed = parse_reading(
             rec.value, rec.key, channels=channels, now_ms=now_ms,
             max_future_ms=rules.max_future_ms, max_bytes=rules.max_bytes,
         )
         if isinstance(parsed, Rejected):
-            dead.append(DeadLetter(rec, parsed.reason))
-        else:
-            readings.append(parsed)
-            origin[id(parsed)] = rec
-            owners[parsed.asset_id] = (rec.topic, rec.partition)
-        offsets[(rec.topic, rec.partition)] = rec.offset + 1
-    out = StepOutput(len(records), processor.process(readings), dead, offsets, owners)
+            dead.append(DeadLetter(rec, parsed.reason, getattr(parsed, "kind", "invalid")))  # TODO(kind)
+            continue
+        applied = processor.applied.setdefault(parsed.asset_id, {})
+        if rec.offset < applied.get(tp, 0):
+            replayed += 1
+            continue
+        applied[tp] = rec.offset + 1
+        readings.append(parsed)
+        origin[id(parsed)] = rec
+        owners[parsed.asset_id] = tp
+    out = StepOutput(len(records), processor.process(readings, now), dead, offsets, owners, replayed)
     for kind, misplaced in (("late", out.decisions.windows.late), ("duplicate", out.decisions.windows.duplicates)):
-        out.dead_letters.extend(DeadLetter(origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}") for r in misplaced)
+        out.dead_letters.extend(DeadLetter(origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}", kind) for r in misplaced)
     return out
 
 
 def drain(processor: Processor) -> StepOutput:
     """Score every reading still waiting for its grace period (at shutdown)."""
     return StepOutput(0, processor.flush())
+
+
+def release_quiet(processor: Processor, now: float) -> StepOutput:
+    """Score the readings of assets that received nothing for one grace period of clock time:
+    with no newer reading to push them out, they would otherwise wait until shutdown."""
+    return StepOutput(0, processor.flush(quiet_since=now - processor.windower.grace_ms / 1000))
 
 
 def _misplaced_reason(kind: str, r: Reading) -> str:

@@ -21,8 +21,10 @@ readings are always too far apart is said so instead of silently scoring nothing
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +53,7 @@ class WindowBatch:
     released: int = 0  # readings that entered a window buffer
     gaps: int = 0  # buffers reset by a gap
     windowless: list[Windowless] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)  # assets whose buffers changed
 
     def __len__(self) -> int:
         return len(self.asset_ids)
@@ -59,7 +62,10 @@ class WindowBatch:
 class _Asset:
     """One asset's re-order heap and ring buffer (twice the window, so a window is one slice)."""
 
-    __slots__ = ("pending", "pending_ts", "ring", "ring_ts", "pos", "filled", "since_emit", "last_ts", "newest_ts")
+    __slots__ = (
+        "pending", "pending_ts", "ring", "ring_ts", "pos", "filled", "since_emit", "last_ts", "newest_ts", "seen_at"
+    )
+    SAVED = ("pos", "filled", "since_emit", "last_ts", "newest_ts")
 
     def __init__(self, window: int, channels: int) -> None:
         self.pending: list[tuple[int, int, np.ndarray]] = []
@@ -71,6 +77,25 @@ class _Asset:
         self.since_emit = 0
         self.last_ts: int | None = None  # newest released event time
         self.newest_ts: int | None = None  # newest event time seen
+        self.seen_at = 0.0  # clock time of the newest arrival (for releasing a quiet asset)
+
+    def export(self) -> dict[str, Any]:
+        """Everything the asset's future windows depend on (the clock time is not kept)."""
+        pending = sorted((ts, row) for ts, _, row in self.pending)
+        return {
+            **{name: getattr(self, name) for name in self.SAVED},
+            "ring": self.ring, "ring_ts": self.ring_ts,
+            "pending_ts": np.array([ts for ts, _ in pending], np.int64),
+            "pending": np.stack([row for _, row in pending]) if pending else np.zeros((0, self.ring.shape[1]), np.float32),
+        }
+
+    def load(self, saved: dict[str, Any], seq: itertools.count) -> None:
+        for name in self.SAVED:
+            setattr(self, name, saved[name])
+        self.ring[:], self.ring_ts[:] = saved["ring"], saved["ring_ts"]
+        self.pending = [(int(ts), next(seq), row) for ts, row in zip(saved["pending_ts"], saved["pending"])]
+        heapq.heapify(self.pending)
+        self.pending_ts = {ts for ts, _, _ in self.pending}
 
 
 class Windower:
@@ -90,7 +115,7 @@ class Windower:
         self.window = window
         self.retune(stride, grace_ms, max_gap_ms)
         self._assets: dict[str, _Asset] = {}
-        self._seq = 0  # ties in the heap keep arrival order
+        self._seq = itertools.count()  # ties in the heap keep arrival order
 
     def retune(self, stride: int, grace_ms: int = 0, max_gap_ms: int | None = None) -> None:
         """New stride and time rules from the next reading on; buffers and windows carry on."""
@@ -106,8 +131,20 @@ class Windower:
         for asset_id in asset_ids:
             self._assets.pop(asset_id, None)
 
-    def add(self, readings: Iterable[Reading]) -> WindowBatch:
-        """Take a batch of readings; return the windows that became ready."""
+    def export(self, asset_id: str) -> dict[str, Any] | None:
+        """The asset's buffers as plain values and arrays (None for an asset never seen)."""
+        st = self._assets.get(asset_id)
+        return None if st is None else st.export()
+
+    def load(self, asset_id: str, saved: dict[str, Any]) -> None:
+        """Put back an asset's buffers from ``export`` (same window and channels)."""
+        if saved["ring"].shape != (2 * self.window, len(self.channels)):
+            raise ValueError(f"saved buffers of {asset_id!r} do not fit window {self.window} × {len(self.channels)} channels")
+        st = self._assets[asset_id] = _Asset(self.window, len(self.channels))
+        st.load(saved, self._seq)
+
+    def add(self, readings: Iterable[Reading], now: float = 0.0) -> WindowBatch:
+        """Take a batch of readings (arriving at clock time ``now``); return the windows that became ready."""
         out = _Collector(self.window, len(self.channels))
         touched: dict[str, _Asset] = {}
         for r in readings:
@@ -117,22 +154,29 @@ class Windower:
             if st.newest_ts is not None and r.ts_ms <= st.newest_ts and self._misplaced(st, r, out.batch):
                 continue
             row = np.fromiter((r.values[c] for c in self.channels), np.float32, len(self.channels))
-            self._seq += 1
-            heapq.heappush(st.pending, (r.ts_ms, self._seq, row))
+            heapq.heappush(st.pending, (r.ts_ms, next(self._seq), row))
             st.pending_ts.add(r.ts_ms)
             st.newest_ts = r.ts_ms if st.newest_ts is None else max(st.newest_ts, r.ts_ms)
+            st.seen_at = now
             touched[r.asset_id] = st
         for asset_id, st in touched.items():
             self._release(asset_id, st, st.newest_ts - self.grace_ms, out)
+        out.batch.touched.update(touched)
         return out.finish()
 
-    def flush(self) -> WindowBatch:
-        """Release every reading still waiting for its grace period (at shutdown or end of file)."""
+    def flush(self, quiet_since: float | None = None) -> WindowBatch:
+        """Release every reading still waiting for its grace period (at shutdown or end of file);
+        with ``quiet_since``, only those of assets that received nothing after that clock time."""
         out = _Collector(self.window, len(self.channels))
         for asset_id, st in self._assets.items():
-            if st.pending:
+            if st.pending and (quiet_since is None or st.seen_at <= quiet_since):
                 self._release(asset_id, st, max(ts for ts, _, _ in st.pending), out)
+                out.batch.touched.add(asset_id)
         return out.finish()
+
+    def waiting(self) -> int:
+        """Readings held back for their grace period, over all assets."""
+        return sum(len(st.pending) for st in self._assets.values())
 
     def _misplaced(self, st: _Asset, r: Reading, batch: WindowBatch) -> bool:
         """Whether a reading not newer than the asset's newest is a duplicate or late (and so set aside)."""

@@ -1,0 +1,146 @@
+"""Faults injected for real on the embedded broker: ``kill -9`` mid-stream, replicas joining and
+leaving. The run that suffered them must end with the same events (same ids), the same final
+per-asset state and every reading committed, as an uninterrupted run of the same readings."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+
+import orjson
+import pytest
+from helpers import committed, fresh, read_all, serve_process, wait_for
+
+from sensorwatch.models.registry import load_detector
+from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.kafka import clients as kafka
+from sensorwatch.pipeline.kafka.changelog import changelog_topic
+from sensorwatch.pipeline.service.loop import Service
+from sensorwatch.pipeline.stream import state
+from sensorwatch.schemas.events import decode_event
+
+pytestmark = pytest.mark.integration
+
+GARBAGE = [b"{oops", b"", b'{"asset_id": "pump-01", "ts": 0, "values": {"flow": 1e39}}', b"[]" * 40_000]
+
+
+def stream(plant_after_training, readings: int = 700):
+    """The champion's plant going on, with faults on two of its four pumps."""
+    sim, _ = plant_after_training()
+    frame, _ = sim.with_faults(readings, faults_per_asset=1, kinds=("level_shift", "spike"))
+    now_ms = int(time.time() * 1000)
+    frame["ts_ms"] += now_ms - 3_600_000 - int(frame["ts_ms"].min())  # an hour ago, all in the past
+    half = frame[frame["ts_ms"] < frame["ts_ms"].quantile(0.5)]
+    return half, frame.drop(half.index)
+
+
+def send_garbage(settings) -> None:
+    producer = kafka.producer(settings, max_request_size=2_000_000)
+    for raw in GARBAGE:
+        producer.send(settings.readings_topic, key=b"pump-01", value=raw)
+    producer.flush()
+    producer.close()
+
+
+def outcome(settings) -> tuple[Counter, dict[str, dict], list]:
+    """Events by (id, kind), each asset's final state, and the dead letters' source offsets."""
+    events = Counter((e.event_id, e.kind) for e in (decode_event(r.value) for r in read_all(settings, settings.anomalies_topic)))
+    final: dict[str, bytes] = {}
+    for rec in read_all(settings, changelog_topic(settings)):
+        final[rec.key.decode()] = rec.value
+    states = {a: _comparable(state.decode(v)) for a, v in final.items()}
+    dead = sorted((dict(r.headers)["source.partition"], dict(r.headers)["source.offset"]) for r in read_all(settings, settings.dlq_topic))
+    return events, states, dead
+
+
+def _comparable(saved: dict) -> dict:
+    """A state snapshot as plain, comparable values (arrays as lists; each run has its own topics)."""
+    saved["applied"] = [[partition, offset] for _, partition, offset in saved["applied"]]
+    return orjson.loads(state.encode(saved))
+
+
+def run_in_process(settings, champion, produce) -> Service:
+    service = Service.on_kafka(settings, load_detector(champion.store, "champion"), champion.store)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    total = produce()
+    assert wait_for(lambda: committed(settings) >= total, 120), "the reference run did not finish"
+    stop.set()
+    runner.join(60)
+    return service
+
+
+def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(service_settings, champion, plant_after_training, tmp_path) -> None:
+    first, second = stream(plant_after_training)
+    total = len(first) + len(second) + len(GARBAGE)
+
+    reference = fresh(service_settings)
+    run_in_process(reference, champion, lambda: produce_frame(reference, first, progress=False)
+                   + (send_garbage(reference) or len(GARBAGE)) + produce_frame(reference, second, progress=False))
+    expected_events, expected_states, expected_dead = outcome(reference)
+    assert expected_events, "the faults must raise alarms, or this test shows nothing"
+
+    # Small polls, so the second half takes many checkpoints and the kill lands between two.
+    settings = fresh(service_settings).model_copy(update={"max_poll_records": 40})
+    produce_frame(settings, first, progress=False)
+    send_garbage(settings)
+    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "first.log")
+    try:
+        assert wait_for(lambda: committed(settings) >= len(first) + len(GARBAGE), 120), (tmp_path / "first.log").read_text()
+        produce_frame(settings, second, progress=False)
+        mid = len(first) + len(GARBAGE) + len(second) // 3
+        assert wait_for(lambda: committed(settings) >= mid, 60, every_s=0.02)
+        proc.send_signal(signal.SIGKILL)  # mid-stream, between or inside checkpoints
+        proc.wait(30)
+    finally:
+        proc.kill()
+    assert committed(settings) < total, "the kill came too late to test anything"
+    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "second.log")
+    try:
+        assert wait_for(lambda: committed(settings) >= total, 120), (tmp_path / "second.log").read_text()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, (tmp_path / "second.log").read_text()
+
+    events, states, dead = outcome(settings)
+    assert set(events) == set(expected_events)  # the same alarms, opened and cleared, same ids
+    assert states == expected_states  # every asset ends exactly where the uninterrupted run ended
+    assert sorted(set(dead)) == sorted(set(expected_dead)) and len(set(dead)) == len(GARBAGE)
+    assert committed(settings) == total
+
+
+def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(service_settings, champion, plant_after_training) -> None:
+    first, second = stream(plant_after_training)
+    total = len(first) + len(second)
+    reference = fresh(service_settings)
+    run_in_process(reference, champion, lambda: produce_frame(reference, first, progress=False)
+                   + produce_frame(reference, second, progress=False))
+    expected_events, expected_states, _ = outcome(reference)
+
+    settings = fresh(service_settings)
+    replicas = [Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)]
+    stops = [threading.Event(), threading.Event()]
+    runners = [threading.Thread(target=r.run, args=(s,)) for r, s in zip(replicas, stops)]
+    runners[0].start()
+    assert wait_for(lambda: replicas[0].assigned, 60)
+    produce_frame(settings, first, progress=False)
+    assert wait_for(lambda: committed(settings) >= len(first) // 2, 60)
+    runners[1].start()  # joins mid-stream: the partitions are split, the state moves with them
+    assert wait_for(lambda: replicas[1].assigned and replicas[0].assigned, 60)
+    produce_frame(settings, second, progress=False)
+    assert wait_for(lambda: committed(settings) >= len(first) + len(second) // 3, 60)
+    stops[1].set()  # leaves mid-stream: its partitions go back, with their state
+    runners[1].join(60)
+    assert wait_for(lambda: committed(settings) >= total, 120)
+    stops[0].set()
+    runners[0].join(60)
+
+    events, states, _ = outcome(settings)
+    assert set(events) == set(expected_events)
+    assert states == expected_states
+    assert sum(r.stats.scored for r in replicas) == total  # each reading scored once: the state moved, not the work
