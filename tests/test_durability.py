@@ -144,3 +144,39 @@ def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(service_settin
     assert set(events) == set(expected_events)
     assert states == expected_states
     assert sum(r.stats.scored for r in replicas) == total  # each reading scored once: the state moved, not the work
+
+
+class SlowDetector:
+    """The champion, scoring each window 5 ms slower: a poll of 2,000 readings would take 10 s."""
+
+    def __init__(self, detector) -> None:
+        self._detector = detector
+
+    def __getattr__(self, name):
+        return getattr(self._detector, name)
+
+    def warm_up(self):
+        self._detector.warm_up()
+        return self
+
+    def score(self, windows):
+        time.sleep(0.005 * len(windows))
+        return self._detector.score(windows)
+
+
+def test_a_slow_model_shrinks_the_polls_instead_of_getting_evicted(service_settings, champion, plant_after_training) -> None:
+    first, second = stream(plant_after_training, readings=500)
+    settings = fresh(service_settings).model_copy(update={"max_poll_interval_ms": 3000, "max_poll_records": 2000})
+    total = produce_frame(settings, first, progress=False) + produce_frame(settings, second, progress=False)
+    service = Service.on_kafka(settings, SlowDetector(load_detector(champion.store, "champion")))
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    try:
+        assert wait_for(lambda: committed(settings) >= total, 180)
+    finally:
+        stop.set()
+        runner.join(60)
+    assert service.source.assignments == 1  # never evicted, never re-joined
+    assert service.stats.scored == total and service.stats.rejected == 0
+    assert service.source.max_records < 2000  # the polls were sized to the slow model

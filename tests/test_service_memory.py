@@ -33,6 +33,7 @@ class ListSource:
         self.polls, self.journal, self.stop = list(polls), journal, stop
         self.assigned: set[Partition] = {("readings", 0), ("readings", 1)}
         self.assigned_new: set[Partition] = set()
+        self.max_records = 2000
         self.committed: dict[Partition, int] = {}
         self.closed = False
 

@@ -33,6 +33,7 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         given = {(tp.topic, tp.partition) for tp in assigned}
+        self.source.assignments += 1
         self.source.assigned |= given
         self.source.assigned_new |= given
         if assigned:
@@ -48,12 +49,14 @@ class KafkaSource:
         self.on_revoke: Callable[[set[Partition]], None] = lambda gone: None
         self.assigned: set[Partition] = set()  # this replica's share of the readings topic
         self.assigned_new: set[Partition] = set()  # given, paused until their state is restored
+        self.max_records = settings.max_poll_records  # the service lowers it when scoring is slow
+        self.assignments = 0  # rebalances that gave this replica partitions
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
     def poll(self) -> list[Polled]:
         """The next batch (at most ``max_poll_records``), each partition's records in offset order."""
-        polled = self.consumer.poll(self.settings.poll_timeout_ms, self.settings.max_poll_records)
+        polled = self.consumer.poll(self.settings.poll_timeout_ms, self.max_records)
         return [
             Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
         ]

@@ -39,6 +39,7 @@ class Source(Protocol):
 
     assigned: set[Partition]
     assigned_new: set[Partition]
+    max_records: int  # most records the next poll may return
 
     def poll(self) -> list[Polled]: ...
 
@@ -50,6 +51,7 @@ class Source(Protocol):
 
 
 Restore = Callable[[set[int], Processor], int]
+FIRST_POLL_RECORDS = 64
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
@@ -93,6 +95,7 @@ class Service:
         self.metrics = ServiceMetrics()
         self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
         self._quiet_checked = time.monotonic()
+        self.source.max_records = min(settings.max_poll_records, FIRST_POLL_RECORDS)
         self._model_version(detector.version)
 
     @classmethod
@@ -148,7 +151,17 @@ class Service:
         began = time.perf_counter()
         out = step(self.processor, records, self.rules, time.time_ns() // 1_000_000, time.monotonic())
         self.owners.update(out.owners)
-        return self._finish(out, began)
+        self._finish(out, began)
+        self._pace(len(records), time.perf_counter() - began)
+        return out
+
+    def _pace(self, records: int, seconds: float) -> None:
+        """Size the next poll so its work takes at most a third of ``max_poll_interval_ms``: a slow
+        model then means smaller polls, never a consumer evicted from its group (and a rebalance
+        loop). Polls start small and at most double, up to ``max_poll_records``."""
+        budget = self.settings.max_poll_interval_ms / 1000 / 3
+        fits = int(budget * records / seconds) if seconds > 0 else self.settings.max_poll_records
+        self.source.max_records = max(1, min(self.settings.max_poll_records, 2 * self.source.max_records, fits))
 
     def _finish(self, out: StepOutput, began: float) -> StepOutput:
         self.checkpoint(out)
