@@ -29,6 +29,8 @@ log = logging.getLogger("sensorwatch.pipeline")
 # on every restart, the poison pill this avoids.
 MAX_DEAD_LETTER_BYTES = 256 * 1024
 PREFIX_BYTES = 1024
+# How long a flush waits for the broker before the checkpoint calls it an outage and retries.
+FLUSH_WAIT_S = 5.0
 
 
 @dataclass
@@ -46,7 +48,7 @@ class SinkError(KafkaError):
 
 
 class _ProducerSink:
-    def __init__(self, producer: KafkaProducer, topic: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, producer: KafkaProducer, topic: str, timeout_s: float = FLUSH_WAIT_S) -> None:
         self.producer, self.topic, self.timeout_s = producer, topic, timeout_s
         self._pending: list[_Send] = []
 
@@ -57,7 +59,9 @@ class _ProducerSink:
         self._pending.append(item)
 
     def flush(self) -> None:
-        """Block until every queued record is delivered; raise ``SinkError`` keeping the rest."""
+        """Wait (at most ``timeout_s``) until every queued record is delivered; raise ``SinkError``
+        keeping the rest, which the next flush sends again (a consumer may see such a record twice:
+        events carry ids for that, and a state record is the same state twice)."""
         retry = [item for item in self._pending if item.future is None]
         for item in retry:  # what the last flush could not deliver
             self._pending.remove(item)
@@ -69,14 +73,14 @@ class _ProducerSink:
         failed: list[_Send] = []
         first: Exception | None = None
         for item in self._pending:
-            try:
-                item.future.get(timeout=0.1 if failed else self.timeout_s)  # type: ignore[union-attr]
-            except Exception as exc:  # noqa: BLE001 — every failure is kept and raised below
-                item.future, first = None, first or exc
+            future = item.future
+            if future is None or not future.is_done or future.failed():
+                first = first or (future.exception if future is not None and future.is_done else None)
+                item.future = None
                 failed.append(item)
         self._pending = failed
         if failed:
-            raise SinkError(f"{len(failed)} record(s) to {self.topic!r} not delivered: {first}")
+            raise SinkError(f"{len(failed)} record(s) to {self.topic!r} not delivered: {first or 'timed out'}")
 
     def close(self) -> None:
         self.producer.close()

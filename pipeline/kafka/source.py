@@ -10,16 +10,18 @@ them, so no reading of theirs is processed on a cold state.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
-from sensorwatch.pipeline.kafka import clients
+from sensorwatch.pipeline.kafka import clients, reach
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.step import Partition, Polled
 
 log = logging.getLogger("sensorwatch.pipeline")
+QUIET_PROBE_S = 5.0  # seconds without records before the broker is looked at
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -51,12 +53,24 @@ class KafkaSource:
         self.assigned_new: set[Partition] = set()  # given, paused until their state is restored
         self.max_records = settings.max_poll_records  # the service lowers it when scoring is slow
         self.assignments = 0  # rebalances that gave this replica partitions
+        self._quiet_since = self._probed_at = time.monotonic()
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
     def poll(self) -> list[Polled]:
-        """The next batch (at most ``max_poll_records``), each partition's records in offset order."""
+        """The next batch (at most ``max_records``), each partition's records in offset order.
+
+        After a few seconds without records it looks whether the broker is still there, and if
+        not, waits it out (``reach.wait_for_broker``: one line, backoff, ``BrokerError`` after
+        ``broker_timeout_s``)."""
         polled = self.consumer.poll(self.settings.poll_timeout_ms, self.max_records)
+        now = time.monotonic()
+        if polled:
+            self._quiet_since = now
+        elif now - self._quiet_since >= QUIET_PROBE_S and now - self._probed_at >= QUIET_PROBE_S:
+            self._probed_at = now
+            if reach.unreachable(self.settings.bootstrap_servers) is not None:
+                reach.wait_for_broker(self.settings.bootstrap_servers, self.settings.broker_timeout_s)
         return [
             Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
         ]

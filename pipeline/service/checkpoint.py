@@ -20,6 +20,7 @@ from typing import Protocol, TypeVar
 
 from kafka.errors import CommitFailedError, KafkaError
 
+from sensorwatch.pipeline.errors import BrokerError
 from sensorwatch.pipeline.stream.step import Partition, StepOutput
 
 log = logging.getLogger("sensorwatch.pipeline")
@@ -75,7 +76,10 @@ class Checkpoint:
             except KafkaError as exc:
                 waited = time.monotonic() - began
                 if waited + delay > self.retry_for_s:
-                    raise
+                    raise BrokerError(
+                        f"the broker did not take this poll's output for {waited:.0f} s; nothing of it was committed "
+                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                    ) from exc
                 if not said:
                     log.warning(
                         "broker unreachable (%s): holding this poll's output, retrying for up to %.0f s",

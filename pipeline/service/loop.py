@@ -102,10 +102,11 @@ class Service:
     def on_kafka(cls, settings: Settings, detector: Detector, store: Store | None = None) -> Service:
         """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
         as sinks; the state changelog, restored on assignment."""
-        from sensorwatch.pipeline.kafka import changelog, clients
+        from sensorwatch.pipeline.kafka import changelog, clients, reach
         from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
         from sensorwatch.pipeline.kafka.source import KafkaSource
 
+        reach.wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s)
         topic = changelog.ensure_changelog(settings)
         source = KafkaSource(settings)
         producer = clients.producer(settings)
