@@ -158,3 +158,15 @@ def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(c
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "ignored for serving, fixed by model version 1: window=8" in said
     assert "recipe overrides version=1 min_windows=3 stride=2" in said
+
+
+@pytest.mark.parametrize("huge", [1e25, 3.0e38, -3.0e38])  # inside float32; beyond it is rejected at parsing
+def test_finite_but_huge_values_raise_an_alarm_not_the_service(huge: float) -> None:
+    polls = [[record(0, i, "p1", i) for i in range(6)] + [record(0, 6 + i, "p1", 6 + i, value=huge) for i in range(6)]]
+    _, stats, _, (_, events), _ = run(polls, threshold=1.0)
+    published = [e for out in events.written for e in out.events]
+    assert stats.scored == 12 and len(published) == 1
+    from sensorwatch.schemas.events import decode_event, encode_event
+
+    event = decode_event(encode_event(published[0]))  # a valid message: every number finite
+    assert event.score > 1.0 and event.asset_id == "p1"
