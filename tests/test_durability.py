@@ -180,3 +180,31 @@ def test_a_slow_model_shrinks_the_polls_instead_of_getting_evicted(service_setti
     assert service.source.assignments == 1  # never evicted, never re-joined
     assert service.stats.scored == total and service.stats.rejected == 0
     assert service.source.max_records < 2000  # the polls were sized to the slow model
+
+
+def test_poison_pills_are_dead_lettered_and_the_service_stays_up(service_settings, champion, plant_after_training) -> None:
+    """A record over a megabyte (too big to copy into the dead-letter topic), numbers beyond float32,
+    a reading whose huge value overflows the model: each is set aside or scored, the service goes on."""
+    settings = fresh(service_settings)
+    sim, _ = plant_after_training()
+    frame = sim.normal(60)
+    frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
+    producer = kafka.producer(settings, max_request_size=4_000_000)
+    big = orjson.dumps({"asset_id": "pump-01", "ts": 0, "values": {"flow": 1.0}, "pad": "x" * 1_500_000})
+    channels = ["vibration", "current", "pressure", "temperature", "flow"]
+    t = int(frame["ts_ms"].max()) + 1000
+    pills = [
+        big,
+        orjson.dumps({"asset_id": "pump-02", "ts": t, "values": {c: 1e39 if c == "flow" else 1.0 for c in channels}}),
+        orjson.dumps({"asset_id": "pump-03", "ts": t, "values": {c: 1e25 for c in channels}}),
+    ]
+    for raw in pills:
+        producer.send(settings.readings_topic, key=b"pump-01", value=raw)
+    producer.flush()
+    producer.close()
+    total = len(pills) + produce_frame(settings, frame, progress=False)
+    service = run_in_process(settings, champion, lambda: total)
+    dead = read_all(settings, settings.dlq_topic)
+    assert service.stats.scored + service.stats.rejected == total and service.stats.rejected == len(dead) == 2
+    truncated = [r for r in dead if dict(r.headers).get("truncated") == b"true"]
+    assert len(truncated) == 1 and orjson.loads(truncated[0].value)["size"] == len(big)
