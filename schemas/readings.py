@@ -31,11 +31,15 @@ ISO_PATTERN = (
     "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.][0-9]{1,9})?)?"
     "(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?)?$"
 )
+# The model computes in float32: a larger value would become infinity there.
+FLOAT32_MAX = 3.4028234663852886e38
 MIN_TS_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z: the range a datetime can show
 MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 _FIELD_SET = frozenset(FIELDS)
 _ISO = re.compile(ISO_PATTERN)
+# C0 and C1 control characters and the Unicode line separators (the same set as the JSON Schema).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
@@ -147,6 +151,8 @@ def _asset_id(asset_id: object) -> str:
         raise _Invalid("asset_id: must be a non-empty string")
     if len(asset_id) > MAX_ASSET_ID:
         raise _Invalid(f"asset_id: {len(asset_id)} characters > {MAX_ASSET_ID}")
+    if _CONTROL.search(asset_id):  # a newline or an escape in an id would forge log lines
+        raise _Invalid("asset_id: control characters are not allowed")
     return asset_id
 
 
@@ -196,6 +202,8 @@ def _values(values: object, channels: frozenset[str] | None) -> dict[str, float]
         if kind is float:
             if not isfinite(value):
                 raise _Invalid(f"values.{_field(name)}: not a finite number ({_nonfinite(value)})")
+            if abs(value) > FLOAT32_MAX:
+                raise _Invalid(f"values.{_field(name)}: out of float32 range ({value:g})")
         elif kind is int:  # bool is a subclass of int, but type() keeps it out of this branch
             values[name] = _int_value(name, value)
         else:
@@ -213,9 +221,12 @@ def _check_channels(values: dict[str, object], channels: frozenset[str]) -> None
 
 def _int_value(name: str, value: int) -> float:
     try:
-        return float(value)
+        number = float(value)
     except OverflowError:  # only the lenient fallback parser yields ints past float range
         raise _Invalid(f"values.{_field(name)}: not a finite number (too large)") from None
+    if abs(number) > FLOAT32_MAX:
+        raise _Invalid(f"values.{_field(name)}: out of float32 range ({number:g})")
+    return number
 
 
 def _refusal(raw: bytes, error: orjson.JSONDecodeError, channels: frozenset[str] | None,
