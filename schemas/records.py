@@ -25,6 +25,25 @@ class Reading:
     values: dict[str, float]
 
 
+REJECT_KINDS = (
+    "empty", "oversized", "malformed_json", "not_object", "fields", "asset_id", "ts", "future", "channels", "values",
+    "late", "duplicate", "invalid",
+)
+_PREFIXES = (
+    ("empty message", "empty"), ("oversized", "oversized"), ("malformed JSON", "malformed_json"),
+    ("not an object", "not_object"), ("missing field", "fields"), ("unexpected field", "fields"),
+    ("asset_id", "asset_id"), ("values: unknown channel", "channels"), ("values: missing channel", "channels"),
+    ("values", "values"), ("late", "late"), ("duplicate", "duplicate"),
+)
+
+
+def reject_kind(reason: str) -> str:
+    """The kind of a rejection reason (``REJECT_KINDS``)."""
+    if reason.startswith("ts"):
+        return "future" if reason.endswith("in the future") else "ts"
+    return next((kind for prefix, kind in _PREFIXES if reason.startswith(prefix)), "invalid")
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A record that failed validation, with the reason it goes to the dead-letter topic under."""
@@ -32,6 +51,15 @@ class Rejected:
     reason: str
     raw: bytes
     key: bytes | None = None
+
+    @property
+    def kind(self) -> str:
+        """The reason as a label from ``REJECT_KINDS``: bounded, so fit for a metric.
+
+        >>> Rejected("values.flow: not a finite number (NaN)", b"").kind, Rejected("ts: 99 is 3 days in the future", b"").kind
+        ('values', 'future')
+        """
+        return reject_kind(self.reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -270,3 +270,17 @@ def test_schema_and_fast_validator_agree(raw: bytes, valid: bool) -> None:
     assert schema_accepts(raw) is valid
     assert isinstance(parse_reading(raw, now_ms=NOW), Reading) is valid
 
+
+
+def test_every_rejection_has_a_kind_from_a_fixed_set() -> None:
+    from sensorwatch.schemas.records import REJECT_KINDS
+
+    samples = {
+        b"": "empty", b"x" * 70_000: "oversized", b"{oops": "malformed_json", b"[]": "not_object",
+        msg(ts=...): "fields", msg(asset_id="a\nb"): "asset_id", msg(ts="soon"): "ts",
+        msg(ts=NOW + 10**9): "future", msg(values={"x": "1"}): "values",
+    }
+    for raw, kind in samples.items():
+        assert parse_reading(raw, now_ms=NOW).kind == kind, raw[:60]
+    assert parse_reading(GOOD, now_ms=NOW, channels={"nope"}).kind == "channels"
+    assert set(samples.values()) | {"channels"} <= set(REJECT_KINDS)

@@ -88,7 +88,7 @@ def step(processor: Processor, records: Sequence[Polled], rules: ParseRules, now
             max_future_ms=rules.max_future_ms, max_bytes=rules.max_bytes,
         )
         if isinstance(parsed, Rejected):
-            dead.append(DeadLetter(rec, parsed.reason, getattr(parsed, "kind", "invalid")))  # TODO(kind)
+            dead.append(DeadLetter(rec, parsed.reason, parsed.kind))
             continue
         applied = processor.applied.setdefault(parsed.asset_id, {})
         if rec.offset < applied.get(tp, 0):
