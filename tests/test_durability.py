@@ -198,11 +198,12 @@ def test_poison_pills_are_dead_lettered_and_the_service_stays_up(service_setting
         orjson.dumps({"asset_id": "pump-02", "ts": t, "values": {c: 1e39 if c == "flow" else 1.0 for c in channels}}),
         orjson.dumps({"asset_id": "pump-03", "ts": t, "values": {c: 1e25 for c in channels}}),
     ]
-    for raw in pills:
-        producer.send(settings.readings_topic, key=b"pump-01", value=raw)
+    total = len(pills) + produce_frame(settings, frame, progress=False)
+    # After each pump's readings, on its own partition: order within a partition is kept.
+    for raw, key in zip(pills, (b"pump-01", b"pump-02", b"pump-03")):
+        producer.send(settings.readings_topic, key=key, value=raw)
     producer.flush()
     producer.close()
-    total = len(pills) + produce_frame(settings, frame, progress=False)
     service = run_in_process(settings, champion, lambda: total)
     dead = read_all(settings, settings.dlq_topic)
     assert service.stats.scored + service.stats.rejected == total and service.stats.rejected == len(dead) == 2
