@@ -111,7 +111,8 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
     ts = np.r_[np.arange(400) * 1000, 400_000 + np.arange(1, 60) * 600_000]
     frame = pd.DataFrame({"ts": ts, "value": np.sin(np.arange(len(ts)) / 7)})
     frame.to_csv(tmp_path / "sparse.csv", index=False)
-    done = cli("detect", str(tmp_path / "sparse.csv"), "--out", str(tmp_path / "o.csv"), "--epochs", "1", cwd=tmp_path)
+    done = cli("detect", str(tmp_path / "sparse.csv"), "--out", str(tmp_path / "o.csv"), "--epochs", "1",
+               "--time-unit", "ms", cwd=tmp_path)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr

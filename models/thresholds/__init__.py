@@ -25,6 +25,8 @@ Methods (``METHODS``):
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -40,9 +42,11 @@ __all__ = [
     "SpotThreshold",
     "Threshold",
     "ZScoreThreshold",
+    "check_params",
     "ewma",
     "make_threshold",
     "threshold_from_dict",
+    "tunable_params",
 ]
 
 
@@ -131,3 +135,38 @@ def threshold_from_dict(data: dict[str, Any]) -> Threshold:
     """A fitted threshold from ``Threshold.to_dict()``: a fresh copy with its own stream state."""
     params = {k: v for k, v in data.items() if k != "method"}
     return make_threshold(str(data["method"]), **params)
+
+
+# Constructor arguments that restore a fitted threshold (``to_dict``): its state, not a setting.
+FITTED_STATE: dict[str, tuple[str, ...]] = {
+    "reference": ("value",),
+    "zscore": ("center", "scale"),
+    "spot": ("t", "peaks", "n", "recent"),
+    "dynamic": ("scores",),
+}
+
+
+def tunable_params(method: str) -> tuple[str, ...]:
+    """The parameters a recipe may set for ``method``: its constructor's, less the fitted state.
+
+    >>> tunable_params("reference"), tunable_params("zscore")
+    (('quantile', 'factor', 'smooth'), ('k', 'smooth'))
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown threshold method {method!r}; choose from {', '.join(METHODS)}")
+    state = FITTED_STATE.get(method, ())
+    return tuple(p for p in inspect.signature(METHODS[method]).parameters if p not in state)
+
+
+def check_params(method: str, params: Iterable[str]) -> None:
+    """Refuse parameter names ``method`` does not take, before any model is trained.
+
+    >>> check_params("zscore", {"k": 3.0})
+    >>> check_params("reference", {"k": 3.0, "factor": 2.0})
+    Traceback (most recent call last):
+    ValueError: reference takes quantile, factor, smooth; not k
+    """
+    known = tunable_params(method)
+    unknown = [p for p in params if p not in known]
+    if unknown:
+        raise ValueError(f"{method} takes {', '.join(known)}; not {', '.join(unknown)}")

@@ -36,7 +36,11 @@ def main() -> None:
     """Entry point: known problems become one line on stderr and exit status 2, never a traceback."""
     try:
         status = app(standalone_mode=False)
-    except TyperException as exc:  # a bad option or argument: what is wrong, on one line
+    except TyperException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group asks for help (Typer too knows it by name)
+            _show_help(exc)
+            sys.exit(0)
+        # a bad option or argument: what is wrong, on one line
         message = " ".join(exc.format_message().split())
         typer.secho(f"error: {message} (see --help)", err=True, fg="red")
         sys.exit(exc.exit_code)
@@ -46,6 +50,13 @@ def main() -> None:
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+def _show_help(exc: TyperException) -> None:
+    """Typer's rich help is printed while the error is made, and its message is empty; plain help is the message."""
+    text = exc.format_message()
+    if text.strip():
+        typer.echo(text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Servers, Verbose, need_servers, settings_from, setup_logging
+from sensorwatch.pipeline.cli.options import Servers, TimeUnit, Verbose, need_servers, settings_from, setup_logging
 from sensorwatch.pipeline.errors import UserError
 
 
@@ -58,6 +58,7 @@ def replay(
     files: Annotated[list[Path], typer.Argument(help="CSV files (SKAB `;` format or plain CSV with a time column).")],
     rate: Annotated[float | None, typer.Option(min=0.001, help="Readings per second (default: as fast as possible).")] = None,
     asset_id: Annotated[str | None, typer.Option(help="Asset id for every file (default: from each file's name).")] = None,
+    time_unit: TimeUnit = None,
     bootstrap_servers: Servers = None,
     verbose: Verbose = False,
 ) -> None:
@@ -66,7 +67,7 @@ def replay(
 
     setup_logging(verbose)
     settings = need_servers(settings_from(bootstrap_servers=bootstrap_servers))
-    sent = replay_csv(settings, files, rate, asset_id)
+    sent = replay_csv(settings, files, rate, asset_id, time_unit=time_unit)
     typer.echo(f"sent {sent} readings from {len(files)} file(s) to {settings.readings_topic}")
 
 

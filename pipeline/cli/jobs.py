@@ -8,7 +8,16 @@ from typing import Annotated, Any
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Servers, Tracking, Verbose, need_servers, recipe_options, settings_from, setup_logging
+from sensorwatch.pipeline.cli.options import (
+    Servers,
+    TimeUnit,
+    Tracking,
+    Verbose,
+    job_settings,
+    need_servers,
+    recipe_options,
+    setup_logging,
+)
 from sensorwatch.pipeline.errors import UserError
 
 
@@ -20,18 +29,20 @@ def train(
     readings: Annotated[int, typer.Option(min=100, help="Readings per simulated asset.")] = 1500,
     promote: Annotated[bool, typer.Option(help="Point the champion alias at the new version.")] = False,
     mixed_precision: Annotated[bool | None, typer.Option(help="float16 compute on GPUs.")] = None,
+    time_unit: TimeUnit = None,
     tracking_uri: Tracking = None,
     verbose: Verbose = False,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Train the LSTM autoencoder with the recipe, log the run to MLflow and register a model version."""
+    # Settings are checked before the heavy imports, so a bad one is refused at once.
+    settings = job_settings(mixed_precision=mixed_precision, tracking_uri=tracking_uri, **(recipe or {}))
     from sensorwatch.models.cadence import TrainingDataError
     from sensorwatch.pipeline.jobs.train import csv_series, simulator_series, train_and_register
 
     setup_logging(verbose)
-    settings = settings_from(mixed_precision=mixed_precision, tracking_uri=tracking_uri, **(recipe or {}))
     if files:
-        series, channels = csv_series(files, rows)
+        series, channels = csv_series(files, rows, time_unit)
         source = ",".join(str(f) for f in files)
     else:
         series, channels = simulator_series(settings, assets, readings)
@@ -61,16 +72,16 @@ def serve(
     Recipe options given here override the version's decision rules (stride, alarm and cadence
     rules); its model fields are fixed by training.
     """
+    settings = need_servers(job_settings(
+        bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
+        **(recipe or {}),
+    ))
     from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.jobs.train import store_of
     from sensorwatch.pipeline.service.loop import Service
     from sensorwatch.pipeline.service.signals import stop_on_signals
 
     setup_logging(verbose=True)
-    settings = need_servers(settings_from(
-        bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
-        **(recipe or {}),
-    ))
     store = store_of(settings)
     detector = load_detector(store, settings.model_alias)
     stop = threading.Event()
@@ -87,16 +98,21 @@ def detect(
     file: Annotated[Path, typer.Argument(help="CSV file: SKAB `;` format or plain CSV with a time column.")],
     out: Annotated[Path, typer.Option(help="Where to write `datetime, score, anomaly` for the rows after training.")],
     train_rows: Annotated[int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")] = 400,
+    time_unit: TimeUnit = None,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Score one CSV causally through the service's own path (each decision uses only earlier rows)."""
-    from sensorwatch.models.training import TrainOptions
     from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
+
+    settings = job_settings(**(recipe or {}))
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; --out takes the name of the CSV file to write")
+    frame = read_sensor_csv(file, time_unit=time_unit)
+    # Keras comes with these: only once the settings and the file are known to be good.
+    from sensorwatch.models.training import TrainOptions
     from sensorwatch.pipeline.jobs.detect import detect_frame
 
     setup_logging(False)
-    settings = settings_from(**(recipe or {}))
-    frame = read_sensor_csv(file)
     result = detect_frame(frame, train_rows, settings.recipe(), TrainOptions(seed=settings.seed))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
@@ -112,10 +128,10 @@ def evaluate_skab(
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """The SKAB protocol on every file: F1, FAR, MAR and NAB beside the published leaderboard."""
+    settings = job_settings(**(recipe or {}))
     from sensorwatch.pipeline.jobs.skab import METHOD_PARAMS, evaluate_skab as run, format_report
 
     setup_logging(False)
-    settings = settings_from(**(recipe or {}))
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     unknown = [m for m in chosen or [] if m not in METHOD_PARAMS]
     if unknown:

@@ -11,10 +11,11 @@ import functools
 import inspect
 import json
 import logging
+import re
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -29,20 +30,80 @@ Servers = Annotated[
 ]
 Tracking = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
+# The same names as sensorwatch.pipeline.data.csvfiles.TIME_UNITS (a test holds them equal): that
+# module brings pandas, which the command line does not load before a command runs.
+TimeUnit = Annotated[
+    Literal["s", "ms", "us", "ns"] | None,
+    typer.Option(
+        "--time-unit", show_default=False,
+        help="Unit of a numeric time column (default: told from its magnitude, epoch times of 1973-2100).",
+    ),
+]
 RECIPE_PANEL = "Detector recipe (default: the preset's; see README, Settings)"
 
 
 def settings_from(**overrides: Any) -> Settings:
     """Settings from the environment, with the flags that were given on top."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "settings"
-        raise UserError(f"{field.replace('_', '-')}: {err['msg']}") from None
+        raise UserError(_invalid(exc.errors()[0], given)) from None
+    except SettingsError as exc:  # a value in the environment or .env that is not even parsed
+        raise UserError(_unparsed(exc)) from None
+
+
+def job_settings(**overrides: Any) -> Settings:
+    """``settings_from``, with the recipe's threshold parameters checked before any work starts."""
+    from sensorwatch.models.thresholds import check_params
+
+    settings = settings_from(**overrides)
+    recipe = settings.recipe()
+    try:
+        check_params(recipe.threshold, recipe.threshold_params)
+    except ValueError as exc:
+        origin = "" if "threshold_params" in settings.model_fields_set else (
+            f" (preset {settings.preset} gives {json.dumps(recipe.threshold_params)}; "
+            f"give --threshold-params for {recipe.threshold})"
+        )
+        raise UserError(f"threshold-params: {exc}{origin}") from None
+    return settings
+
+
+def _env_name(field: str) -> str:
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _invalid(err: Any, given: dict[str, Any]) -> str:
+    """One line for a validation error: the flag's name, or the variable's when the value came from
+    the environment (or .env), with what it holds."""
+    loc = [str(part) for part in err["loc"]] or ["settings"]
+    field, inner = loc[0], "".join(f"{part}: " for part in loc[1:])
+    # A validator's own message, without pydantic's "Value error, " before it.
+    msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
+    if field in given or field not in Settings.model_fields:
+        return f"{field.replace('_', '-')}: {inner}{msg}"
+    value = err.get("input")
+    shown = f" (it holds {value!r})" if isinstance(value, str) and len(value) <= 80 and repr(value) not in msg else ""
+    return f"{_env_name(field)}: {inner}{msg}{shown}"
+
+
+def _unparsed(exc: Exception) -> str:
+    found = re.search(r'field "(\w+)" from source "(\w+)"', str(exc))
+    if not found:
+        return f"settings: {exc}"
+    field, source = found.groups()
+    where = " in .env" if source.startswith("DotEnv") else ""
+    cause = exc.__cause__
+    if isinstance(cause, json.JSONDecodeError):
+        text = cause.doc if len(cause.doc) <= 80 else cause.doc[:77] + "..."
+        why = f"not JSON ({cause.msg}): {text!r}"
+    else:
+        why = str(cause or exc).splitlines()[0]
+    return f"{_env_name(field)}{where}: {why}"
 
 
 def need_servers(settings: Settings) -> Settings:

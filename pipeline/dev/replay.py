@@ -125,12 +125,13 @@ def replay_csv(
     rate: float | None = None,
     asset_id: str | None = None,
     progress: bool = True,
+    time_unit: str | None = None,
 ) -> int:
     """Send the readings of CSV files (SKAB ``;`` or plain) merged in event-time order.
 
     Every file is read before anything is sent, so a bad file (``SourceError``) sends nothing.
     """
-    items = csv_readings(paths, asset_id)
+    items = csv_readings(paths, asset_id, time_unit)
     total = len(items)
     return send_readings(settings, iter(items), total=total, rate=rate, progress=progress, desc="replay")
 
@@ -145,9 +146,9 @@ def asset_for(path: Path | str) -> str:
     return f"{path.parent.name}-{path.stem}" if path.stem.isdigit() and path.parent.name else path.stem
 
 
-def csv_readings(paths: Sequence[Path | str], asset_id: str | None = None) -> list[Reading]:
+def csv_readings(paths: Sequence[Path | str], asset_id: str | None = None, time_unit: str | None = None) -> list[Reading]:
     """The readings of ``paths``, each file as ``asset_id`` or ``asset_for(path)``, in event-time order."""
-    frames = [read_sensor_csv(path) for path in paths]
+    frames = [read_sensor_csv(path, time_unit=time_unit) for path in paths]
     if not frames:
         return []
     owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])

@@ -37,11 +37,14 @@ def simulator_series(settings: Settings, assets: int, readings: int) -> tuple[li
     return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(CHANNELS)
 
 
-def csv_series(paths: Sequence[Path], rows: int | None = None) -> tuple[list[TimeSeries], list[str]]:
-    """The first ``rows`` rows (all when None) of each CSV file; every file must have the same channels."""
+def csv_series(
+    paths: Sequence[Path], rows: int | None = None, time_unit: str | None = None
+) -> tuple[list[TimeSeries], list[str]]:
+    """The first ``rows`` rows (all when None) of each CSV file; every file must have the same channels.
+    ``time_unit`` declares the unit of numeric time columns (default: inferred)."""
     series, channels = [], None
     for path in paths:
-        frame = read_sensor_csv(path)
+        frame = read_sensor_csv(path, time_unit=time_unit)
         if channels is not None and frame.channels != channels:
             raise SourceError(f"{path}: channels {frame.channels} differ from {channels}")
         channels = frame.channels
