@@ -3,10 +3,7 @@ from the registry, anomalies on the topic, bad records dead-lettered, offsets co
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -21,7 +18,7 @@ from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.dev.simulator import Simulator
 from sensorwatch.schemas.events import decode_event
 
-from helpers import fresh, read_all, run_until
+from helpers import fresh, read_all, run_until, serve_process, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -113,33 +110,15 @@ def test_every_record_is_scored_or_dead_lettered(service_settings, champion) -> 
 
 def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) -> None:
     settings = fresh(service_settings)
-    env = {
-        **os.environ,
-        "SENSORWATCH_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "SENSORWATCH_READINGS_TOPIC": settings.readings_topic,
-        "SENSORWATCH_ANOMALIES_TOPIC": settings.anomalies_topic,
-        "SENSORWATCH_DLQ_TOPIC": settings.dlq_topic,
-        "SENSORWATCH_GROUP_ID": settings.group_id,
-        "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri,
-        "SENSORWATCH_SESSION_TIMEOUT_MS": "6000",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve"], env=env, cwd=tmp_path,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    proc = serve_process(settings, champion.store.tracking_uri, tmp_path)
+    log = tmp_path / "serve.log"
     try:
-        deadline = time.monotonic() + 60
-        lines = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "assigned partitions" in line:
-                break
-        assert any("assigned partitions" in x for x in lines), "".join(lines)
+        assert wait_for(lambda: "assigned partitions" in log.read_text(), 60), log.read_text()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(60)
     finally:
         proc.kill()
+    out = log.read_text()
     assert proc.returncode == 0, out
     assert "stopped: 0 records" in out
 
