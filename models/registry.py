@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -22,16 +26,38 @@ log = logging.getLogger("sensorwatch.models")
 
 @dataclass(frozen=True)
 class Store:
-    """Where models live: tracking URI, experiment, registered name, artifact folder for local stores."""
+    """Where models live: tracking URI, experiment, registered name, artifact folder for local stores.
+
+    ``create`` lets a local store's folder be made when missing (the default store under
+    ``.sensorwatch``); a URI chosen on purpose must point at a folder that exists. A tracking
+    server gets ``timeout_s`` per request and ``retries`` more tries, not MLflow's minutes.
+    """
 
     tracking_uri: str
     model_name: str = "sensorwatch-lstm-ae"
     experiment: str = "sensorwatch"
     artifact_root: str | None = None
+    create: bool = False
+    timeout_s: float = 10.0
+    retries: int = 2
 
 
 class NoChampionError(LookupError):
     """No model version carries the alias asked for (nothing has been promoted yet)."""
+
+
+class StoreError(ValueError):
+    """The tracking URI points nowhere: an unknown scheme, or a local store that does not exist."""
+
+
+class IntegrityError(ValueError):
+    """A model version's files do not match what was recorded when it was registered, or its
+    model does not fit its own spec: it is refused."""
+
+
+# Schemes MLflow can track to; ``postgresql+psycopg2`` and the like count by their first part.
+SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+DIGEST_TAG = "sensorwatch.digest"
 
 
 @dataclass(frozen=True)
@@ -41,13 +67,90 @@ class RegisteredVersion:
     run_id: str
 
 
-def _mlflow(store: Store):
-    import mlflow
+def check_store(store: Store, writing: bool = False) -> None:
+    """Refuse a tracking URI that points nowhere before MLflow quietly makes a new, empty store
+    there: an unknown scheme, a local store whose folder is missing (made only when
+    ``store.create``), or, to read from, a local store that does not exist yet.
 
-    if store.tracking_uri.startswith("sqlite:///"):
-        Path(store.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    >>> check_store(Store("sqlite:////no/such/folder/mlflow.db"))
+    Traceback (most recent call last):
+    ...
+    sensorwatch.models.registry.StoreError: the MLflow store sqlite:////no/such/folder/mlflow.db is in /no/such/folder, which does not exist: fix SENSORWATCH_TRACKING_URI (or --tracking-uri)
+    >>> check_store(Store("sqlight:///mlflow.db"))
+    Traceback (most recent call last):
+    ...
+    sensorwatch.models.registry.StoreError: unknown MLflow tracking URI scheme 'sqlight' in 'sqlight:///mlflow.db': use sqlite:///PATH, file:///PATH, http(s)://HOST:PORT or a database URI
+    """
+    uri = store.tracking_uri
+    scheme = urlparse(uri).scheme.split("+")[0].lower()
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        scheme = ""
+    if scheme and scheme not in SCHEMES:
+        raise StoreError(
+            f"unknown MLflow tracking URI scheme {scheme!r} in {uri!r}: "
+            "use sqlite:///PATH, file:///PATH, http(s)://HOST:PORT or a database URI"
+        )
+    if scheme == "sqlite":
+        path = Path(uri.split("://", 1)[1].removeprefix("/") or ":memory:")
+        if str(path) == ":memory:":
+            return
+        folder = path.parent
+    elif scheme in ("file", ""):
+        path = Path(urlparse(uri).path if scheme else uri)
+        folder = path.parent
+    else:
+        return  # a server or a database: whether it answers is found out when it is used
+    if not folder.is_dir():
+        if store.create:
+            folder.mkdir(parents=True, exist_ok=True)
+        else:
+            raise StoreError(
+                f"the MLflow store {uri} is in {folder}, which does not exist: "
+                "fix SENSORWATCH_TRACKING_URI (or --tracking-uri)"
+            )
+    if not writing and not path.exists():
+        raise StoreError(
+            f"no MLflow store at {path}: train a model first (`sensorwatch train --promote`) "
+            "or fix SENSORWATCH_TRACKING_URI (or --tracking-uri)"
+        )
+
+
+def mlflow_for(store: Store, writing: bool = False):
+    """The ``mlflow`` module pointed at ``store``, once ``check_store`` has passed it."""
+    import mlflow
+    from mlflow.environment_variables import (
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT,
+    )
+
+    check_store(store, writing)
+    MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # one model's files: no bars in a service's log
+    # A tracking server out of reach is reported after about timeout_s × (retries + 1), not minutes.
+    MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(store.retries)
+    MLFLOW_HTTP_REQUEST_TIMEOUT.set(max(1, math.ceil(store.timeout_s)))
     mlflow.set_tracking_uri(store.tracking_uri)
     return mlflow
+
+
+def model_digest(model: Any, spec: DetectorSpec) -> str:
+    """sha256 of the weights (shape, dtype and bytes of each) and the spec: what makes a version score
+    as it does. Recorded as a version tag at registration and checked on every load."""
+    digest = hashlib.sha256(json.dumps(spec.to_dict(), sort_keys=True, default=str).encode())
+    for array in model.get_weights():
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def check_fit(model: Any, spec: DetectorSpec, what: str) -> None:
+    """A model that does not take and give back windows of its spec's shape is refused."""
+    expected = (spec.window, len(spec.channels))
+    shapes = [tuple(model.input_shape[1:]), tuple(model.output_shape[1:])]
+    if any(shape != expected for shape in shapes):
+        raise IntegrityError(
+            f"{what} does not fit its spec: the model maps {shapes[0]} to {shapes[1]}, "
+            f"the spec says windows of {expected}; refusing it"
+        )
 
 
 def _experiment(mlflow, store: Store) -> str:
@@ -79,7 +182,7 @@ def log_training(
 ) -> RegisteredVersion:
     """Log params, per-epoch losses, the model (Keras flavor, with signature and the detector spec
     as metadata), ``detector.json`` and a loss plot; register a version; optionally set ``alias``."""
-    mlflow = _mlflow(store)
+    mlflow = mlflow_for(store, writing=True)
     from mlflow.models import infer_signature
 
     sample = np.zeros((2, trained.spec.window, len(trained.spec.channels)), np.float32)
@@ -92,6 +195,8 @@ def log_training(
                 mlflow.log_metric(key, value, step=step)
         mlflow.log_metric("epochs_trained", len(trained.history.get("loss", [])))
         mlflow.log_metric("threshold", float(trained.spec.threshold.get("value") or 0.0))
+        digest = model_digest(trained.model, trained.spec)
+        mlflow.set_tag(DIGEST_TAG, digest)
         mlflow.log_dict(trained.spec.to_dict(), "detector.json")
         mlflow.log_figure(_loss_figure(trained.history), "loss.png")
         info = mlflow.keras.log_model(
@@ -104,7 +209,10 @@ def log_training(
         with contextlib.redirect_stderr(io.StringIO()) as said:
             registered = mlflow.register_model(info.model_uri, store.model_name)
         log.debug("mlflow said: %s", said.getvalue().strip())
+    from mlflow import MlflowClient
+
     version = str(registered.version)
+    MlflowClient().set_model_version_tag(store.model_name, version, DIGEST_TAG, digest)
     if alias:
         set_alias(store, version, alias)
     log.info("registered model=%s version=%s run=%s alias=%s", store.model_name, version, run.info.run_id, alias)
@@ -115,7 +223,7 @@ def set_alias(store: Store, version: str, alias: str = "champion") -> None:
     """Point ``alias`` at a version (promotion by hand or by the evaluation gate)."""
     from mlflow import MlflowClient
 
-    _mlflow(store)
+    mlflow_for(store, writing=True)
     MlflowClient().set_registered_model_alias(store.model_name, alias, version)
 
 
@@ -127,7 +235,7 @@ def alias_version(store: Store, alias: str = "champion") -> str | None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    _mlflow(store)
+    mlflow_for(store)
     try:
         return str(MlflowClient().get_model_version_by_alias(store.model_name, alias).version)
     except MlflowException as exc:
@@ -144,17 +252,34 @@ def _does_not_exist(exc: Exception) -> bool:
 
 
 def load_detector(store: Store, alias: str = "champion") -> Detector:
-    """Load ``models:/NAME@alias`` with its spec; a clear error when no version has that alias."""
-    mlflow = _mlflow(store)
+    """Load ``models:/NAME@alias`` with its spec; a clear error when no version has that alias.
+
+    Keras loads it in safe mode (no code from the files runs), and a version whose weights and spec
+    do not match the digest recorded at registration, or whose model does not fit its spec, is
+    refused with ``IntegrityError``.
+    """
+    mlflow = mlflow_for(store)
     version = alias_version(store, alias)
     if version is None:
         raise NoChampionError(
             f"no model version of {store.model_name!r} has alias {alias!r} in {store.tracking_uri}: "
             "train one with `sensorwatch train --promote`"
         )
+    from mlflow import MlflowClient
+
     from sensorwatch.models.detector import Detector
 
     uri = f"models:/{store.model_name}/{version}"
+    what = f"model version {version} of {store.model_name!r}"
     spec = DetectorSpec.from_dict(mlflow.models.get_model_info(uri).metadata["detector"])
-    model = mlflow.keras.load_model(uri)
+    model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True, "compile": False})
+    check_fit(model, spec, what)
+    recorded = MlflowClient().get_model_version(store.model_name, version).tags.get(DIGEST_TAG)
+    if recorded is None:
+        log.warning("%s has no recorded digest (registered before digests were kept): it is not checked", what)
+    elif recorded != model_digest(model, spec):
+        raise IntegrityError(
+            f"{what} does not match the digest recorded when it was registered: "
+            "its files were changed after registration; refusing it"
+        )
     return Detector(model, spec, version=version)

@@ -83,6 +83,16 @@ class Settings(BaseSettings, Recipe):
     experiment: str = Field("sensorwatch", description="MLflow experiment of the training runs.")
     model_name: str = Field("sensorwatch-lstm-ae", description="Registered model name.")
     model_alias: str = Field("champion", description="Alias the service loads and training promotes.")
+    mlflow_timeout_s: float = Field(
+        10.0, gt=0, description="How long one request to an MLflow tracking server may take."
+    )
+    mlflow_retries: int = Field(
+        2, ge=0, le=10, description="How many times a failed MLflow request is tried again (with backoff)."
+    )
+    cache_dir: Path = Field(
+        STATE_DIR / "champion",
+        description="Where the service keeps a checked copy of the last champion it loaded, to start from when MLflow is out of reach.",
+    )
     mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
     seed: int = Field(7, description="Seed for the simulator and training.")
 

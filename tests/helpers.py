@@ -68,8 +68,9 @@ def wait_for(condition, timeout_s: float = 90, every_s: float = 0.3) -> bool:
     return condition()
 
 
-def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "serve.log"):
-    """``sensorwatch serve`` in a subprocess of its own (so it can be killed for real), logging to a file."""
+def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "serve.log", **extra: str):
+    """``sensorwatch serve`` in a subprocess of its own (so it can be killed for real), logging to a
+    file; ``extra`` settings by name (``model_name="x"`` sets ``SENSORWATCH_MODEL_NAME``)."""
     import os
     import subprocess
     import sys
@@ -87,6 +88,7 @@ def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "s
         "SENSORWATCH_POLL_TIMEOUT_MS": str(settings.poll_timeout_ms),
         "SENSORWATCH_MAX_POLL_RECORDS": str(settings.max_poll_records),
         "SENSORWATCH_RELOAD_INTERVAL_S": "0",
+        **{f"SENSORWATCH_{name.upper()}": value for name, value in extra.items()},
     }
     log = open(cwd / log_name, "w")
     return subprocess.Popen(

@@ -96,7 +96,7 @@ def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(monkeypatch: p
         alias_version(Store("http://127.0.0.1:9"), "champion")
 
 
-def test_a_missing_model_is_no_alias(tmp_path) -> None:
-    from sensorwatch.models.registry import Store
+def test_a_missing_model_is_no_alias(champion) -> None:
+    from dataclasses import replace
 
-    assert alias_version(Store(f"sqlite:///{tmp_path}/empty.db", model_name="nobody"), "champion") is None
+    assert alias_version(replace(champion.store, model_name="nobody"), "champion") is None

@@ -158,9 +158,11 @@ def test_a_new_champion_is_picked_up_without_restart(service_settings, champion)
         assert service.processor.detector.version == champion.version.version
         set_alias(champion.store, newer.version, "champion")
         time.sleep(0.05)
-        assert service.reloader.maybe_swap(service.processor) == newer.version
+        assert service.reloader.maybe_swap(service.processor) is None  # loading, off the poll thread
+        assert wait_for(lambda: service.reloader.maybe_swap(service.processor) == newer.version, 60, every_s=0.05)
         assert service.processor.detector.version == newer.version
     finally:
         set_alias(champion.store, champion.version.version, "champion")
+        service.reloader.close()
         service.source.close()
         service.checkpoint.close()

@@ -11,7 +11,8 @@ import typer
 from typer.exceptions import TyperException
 
 from sensorwatch.models.cadence import TrainingDataError
-from sensorwatch.models.registry import NoChampionError
+from sensorwatch.models.cache import RegistryUnreachable
+from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
 from sensorwatch.pipeline.cli import dev, jobs
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
 
@@ -29,7 +30,10 @@ for command in (dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.
 evaluate_app.command("skab")(jobs.evaluate_skab)
 
 # Problems of input, settings or environment: one line on stderr and exit status 2.
-KNOWN = (UserError, SourceError, BrokerError, SendError, NoChampionError, TrainingDataError, FileNotFoundError, PermissionError)
+KNOWN = (
+    UserError, SourceError, BrokerError, SendError, NoChampionError, StoreError, IntegrityError, RegistryUnreachable,
+    TrainingDataError, FileNotFoundError, PermissionError,
+)
 
 
 def main() -> None:

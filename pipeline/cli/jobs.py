@@ -38,8 +38,10 @@ def train(
     # Settings are checked before the heavy imports, so a bad one is refused at once.
     settings = job_settings(mixed_precision=mixed_precision, tracking_uri=tracking_uri, **(recipe or {}))
     from sensorwatch.models.cadence import TrainingDataError
-    from sensorwatch.pipeline.jobs.train import csv_series, simulator_series, train_and_register
+    from sensorwatch.models.registry import check_store
+    from sensorwatch.pipeline.jobs.train import csv_series, simulator_series, store_of, train_and_register
 
+    check_store(store_of(settings), writing=True)  # a URI that points nowhere is refused before training
     setup_logging(verbose)
     if files:
         series, channels = csv_series(files, rows, time_unit)
@@ -76,14 +78,14 @@ def serve(
         bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
         **(recipe or {}),
     ))
-    from sensorwatch.models.registry import load_detector
-    from sensorwatch.pipeline.jobs.train import store_of
+    from sensorwatch.models.cache import load_champion
+    from sensorwatch.pipeline.jobs.train import cache_of, store_of
     from sensorwatch.pipeline.service.loop import Service
     from sensorwatch.pipeline.service.signals import stop_on_signals
 
     setup_logging(verbose=True)
     store = store_of(settings)
-    detector = load_detector(store, settings.model_alias)
+    detector = load_champion(store, settings.model_alias, cache_of(settings))
     stop = threading.Event()
     stop_on_signals(stop)
     stats = Service.on_kafka(settings, detector, store).run(stop)

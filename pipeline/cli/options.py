@@ -124,6 +124,23 @@ def setup_logging(verbose: bool) -> None:
 
     for noisy in ("kafka", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_chatter)
+
+
+# What libraries say of themselves that is no news to an operator: a slow step of kafka-python's
+# event loop, a metadata refresh cut short by closing, TensorFlow tracing a second model's forward
+# pass after a hot swap. The service reports outages and swaps in its own words.
+_CHATTER = (
+    ("kafka", "ran for"),
+    ("kafka", "Metadata refresh: failed Cancelled"),
+    ("kafka", "Exchanging credentials in the clear"),
+    ("tensorflow", "triggered tf.function retracing"),
+)
+
+
+def _not_chatter(record: logging.LogRecord) -> bool:
+    return not any(record.name.startswith(name) and text in record.getMessage() for name, text in _CHATTER)
 
 
 def _option_type(annotation: Any) -> type:

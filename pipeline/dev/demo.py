@@ -11,7 +11,7 @@ from datetime import datetime
 
 from rich.console import Console
 
-from sensorwatch.models.registry import load_detector
+from sensorwatch.models.cache import load_champion
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.dev.replay import produce_frame
@@ -19,7 +19,7 @@ from sensorwatch.pipeline.jobs.review import log_events
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
-from sensorwatch.pipeline.jobs.train import store_of, train_and_register
+from sensorwatch.pipeline.jobs.train import cache_of, store_of, train_and_register
 from sensorwatch.schemas.events import decode_event
 from sensorwatch.schemas.records import AnomalyEvent
 
@@ -116,7 +116,7 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         )
 
         frame, faults = sim.with_faults(readings, faults_per_asset=2)
-        detector = load_detector(store_of(settings), settings.model_alias)
+        detector = load_champion(store_of(settings), settings.model_alias, cache_of(settings))
         service = Service.on_kafka(settings, detector, store_of(settings))
         stop = threading.Event()
         failure: list[BaseException] = []

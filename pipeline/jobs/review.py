@@ -23,9 +23,9 @@ def events_frame(events: Sequence[AnomalyEvent]) -> pd.DataFrame:
 def log_events(store: Store, run_id: str, events: Sequence[AnomalyEvent], name: str = "anomalies.json") -> None:
     """Attach flagged anomalies to a run: MLflow's UI shows them under the run's artifacts and
     in its evaluation view, beside the model version that flagged them."""
-    import mlflow
+    from sensorwatch.models.registry import mlflow_for
 
     if not events:
         return
-    mlflow.set_tracking_uri(store.tracking_uri)
+    mlflow = mlflow_for(store, writing=True)
     mlflow.log_table(events_frame(events), artifact_file=name, run_id=run_id)

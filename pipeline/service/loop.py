@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
+from sensorwatch.models.cache import ChampionCache
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.registry import Store
 from sensorwatch.pipeline.service.checkpoint import Checkpoint, Sink
@@ -91,7 +92,8 @@ class Service:
         self.source, self.restore = source, restore
         self.checkpoint = Checkpoint(sinks, source.commit, state, retry_for_s=settings.broker_timeout_s)
         self.owners: dict[str, Partition] = {}  # asset id → partition: whose state goes where
-        self.reloader = Reloader(store, settings.model_alias, settings.reload_interval_s)
+        cache = ChampionCache(settings.cache_dir, store.model_name, settings.model_alias) if store else None
+        self.reloader = Reloader(store, settings.model_alias, settings.reload_interval_s, cache=cache)
         self.metrics = ServiceMetrics()
         self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
         self._quiet_checked = time.monotonic()
@@ -143,6 +145,7 @@ class Service:
                     self._model_version(self.processor.detector.version)
             self._finish(drain(self.processor), time.perf_counter())  # what waits for its grace period
         finally:
+            self.reloader.close()
             self.source.close()
             self.checkpoint.close()
         return self.stats

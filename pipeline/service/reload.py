@@ -1,15 +1,23 @@
 """Hot model swap: every ``reload_interval_s``, whether the champion alias moved; if so, the new
-version is loaded and warmed up, then handed to the processor between two polls. A registry out
-of reach is logged and tried again at the next check: the service keeps scoring meanwhile."""
+version is loaded, checked and warmed up, then handed to the processor between two polls, and kept
+as the local copy to start from. A registry out of reach, or a version refused (its files changed
+since registration, a model that does not fit its spec), is logged and the check is made again
+later: the service keeps scoring with the model in hand meanwhile."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
+from sensorwatch.models.cache import ChampionCache
 from sensorwatch.models.registry import Store, alias_version, load_detector
 from sensorwatch.pipeline.stream.processor import Processor
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -17,29 +25,87 @@ log = logging.getLogger("sensorwatch.pipeline")
 class Reloader:
     """Checks the alias at most every ``every_s`` seconds (0: never)."""
 
-    def __init__(self, store: Store | None, alias: str, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.alias, self.every_s, self.clock = store, alias, every_s, clock
+    def __init__(
+        self, store: Store | None, alias: str, every_s: float,
+        clock: Callable[[], float] = time.monotonic, cache: ChampionCache | None = None,
+    ) -> None:
+        self.store, self.alias, self.every_s, self.clock, self.cache = store, alias, every_s, clock, cache
         self._checked_at = clock()
+        self._refused: str | None = None  # the version last refused: said once, not at every check
+        self._failing_since: float | None = None
+        self._warned_at = float("-inf")
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future[Detector | None] | None = None
 
     def due(self) -> bool:
         return self.store is not None and self.every_s > 0 and self.clock() - self._checked_at >= self.every_s
 
     def maybe_swap(self, processor: Processor, force: bool = False) -> str | None:
-        """Swap in the version the alias points at, if it moved; returns the new version."""
-        if self.store is None or not (force or self.due()):
-            return None
-        from mlflow.exceptions import MlflowException
+        """Swap in the version the alias moved to, once it is loaded; returns the new version.
 
+        The check, the load and the warm-up run on a thread of their own, so a slow registry or
+        compiler never holds up a poll (nor gets the consumer evicted from its group); the swap
+        itself happens here, between two polls. ``force`` checks and loads now, on this thread.
+        """
+        if self.store is None:
+            return None
+        if force:
+            return self._install(processor, self._check(processor.detector.version))
+        if self._pending is not None and self._pending.done():
+            pending, self._pending = self._pending, None
+            return self._install(processor, pending.result())
+        if self._pending is None and self.due():
+            self._checked_at = self.clock()
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-reload")
+            self._pending = self._worker.submit(self._check, processor.detector.version)
+        return None
+
+    def close(self) -> None:
+        """Stop checking; a check under way is left to end on its own."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+            self._worker = None
+
+    def _check(self, serving: str) -> Detector | None:
+        """The detector of the version the alias points at, loaded, checked and warmed up, when it
+        differs from ``serving``; None otherwise (and on any failure, which is logged)."""
         self._checked_at = self.clock()
+        version = None
         try:
             version = alias_version(self.store, self.alias)
-            if not version or version == processor.detector.version:
+            if self._failing_since is not None:
+                log.warning("model registry answers again after %.0f s", self.clock() - self._failing_since)
+                self._failing_since, self._warned_at = None, float("-inf")
+            if not version or version == serving or version == self._refused:
                 return None
             detector = load_detector(self.store, self.alias).warm_up()
-        except (MlflowException, OSError) as exc:
-            # The registry is out of reach: keep scoring with the model in hand, try again later.
-            log.warning("model check failed, still serving version=%s: %s", processor.detector.version, str(exc).splitlines()[0])
+        except Exception as exc:  # whatever the registry or the files do, the service keeps scoring
+            self._failed(exc, version, serving)
+            return None
+        if self.cache is not None:
+            self.cache.save(detector)
+        return detector
+
+    def _install(self, processor: Processor, detector: Detector | None) -> str | None:
+        if detector is None or detector.version == processor.detector.version:
             return None
         processor.swap_detector(detector)
         log.info("model reloaded version=%s", detector.version)
         return detector.version
+
+    def _failed(self, exc: Exception, version: str | None, serving: str) -> None:
+        """One line when checks start failing, then at most one a minute while they go on."""
+        from sensorwatch.models.registry import IntegrityError
+
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if isinstance(exc, IntegrityError):
+            self._refused = version
+            log.warning("model version=%s refused, still serving version=%s: %s", version, serving, why)
+            return
+        now = self.clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._warned_at >= 60:
+            self._warned_at = now
+            log.warning("model check failed, still serving version=%s: %s", serving, why)

@@ -1,0 +1,133 @@
+"""The last champion the service loaded, kept on local disk: with MLflow out of reach, the service
+starts from it and keeps scoring; the registry is asked again at each reload check.
+
+A copy is a folder with the Keras model, the detector spec and a manifest of sha256 digests (of
+each file, and of the weights and spec as ``registry.model_digest`` computes them). A copy whose
+digests do not match is refused, never served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sensorwatch.models.registry import (
+    IntegrityError, NoChampionError, Store, StoreError, check_fit, load_detector, model_digest,
+)
+from sensorwatch.models.spec import DetectorSpec
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+
+log = logging.getLogger("sensorwatch.models")
+
+MODEL, SPEC, MANIFEST = "model.keras", "detector.json", "manifest.json"
+
+
+class RegistryUnreachable(RuntimeError):
+    """MLflow cannot be asked for the champion and no local copy of one exists."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ChampionCache:
+    """``folder/<model name>@<alias>/``: one copy, replaced whole (written aside, then renamed)."""
+
+    def __init__(self, folder: Path | str, model_name: str, alias: str) -> None:
+        self.path = Path(folder) / f"{model_name}@{alias}"
+
+    def exists(self) -> bool:
+        return (self.path / MANIFEST).is_file()
+
+    def save(self, detector: Detector) -> None:
+        """Keep ``detector`` as the copy to start from (a failure to write is logged, not raised)."""
+        try:
+            self._save(detector)
+        except OSError as exc:
+            log.warning("could not keep a local copy of the champion in %s: %s", self.path, exc)
+
+    def _save(self, detector: Detector) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.path.parent))
+        try:
+            detector.model.save(staging / MODEL)
+            (staging / SPEC).write_text(json.dumps(detector.spec.to_dict(), indent=1))
+            manifest = {
+                "version": detector.version,
+                "digest": model_digest(detector.model, detector.spec),
+                "files": {name: _sha256(staging / name) for name in (MODEL, SPEC)},
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
+            old = self.path.with_name(self.path.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if self.path.exists():
+                os.replace(self.path, old)
+            os.replace(staging, self.path)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def version(self) -> str | None:
+        try:
+            return str(json.loads((self.path / MANIFEST).read_text())["version"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def load(self) -> Detector:
+        """The kept champion, after checking every digest; ``IntegrityError`` when one differs."""
+        from sensorwatch.models.backend import keras
+        from sensorwatch.models.detector import Detector
+
+        try:
+            manifest = json.loads((self.path / MANIFEST).read_text())
+            files, version = dict(manifest["files"]), str(manifest["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"the local champion copy in {self.path} is unreadable ({exc}); refusing it") from None
+        for name in (MODEL, SPEC):
+            if not (self.path / name).is_file() or _sha256(self.path / name) != files.get(name):
+                raise IntegrityError(f"{self.path / name} does not match its recorded digest; refusing the local copy")
+        what = f"the local copy of version {version} in {self.path}"
+        spec = DetectorSpec.from_dict(json.loads((self.path / SPEC).read_text()))
+        model = keras.saving.load_model(self.path / MODEL, safe_mode=True, compile=False)
+        check_fit(model, spec, what)
+        if model_digest(model, spec) != manifest.get("digest"):
+            raise IntegrityError(f"{what} does not match its recorded digest; refusing it")
+        return Detector(model, spec, version=version)
+
+
+def load_champion(store: Store, alias: str, cache: ChampionCache | None) -> Detector:
+    """The champion from MLflow, kept in ``cache``; from ``cache`` when MLflow cannot be asked.
+
+    What MLflow answers clearly (no such alias, a URI that points nowhere, a refused version) is
+    raised as it is: a local copy stands in only for a registry out of reach.
+    """
+    try:
+        detector = load_detector(store, alias)
+    except (NoChampionError, StoreError, IntegrityError):
+        raise
+    except Exception as exc:  # the registry is out of reach (a server down, a store locked)
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if cache is None or not cache.exists():
+            where = f" and no local copy of the champion is in {cache.path}" if cache else ""
+            raise RegistryUnreachable(f"MLflow at {store.tracking_uri} cannot be asked for the champion ({why}){where}") from None
+        detector = cache.load()
+        log.warning(
+            "MLflow at %s cannot be asked for the champion (%s): serving the local copy of version=%s from %s",
+            store.tracking_uri, why, detector.version, cache.path,
+        )
+        return detector
+    if cache is not None:
+        cache.save(detector)
+    return detector
