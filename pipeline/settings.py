@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sensorwatch.models.presets import PRESETS, preset
@@ -42,7 +42,12 @@ class Settings(BaseSettings, Recipe):
         None, description="SASL mechanism, when the protocol uses SASL."
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (kept secret in logs).")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never written to logs, errors or MLflow).")
+    ssl_cafile: Path | None = Field(None, description="CA certificate (PEM) that signed the brokers' certificates, for SSL and SASL_SSL.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), when the brokers ask clients for one.")
+    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    ssl_password: SecretStr | None = Field(None, description="Password of the client's private key, if it has one.")
+    ssl_check_hostname: bool = Field(True, description="Check that a broker's certificate names the host connected to.")
     max_poll_records: int = Field(2000, ge=1, description="Most records one poll returns.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     max_poll_interval_ms: int = Field(
@@ -101,6 +106,23 @@ class Settings(BaseSettings, Recipe):
         Path("../shared/datasets/skab"), description="The SKAB benchmark data (valve1/, valve2/, other/)."
     )
 
+    @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+    @model_validator(mode="after")
+    def _complete_security(self) -> Settings:
+        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
+        return self
+
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, name: str) -> str:
@@ -118,12 +140,20 @@ class Settings(BaseSettings, Recipe):
         return preset(self.preset).updated(**explicit)
 
     def kafka_security(self) -> dict[str, object]:
-        """Security options in kafka-python's names, only those that are set."""
+        """Security options in kafka-python's names, for every client (consumer, producers, admin):
+        SASL ones with a SASL protocol, TLS ones with an SSL protocol."""
         opts: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            opts["sasl_mechanism"] = self.sasl_mechanism
-        if self.sasl_username:
-            opts["sasl_plain_username"] = self.sasl_username
-        if self.sasl_password:
-            opts["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.security_protocol.startswith("SASL") and self.sasl_password is not None:
+            opts.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password.get_secret_value(),
+            )
+        if self.security_protocol.endswith("SSL"):
+            opts["ssl_check_hostname"] = self.ssl_check_hostname
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                if getattr(self, name) is not None:
+                    opts[name] = str(getattr(self, name))
+            if self.ssl_password is not None:
+                opts["ssl_password"] = self.ssl_password.get_secret_value()
         return opts

@@ -6,6 +6,31 @@ import selectors
 import socket
 import threading
 
+from sensorwatch.pipeline.dev.broker import EmbeddedBroker
+
+
+class BehindProxy(EmbeddedBroker):
+    """The embedded broker, advertising a proxy's port: every client connection goes through it.
+    ``args`` go to tansu as they are (``--authentication``); ``plain=False`` when clients cannot
+    reach it in plaintext (behind TLS, or with logins required): ready once it listens."""
+
+    def __init__(self, proxy_port: int | None = None, args: tuple[str, ...] = (), plain: bool = True, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.proxy_port, self.args, self.plain = proxy_port, args, plain
+
+    def _spawn(self, binary) -> None:
+        import subprocess as sp
+
+        listen = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.proxy_port or self.port}"
+        cmd = [str(binary), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
+               "--storage-engine", "memory://tansu/", *self.args]
+        with self.log_path.open("wb") as out:
+            self._proc = sp.Popen(cmd, stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL, start_new_session=True)
+
+    def _answers_metadata(self, deadline: float) -> bool:
+        return super()._answers_metadata(deadline) if self.plain else True
+
 
 class Proxy:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``cut()`` drops every connection and
@@ -62,3 +87,65 @@ class Proxy:
                 s.close()
             listener.close()
             sel.close()
+
+
+class TlsProxy:
+    """Terminates TLS on 127.0.0.1:``port`` with ``cert``/``key`` and forwards the plain bytes to
+    127.0.0.1:``target``: a broker that clients can reach only over TLS. ``handshakes`` counts the
+    TLS sessions it accepted; ``refused`` the handshakes that failed."""
+
+    def __init__(self, target: int, port: int, cert: str, key: str) -> None:
+        import ssl
+
+        self.target, self.port = target, port
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.handshakes = self.refused = 0
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener.settimeout(0.2)
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _accept(self) -> None:
+        try:
+            while not self._stop.is_set():
+                try:
+                    client, _ = self._listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=self._session, args=(client,), daemon=True).start()
+        finally:
+            self._listener.close()
+
+    def _session(self, client: socket.socket) -> None:
+        import ssl
+
+        client.settimeout(10)
+        try:
+            tls = self.context.wrap_socket(client, server_side=True)
+        except (ssl.SSLError, OSError):
+            self.refused += 1
+            client.close()
+            return
+        self.handshakes += 1
+        tls.settimeout(None)
+        upstream = socket.create_connection(("127.0.0.1", self.target))
+        threading.Thread(target=_pump, args=(upstream, tls), daemon=True).start()
+        _pump(tls, upstream)
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from helpers import committed, wait_for
-from proxy import Proxy
+from proxy import BehindProxy, Proxy
 
 from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker, free_port
@@ -32,23 +32,6 @@ def test_no_broker_at_start_is_one_line_and_a_non_zero_exit(champion, tmp_path: 
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no Kafka broker reachable at 127.0.0.1:" in errors[0] and "connection refused" in errors[0]
     assert sum("Kafka broker unreachable" in line for line in (done.stdout + done.stderr).splitlines()) == 1  # said once
-
-
-class BehindProxy(EmbeddedBroker):
-    """The embedded broker, advertising a proxy's port: every client connection goes through it."""
-
-    def __init__(self, proxy_port: int, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.proxy_port = proxy_port
-
-    def _spawn(self, binary) -> None:
-        import subprocess as sp
-
-        listen, advertised = f"tcp://127.0.0.1:{self.port}", f"tcp://127.0.0.1:{self.proxy_port}"
-        cmd = [str(binary), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
-               "--storage-engine", "memory://tansu/"]
-        with self.log_path.open("wb") as out:
-            self._proc = sp.Popen(cmd, stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL, start_new_session=True)
 
 
 def test_a_broker_lost_mid_stream_is_waited_out_and_nothing_is_lost(

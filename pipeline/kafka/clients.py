@@ -6,20 +6,34 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from sensorwatch.pipeline.kafka.login import check_login
 from sensorwatch.pipeline.settings import Settings
 
+_logged_in: set[tuple[object, ...]] = set()  # security settings a login has succeeded with
 
-def _servers(settings: Settings) -> list[str]:
+
+def servers(settings: Settings) -> list[str]:
     if not settings.bootstrap_servers:
         raise ValueError("no Kafka bootstrap servers: set SENSORWATCH_BOOTSTRAP_SERVERS or --bootstrap-servers")
     return [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
+
+
+def security(settings: Settings) -> dict[str, object]:
+    """The TLS and SASL options every client gets; with TLS or SASL, a login is tried first (once
+    per settings), so a refused one is told as such instead of as a broker that never answers."""
+    if settings.security_protocol != "PLAINTEXT":
+        key = (settings.bootstrap_servers, settings.security_protocol, settings.sasl_mechanism,
+               settings.sasl_username, settings.sasl_password, settings.ssl_cafile, settings.ssl_certfile)
+        if key not in _logged_in and check_login(settings):
+            _logged_in.add(key)
+    return settings.kafka_security()
 
 
 def consumer(settings: Settings, *topics: str, standalone: bool = False, **overrides: object) -> KafkaConsumer:
     """A consumer in the service's group, committing by hand (offsets move only after outputs flush);
     ``standalone`` reads outside any group (to watch a topic without taking part in the service's)."""
     opts: dict[str, object] = dict(
-        bootstrap_servers=_servers(settings),
+        bootstrap_servers=servers(settings),
         group_id=None if standalone else settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -28,7 +42,7 @@ def consumer(settings: Settings, *topics: str, standalone: bool = False, **overr
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(settings.session_timeout_ms // 3 - 100, 100),
         fetch_max_bytes=max(52_428_800, settings.max_message_bytes * settings.max_poll_records),
-        **settings.kafka_security(),
+        **security(settings),
     )
     opts.update(overrides)
     return KafkaConsumer(*topics, **opts)
@@ -37,11 +51,11 @@ def consumer(settings: Settings, *topics: str, standalone: bool = False, **overr
 def producer(settings: Settings, **overrides: object) -> KafkaProducer:
     """A producer that waits for every replica (acks=all) and batches briefly."""
     opts: dict[str, object] = dict(
-        bootstrap_servers=_servers(settings),
+        bootstrap_servers=servers(settings),
         acks="all",
         linger_ms=5,
         retries=5,
-        **settings.kafka_security(),
+        **security(settings),
     )
     opts.update(overrides)
     return KafkaProducer(**opts)
@@ -51,7 +65,7 @@ def ensure_topics(
     settings: Settings, topics: list[str], partitions: int = 4, configs: dict[str, str] | None = None
 ) -> None:
     """Create the topics that do not exist yet (with topic ``configs``, e.g. compaction)."""
-    admin = KafkaAdminClient(bootstrap_servers=_servers(settings), **settings.kafka_security())
+    admin = KafkaAdminClient(bootstrap_servers=servers(settings), **security(settings))
     try:
         existing = set(admin.list_topics())
         new = [
