@@ -113,10 +113,11 @@ def test_group_resumes_from_the_committed_offsets(broker: str) -> None:
 @pytest.mark.integration
 def test_stop_ends_the_process_and_frees_the_port(tmp_path: Path) -> None:
     embedded = EmbeddedBroker(["a"], log_dir=tmp_path)
-    with embedded:
+    with embedded, EmbeddedBroker(log_dir=tmp_path) as beside:
         port = embedded.port
         assert embedded.running()
-        assert (tmp_path / "broker.log").read_text().startswith("tansu")
+        assert embedded.log_path == tmp_path / f"broker-{port}.log" != beside.log_path  # each its own log
+        assert embedded.log_path.read_text().startswith("tansu")
     assert not embedded.running()
     with pytest.raises(BrokerError):
         embedded.bootstrap_servers
@@ -130,11 +131,18 @@ def test_a_port_held_by_someone_else_is_a_one_line_error(tmp_path: Path) -> None
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))  # bound, not listening: only tansu's own bind can notice
     try:
-        with pytest.raises(BrokerError, match="broker.log") as caught:
+        with pytest.raises(BrokerError, match=r"broker-\d+\.log") as caught:
             EmbeddedBroker(port=holder.getsockname()[1], log_dir=tmp_path, timeout_s=10).start()
     finally:
         holder.close()
     assert "\n" not in str(caught.value)
+    assert "in use" in str(caught.value).lower(), caught.value  # why, not only where the log is
+
+
+@pytest.mark.parametrize("port", [0, 70000])
+def test_a_port_that_is_no_port_says_so(port: int, tmp_path: Path) -> None:
+    with pytest.raises(BrokerError, match="not a TCP port"):
+        EmbeddedBroker(port=port, log_dir=tmp_path).start()
 
 
 def test_a_missing_binary_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from sensorwatch.pipeline.errors import UserError
 
 
 def broker(
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the embedded Kafka-compatible broker in the foreground, with the service's topics."""

@@ -87,6 +87,17 @@ def _panic(log_path: Path) -> str | None:
     return cause.group(1) if cause else "it panicked"
 
 
+def _last_error(log_path: Path) -> str | None:
+    """tansu's own last word on why it stopped (``Error: …``), without its terminal colours."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in lines]
+    errors = [line for line in plain if line.startswith("Error:") or " ERROR " in line]
+    return errors[-1].removeprefix("Error:").strip()[:300] if errors else None
+
+
 class EmbeddedBroker:
     """A tansu broker on a loopback port, with ``topics`` created; a context manager.
 
@@ -106,7 +117,8 @@ class EmbeddedBroker:
     ) -> None:
         self.topics = list(topics)
         self.port = port
-        self.log_path = Path(log_dir) / "broker.log"
+        self.log_dir = Path(log_dir)
+        self.log_path = self.log_dir / "broker.log"  # named after its port once it has one
         self.partitions = partitions
         self.timeout_s = timeout_s
         self._base = settings
@@ -140,7 +152,9 @@ class EmbeddedBroker:
         if self._proc is not None:
             return self
         binary = tansu_binary()
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise BrokerError(f"port {self.port} is not a TCP port: choose one from 1 to 65535, or leave it unset")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         fixed = self.port is not None
         if fixed and _listening(self.port):
@@ -149,6 +163,7 @@ class EmbeddedBroker:
         for attempt in range(1 if fixed else 3):
             if not fixed:
                 self.port = free_port()
+            self.log_path = self.log_dir / f"broker-{self.port}.log"  # each broker its own log
             self._spawn(binary)
             try:
                 self._wait_ready(began + self.timeout_s)
@@ -190,7 +205,8 @@ class EmbeddedBroker:
             if failure:
                 raise BrokerError(f"the embedded broker failed: {failure}; see {self.log_path}")
             if code is not None:
-                raise BrokerError(f"the embedded broker exited with code {code}; see {self.log_path}")
+                said = _last_error(self.log_path)
+                raise BrokerError(f"the embedded broker exited with code {code}{f': {said}' if said else ''}; see {self.log_path}")
             if _listening(self.port) and self._answers_metadata(deadline):
                 return
             time.sleep(0.05)

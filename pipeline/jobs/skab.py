@@ -60,7 +60,27 @@ def skab_files(data_dir: str | Path) -> list[str]:
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.csv") if "anomaly-free" not in p.parts)
     if not files:
         raise FileNotFoundError(f"no SKAB CSV files under {root}")
+    for name in files:
+        _check_labelled(root / name)
     return files
+
+
+LABELS = ("datetime", "anomaly", "changepoint")
+
+
+def _check_labelled(path: Path) -> None:
+    """A SKAB file is ``;``-separated with a ``datetime`` column and the two label columns: any
+    other CSV in the folder means it is not the SKAB data."""
+    from sensorwatch.pipeline.errors import SourceError
+
+    with path.open(encoding="utf-8", errors="replace") as f:
+        header = [c.strip() for c in f.readline().split(";")]
+    missing = [c for c in LABELS if c not in header]
+    if missing:
+        raise SourceError(
+            f"{path}: not a SKAB file (no {', '.join(missing)} column with ';' separators): "
+            "--data (or SENSORWATCH_SKAB_DIR) must be the SKAB folder with valve1/, valve2/ and other/"
+        )
 
 
 def halves(files: Sequence[str]) -> tuple[list[str], list[str]]:
