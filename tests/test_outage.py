@@ -15,7 +15,7 @@ from helpers import committed, wait_for
 from proxy import BehindProxy, Proxy
 
 from sensorwatch.models.registry import load_detector
-from sensorwatch.pipeline.dev.broker import EmbeddedBroker, free_port
+from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
