@@ -66,6 +66,14 @@ class Settings(BaseSettings, Recipe):
         60.0, gt=0, description="How long the service waits out an unreachable broker before it exits non-zero."
     )
 
+    commit_interval_s: float = Field(
+        5.0, ge=0, description="How often the service checkpoints: outputs and archive flushed, state written, offsets committed (0: after every poll).",
+    )
+    archive_uri: str = Field(
+        str(STATE_DIR / "archive"),
+        description="Where the service archives what it scored, as Parquet by day: a folder or an object-store URI such as s3://bucket/path (empty: no archive).",
+    )
+
     # Detector recipe: its fields are declared on Recipe; this picks the named starting point.
     preset: str = Field("default", description=f"Named detector recipe to start from: {', '.join(PRESETS)}.")
 

@@ -160,6 +160,8 @@ def _ts_ms(ts: object, now_ms: int | None, max_future_ms: int) -> int:
     kind = type(ts)
     if kind is str:
         ms = _iso_ms(ts)
+        if not MIN_TS_MS <= ms <= MAX_TS_MS:  # year 1 with a positive offset is still year 0 in UTC
+            raise _Invalid(f"ts: {_clip(ts)!r} is before 0001-01-01T00:00:00Z")
     elif kind is int or (kind is float and ts.is_integer()):  # JSON Schema counts 1.0 as an integer
         ms = int(ts)
         if not MIN_TS_MS <= ms <= MAX_TS_MS:

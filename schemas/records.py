@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso_ms(ts_ms: int) -> str:
-    """Epoch milliseconds as an ISO-8601 UTC string.
+    """Epoch milliseconds as an ISO-8601 UTC string, exact to the millisecond, with a four-digit
+    year (what JSON Schema's ``date-time`` needs) from year 1 to 9999.
 
     >>> iso_ms(0)
     '1970-01-01T00:00:00.000Z'
+    >>> iso_ms(-62_135_596_800_000), iso_ms(253_402_300_799_999)
+    ('0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z')
     """
-    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    t = _EPOCH + timedelta(milliseconds=int(ts_ms))
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}Z"
 
 
 @dataclass(frozen=True, slots=True)

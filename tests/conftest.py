@@ -24,10 +24,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_settings(broker: str) -> Settings:
-    """Settings for the service against the embedded broker, with short group timeouts."""
+def service_settings(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for the service against the embedded broker, with short group timeouts, a
+    checkpoint after every poll, and an archive in a temp dir."""
     return Settings(
         bootstrap_servers=broker,
+        commit_interval_s=0,
+        archive_uri=str(tmp_path_factory.mktemp("archive")),
         session_timeout_ms=6000,
         max_poll_interval_ms=6000,
         poll_timeout_ms=200,

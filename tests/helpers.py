@@ -88,6 +88,8 @@ def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "s
         "SENSORWATCH_POLL_TIMEOUT_MS": str(settings.poll_timeout_ms),
         "SENSORWATCH_MAX_POLL_RECORDS": str(settings.max_poll_records),
         "SENSORWATCH_RELOAD_INTERVAL_S": "0",
+        "SENSORWATCH_COMMIT_INTERVAL_S": str(settings.commit_interval_s),
+        "SENSORWATCH_ARCHIVE_URI": settings.archive_uri,
         **{f"SENSORWATCH_{name.upper()}": value for name, value in extra.items()},
     }
     log = open(cwd / log_name, "w")

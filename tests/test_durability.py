@@ -73,7 +73,10 @@ def run_in_process(settings, champion, produce) -> Service:
     return service
 
 
-def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(service_settings, champion, plant_after_training, tmp_path) -> None:
+@pytest.mark.parametrize("commit_interval_s", [0.0, 0.5])
+def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
+    service_settings, champion, plant_after_training, tmp_path, commit_interval_s
+) -> None:
     first, second = stream(plant_after_training)
     total = len(first) + len(second) + len(GARBAGE)
 
@@ -84,7 +87,8 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(service_s
     assert expected_events, "the faults must raise alarms, or this test shows nothing"
 
     # Small polls, so the second half takes many checkpoints and the kill lands between two.
-    settings = fresh(service_settings).model_copy(update={"max_poll_records": 40})
+    settings = fresh(service_settings).model_copy(
+        update={"max_poll_records": 40, "commit_interval_s": commit_interval_s, "archive_uri": str(tmp_path / "archive")})
     produce_frame(settings, first, progress=False)
     send_garbage(settings)
     proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "first.log")
@@ -112,6 +116,10 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(service_s
     assert states == expected_states  # every asset ends exactly where the uninterrupted run ended
     assert sorted(set(dead)) == sorted(set(expected_dead)) and len(set(dead)) == len(GARBAGE)
     assert committed(settings) == total
+    from sensorwatch.pipeline.archive import read_archive
+
+    archived = read_archive(str(tmp_path / "archive"))  # every reading, read once however often written
+    assert sum(len(f) for f in archived.values()) == len(first) + len(second)
 
 
 def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(service_settings, champion, plant_after_training) -> None:

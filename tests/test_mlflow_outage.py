@@ -206,3 +206,20 @@ def test_serving_from_a_store_that_does_not_exist_says_so(tmp_path) -> None:
     with pytest.raises(StoreError, match="no MLflow store at"):
         load_detector(Store(f"sqlite:///{tmp_path}/mlflow.db"))
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_version_with_another_window_is_refused_by_the_hot_swap_and_counted(champion, tmp_path) -> None:
+    from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.training import TrainedDetector, TrainOptions
+
+    store = _copy(champion, tmp_path)
+    spec = champion.detector_spec
+    longer = replace(spec, recipe=spec.recipe.updated(window=spec.window + 5))
+    model = build_autoencoder(longer.window, len(spec.channels), spec.recipe.units, spec.recipe.latent)
+    processor = Processor(load_detector(store, "champion"))
+    log_training(TrainedDetector(model, longer, {"loss": [1.0]}, TrainOptions(progress=False)), store, alias="champion")
+    refused: list[int] = []
+    reloader = Reloader(store, "champion", every_s=1, on_refused=lambda: refused.append(1))
+    assert reloader.maybe_swap(processor, force=True) is None
+    assert processor.detector.version == "1" and refused == [1]
+    assert reloader.maybe_swap(processor, force=True) is None and refused == [1]  # refused once, not at every check

@@ -144,15 +144,24 @@ class EventSink(_ProducerSink):
 
 class ChangelogSink(_ProducerSink):
     """Each touched asset's state, keyed by its asset id, into the changelog partition numbered like
-    the readings partition the asset lives on, so a replica that takes that partition over finds it."""
+    the readings partition the asset lives on, so a replica that takes that partition over finds it.
+
+    ``write`` only notes which assets changed; ``flush`` writes their state as it is then, after the
+    checkpoint has flushed every output, so no state ever gets ahead of the outputs it implies."""
 
     def __init__(self, producer: KafkaProducer, topic: str, processor: Processor, owners: dict[str, Partition]) -> None:
         super().__init__(producer, topic)
         self.processor, self.owners = processor, owners
+        self._touched: set[str] = set()
 
     def write(self, out: StepOutput) -> None:
-        for asset_id in sorted(out.touched):
-            where = self.owners.get(asset_id)
+        self._touched |= out.touched
+
+    def flush(self) -> None:
+        for asset_id in sorted(self._touched):
+            where = self.owners.get(asset_id)  # an asset whose partition moved on is not ours to write
             if where is not None:
                 value = state.encode(self.processor.export_state(asset_id))
                 self._send(_Send(self.topic, asset_id.encode(), value, [], where[1]))
+        self._touched.clear()
+        super().flush()

@@ -1,5 +1,11 @@
 """The checkpoint: outputs to their sinks, then the state changelog, then the commit.
 
+Every poll's output is written to the sinks at once (events and dead letters are sent, an archive
+keeps its rows); every ``every_s`` seconds (0: after every poll) the checkpoint proper runs: flush
+every output sink, then write and flush the state, then commit the offsets of every poll since the
+last one. A crash in between replays those polls from the last commit, on the state of that
+commit, to the same outputs.
+
 At-least-once, with an exactly-once effect on state: offsets move only after every output of
 the poll is durable (events, dead letters) and after the state that includes those readings is
 durable (the changelog). A crash before the changelog flush replays the poll on the old state
@@ -47,23 +53,50 @@ class Checkpoint:
         state: Sequence[Sink] = (),
         retry_for_s: float = 0.0,
         sleep: Callable[[float], object] = time.sleep,
+        every_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sinks, self.state, self.commit = list(sinks), list(state), commit
-        self.retry_for_s, self.sleep = retry_for_s, sleep
+        self.retry_for_s, self.sleep, self.every_s, self.clock = retry_for_s, sleep, every_s, clock
+        self._offsets: dict[Partition, int] = {}
+        self._unflushed = False
+        self._flushed_at = clock()
 
-    def __call__(self, out: StepOutput) -> None:
+    def __call__(self, out: StepOutput, force: bool = False) -> None:
+        """Write one poll's output; run the checkpoint when it is due (or ``force``)."""
+        for sink in (*self.sinks, *self.state):
+            sink.write(out)
+        self._offsets.update(out.offsets)
+        self._unflushed = True
+        if force or self.clock() - self._flushed_at >= self.every_s:
+            self.flush()
+
+    def flush_if_due(self) -> None:
+        """Run a checkpoint that came due while no poll brought anything."""
+        if self._unflushed and self.clock() - self._flushed_at >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Outputs durable, then state durable, then the offsets of every poll written so far."""
+        if not self._unflushed:
+            return
         for group in (self.sinks, self.state):
             for sink in group:
-                sink.write(out)
-            for sink in group:
                 self.retry(sink.flush)
-        if out.offsets:
+        offsets, self._offsets, self._unflushed = self._offsets, {}, False
+        self._flushed_at = self.clock()
+        if offsets:
             try:
-                self.retry(lambda: self.commit(out.offsets))
+                self.retry(lambda: self.commit(offsets))
             except CommitFailedError as exc:
-                # The group moved these partitions on: their new owner restores the state just
-                # written (with the offsets it holds) and commits from there.
+                # The group moved these partitions on: their new owner restores the state of the
+                # last checkpoint (with the offsets it holds) and carries on from there.
                 log.info("commit skipped, partitions reassigned: %s", exc)
+
+    def drop(self, partitions: set[Partition]) -> None:
+        """Forget the offsets of partitions that moved to another replica: not ours to commit."""
+        for tp in partitions:
+            self._offsets.pop(tp, None)
 
     def retry(self, action: Callable[[], T]) -> T:
         """Run ``action``; on a broker error, again with backoff until ``retry_for_s`` has passed."""

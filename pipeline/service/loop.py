@@ -90,11 +90,15 @@ class Service:
         self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
         self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
         self.source, self.restore = source, restore
-        self.checkpoint = Checkpoint(sinks, source.commit, state, retry_for_s=settings.broker_timeout_s)
+        self.checkpoint = Checkpoint(
+            sinks, source.commit, state, retry_for_s=settings.broker_timeout_s, every_s=settings.commit_interval_s
+        )
         self.owners: dict[str, Partition] = {}  # asset id → partition: whose state goes where
         cache = ChampionCache(settings.cache_dir, store.model_name, settings.model_alias) if store else None
-        self.reloader = Reloader(store, settings.model_alias, settings.reload_interval_s, cache=cache)
         self.metrics = ServiceMetrics()
+        self.reloader = Reloader(
+            store, settings.model_alias, settings.reload_interval_s, cache=cache, on_refused=self.metrics.model_refused.inc
+        )
         self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
         self._quiet_checked = time.monotonic()
         self.source.max_records = min(settings.max_poll_records, FIRST_POLL_RECORDS)
@@ -118,6 +122,11 @@ class Service:
             restore=lambda parts, processor: changelog.restore(settings, parts, processor),
         )
         service.checkpoint.state.append(ChangelogSink(producer, topic, service.processor, service.owners))
+        if settings.archive_uri:
+            from sensorwatch.pipeline.archive import ArchiveSink
+
+            service.checkpoint.sinks.append(ArchiveSink(settings.archive_uri, service.processor))
+            service.processor.windower.keep_released = True
         source.on_revoke = service.forget  # the group calls it from inside a later poll
         return service
 
@@ -141,9 +150,10 @@ class Service:
                 if records:
                     self.handle(records)
                 self._release_quiet()
+                self.checkpoint.flush_if_due()
                 if self.reloader.maybe_swap(self.processor):
                     self._model_version(self.processor.detector.version)
-            self._finish(drain(self.processor), time.perf_counter())  # what waits for its grace period
+            self._finish(drain(self.processor), time.perf_counter(), force=True)  # what waits for its grace period
         finally:
             self.reloader.close()
             self.source.close()
@@ -167,8 +177,8 @@ class Service:
         fits = int(budget * records / seconds) if seconds > 0 else self.settings.max_poll_records
         self.source.max_records = max(1, min(self.settings.max_poll_records, 2 * self.source.max_records, fits))
 
-    def _finish(self, out: StepOutput, began: float) -> StepOutput:
-        self.checkpoint(out)
+    def _finish(self, out: StepOutput, began: float, force: bool = False) -> StepOutput:
+        self.checkpoint(out, force)
         self.report(out, time.perf_counter() - began)
         return out
 
@@ -196,6 +206,7 @@ class Service:
     def forget(self, gone: set[Partition]) -> None:
         """Drop the state of assets whose partitions moved to another replica (no I/O here)."""
         assets = [a for a, tp in self.owners.items() if tp in gone]
+        self.checkpoint.drop(gone)
         self.processor.forget(assets)
         for a in assets:
             del self.owners[a]

@@ -28,6 +28,10 @@ class ServiceMetrics:
             "sensorwatch_batch_seconds", "Time from poll to commit for one batch", registry=r
         )
         self.model_version = Gauge("sensorwatch_model_version", "Model version in use", registry=r)
+        self.model_refused = Counter(
+            "sensorwatch_model_refused", "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
+            registry=r,
+        )
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

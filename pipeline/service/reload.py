@@ -28,8 +28,10 @@ class Reloader:
     def __init__(
         self, store: Store | None, alias: str, every_s: float,
         clock: Callable[[], float] = time.monotonic, cache: ChampionCache | None = None,
+        on_refused: Callable[[], object] = lambda: None,
     ) -> None:
         self.store, self.alias, self.every_s, self.clock, self.cache = store, alias, every_s, clock, cache
+        self.on_refused = on_refused
         self._checked_at = clock()
         self._refused: str | None = None  # the version last refused: said once, not at every check
         self._failing_since: float | None = None
@@ -50,7 +52,7 @@ class Reloader:
         if self.store is None:
             return None
         if force:
-            return self._install(processor, self._check(processor.detector.version))
+            return self._install(processor, self._check(processor.detector))
         if self._pending is not None and self._pending.done():
             pending, self._pending = self._pending, None
             return self._install(processor, pending.result())
@@ -58,7 +60,7 @@ class Reloader:
             self._checked_at = self.clock()
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-reload")
-            self._pending = self._worker.submit(self._check, processor.detector.version)
+            self._pending = self._worker.submit(self._check, processor.detector)
         return None
 
     def close(self) -> None:
@@ -67,11 +69,11 @@ class Reloader:
             self._worker.shutdown(wait=False, cancel_futures=True)
             self._worker = None
 
-    def _check(self, serving: str) -> Detector | None:
+    def _check(self, current: Detector) -> Detector | None:
         """The detector of the version the alias points at, loaded, checked and warmed up, when it
-        differs from ``serving``; None otherwise (and on any failure, which is logged)."""
+        differs from ``current``; None otherwise (and on any failure, which is logged)."""
         self._checked_at = self.clock()
-        version = None
+        serving, version = current.version, None
         try:
             version = alias_version(self.store, self.alias)
             if self._failing_since is not None:
@@ -79,7 +81,9 @@ class Reloader:
                 self._failing_since, self._warned_at = None, float("-inf")
             if not version or version == serving or version == self._refused:
                 return None
-            detector = load_detector(self.store, self.alias).warm_up()
+            detector = load_detector(self.store, self.alias)
+            fits(detector, current)
+            detector.warm_up()
         except Exception as exc:  # whatever the registry or the files do, the service keeps scoring
             self._failed(exc, version, serving)
             return None
@@ -101,7 +105,8 @@ class Reloader:
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if isinstance(exc, IntegrityError):
             self._refused = version
-            log.warning("model version=%s refused, still serving version=%s: %s", version, serving, why)
+            self.on_refused()
+            log.error("model version=%s refused, still serving version=%s: %s", version, serving, why)
             return
         now = self.clock()
         if self._failing_since is None:
@@ -109,3 +114,19 @@ class Reloader:
         if now - self._warned_at >= 60:
             self._warned_at = now
             log.warning("model check failed, still serving version=%s: %s", serving, why)
+
+
+def fits(new: Detector, current: Detector) -> None:
+    """A version swapped in while serving must read the same readings the same way: the same
+    channels, window length and cadence. Another one needs its own deployment (or a restart)."""
+    from sensorwatch.models.registry import IntegrityError
+
+    a, b = new.spec, current.spec
+    differs = [
+        what for what, x, y in (
+            ("channels", a.channels, b.channels), ("window", a.window, b.window), ("interval_ms", a.interval_ms, b.interval_ms),
+        ) if x != y
+    ]
+    if differs:
+        shown = "; ".join(f"{w} {getattr(a, w)} instead of {getattr(b, w)}" for w in differs)
+        raise IntegrityError(f"model version {new.version} expects other {', '.join(differs)} ({shown}): restart to change them")

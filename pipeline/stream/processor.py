@@ -115,6 +115,7 @@ class Processor:
                 "model version %s has other channels or window than version %s: window buffers restart",
                 detector.version, self.detector.version,
             )
+            windower.keep_released = self.windower.keep_released
             self.windower = windower
         self.detector, self.recipe, self.rules = detector, recipe, recipe.alarm_rules()
         self._tracks.clear()

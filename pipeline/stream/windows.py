@@ -54,6 +54,11 @@ class WindowBatch:
     gaps: int = 0  # buffers reset by a gap
     windowless: list[Windowless] = field(default_factory=list)
     touched: set[str] = field(default_factory=set)  # assets whose buffers changed
+    # With ``Windower.keep_released``: the readings that entered a buffer, in release order (an
+    # archive of what was scored): asset ids, event times and channel rows.
+    released_ids: list[str] | None = None
+    released_ts: np.ndarray | None = None
+    released_rows: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.asset_ids)
@@ -113,6 +118,7 @@ class Windower:
             raise ValueError("window must be at least 2")
         self.channels = list(channels)
         self.window = window
+        self.keep_released = False  # hand out the released readings with each batch (for an archive)
         self.retune(stride, grace_ms, max_gap_ms)
         self._assets: dict[str, _Asset] = {}
         self._seq = itertools.count()  # ties in the heap keep arrival order
@@ -145,7 +151,7 @@ class Windower:
 
     def add(self, readings: Iterable[Reading], now: float = 0.0) -> WindowBatch:
         """Take a batch of readings (arriving at clock time ``now``); return the windows that became ready."""
-        out = _Collector(self.window, len(self.channels))
+        out = _Collector(self.window, len(self.channels), self.keep_released)
         touched: dict[str, _Asset] = {}
         for r in readings:
             st = self._assets.get(r.asset_id)
@@ -167,7 +173,7 @@ class Windower:
     def flush(self, quiet_since: float | None = None) -> WindowBatch:
         """Release every reading still waiting for its grace period (at shutdown or end of file);
         with ``quiet_since``, only those of assets that received nothing after that clock time."""
-        out = _Collector(self.window, len(self.channels))
+        out = _Collector(self.window, len(self.channels), self.keep_released)
         for asset_id, st in self._assets.items():
             if st.pending and (quiet_since is None or st.seen_at <= quiet_since):
                 self._release(asset_id, st, max(ts for ts, _, _ in st.pending), out)
@@ -211,6 +217,8 @@ class Windower:
             st.filled += 1
             st.last_ts = ts
             out.batch.released += 1
+            if out.released is not None:
+                out.released.append((asset_id, ts, row))
             if st.filled >= w:
                 st.since_emit += 1
                 if st.filled == w or st.since_emit >= self.stride:
@@ -219,8 +227,10 @@ class Windower:
 
 
 class _Collector:
-    def __init__(self, window: int, channels: int) -> None:
+    def __init__(self, window: int, channels: int, keep_released: bool = False) -> None:
         self.batch = WindowBatch([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, window, channels), np.float32))
+        self.channels = channels
+        self.released: list[tuple[str, int, np.ndarray]] | None = [] if keep_released else None
         self._windows: list[np.ndarray] = []
         self._start: list[int] = []
         self._end: list[int] = []
@@ -236,4 +246,10 @@ class _Collector:
             self.batch.windows = np.stack(self._windows)
             self.batch.start_ms = np.asarray(self._start, np.int64)
             self.batch.end_ms = np.asarray(self._end, np.int64)
+        if self.released is not None:
+            self.batch.released_ids = [a for a, _, _ in self.released]
+            self.batch.released_ts = np.fromiter((t for _, t, _ in self.released), np.int64, len(self.released))
+            self.batch.released_rows = (
+                np.stack([r for _, _, r in self.released]) if self.released else np.zeros((0, self.channels), np.float32)
+            )
         return self.batch
