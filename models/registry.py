@@ -58,6 +58,7 @@ class IntegrityError(ValueError):
 # Schemes MLflow can track to; ``postgresql+psycopg2`` and the like count by their first part.
 SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
 DIGEST_TAG = "sensorwatch.digest"
+P99_TAG = "sensorwatch.calibration_p99"  # the 99th percentile of the training window scores (drift checks)
 
 
 @dataclass(frozen=True)
@@ -178,10 +179,12 @@ def _loss_figure(history: dict[str, list[float]]):
 
 
 def log_training(
-    trained: TrainedDetector, store: Store, params: dict[str, Any] | None = None, alias: str | None = None
+    trained: TrainedDetector, store: Store, params: dict[str, Any] | None = None, alias: str | None = None,
+    tags: dict[str, str] | None = None, documents: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Log params, per-epoch losses, the model (Keras flavor, with signature and the detector spec
-    as metadata), ``detector.json`` and a loss plot; register a version; optionally set ``alias``."""
+    as metadata), ``detector.json`` and a loss plot; register a version; optionally set ``alias``.
+    ``tags`` go on the run and the version; ``documents`` (file name → JSON-able) beside the model."""
     mlflow = mlflow_for(store, writing=True)
     from mlflow.models import infer_signature
 
@@ -198,6 +201,9 @@ def log_training(
         digest = model_digest(trained.model, trained.spec)
         mlflow.set_tag(DIGEST_TAG, digest)
         mlflow.log_dict(trained.spec.to_dict(), "detector.json")
+        for name, document in (documents or {}).items():
+            mlflow.log_dict(document, name)
+        mlflow.set_tags(tags or {})
         mlflow.log_figure(_loss_figure(trained.history), "loss.png")
         info = mlflow.keras.log_model(
             trained.model,
@@ -212,7 +218,12 @@ def log_training(
     from mlflow import MlflowClient
 
     version = str(registered.version)
-    MlflowClient().set_model_version_tag(store.model_name, version, DIGEST_TAG, digest)
+    client = MlflowClient()
+    kept = {DIGEST_TAG: digest, **(tags or {})}
+    if trained.calibration_scores is not None and len(trained.calibration_scores):
+        kept[P99_TAG] = f"{float(np.quantile(trained.calibration_scores, 0.99)):.9g}"
+    for key, value in kept.items():
+        client.set_model_version_tag(store.model_name, version, key, value)
     if alias:
         set_alias(store, version, alias)
     log.info("registered model=%s version=%s run=%s alias=%s", store.model_name, version, run.info.run_id, alias)
@@ -258,13 +269,18 @@ def load_detector(store: Store, alias: str = "champion") -> Detector:
     do not match the digest recorded at registration, or whose model does not fit its spec, is
     refused with ``IntegrityError``.
     """
-    mlflow = mlflow_for(store)
     version = alias_version(store, alias)
     if version is None:
         raise NoChampionError(
             f"no model version of {store.model_name!r} has alias {alias!r} in {store.tracking_uri}: "
             "train one with `sensorwatch train --promote`"
         )
+    return load_version(store, version)
+
+
+def load_version(store: Store, version: str) -> Detector:
+    """Load one model version by number, with the same checks as ``load_detector``."""
+    mlflow = mlflow_for(store)
     from mlflow import MlflowClient
 
     from sensorwatch.models.detector import Detector

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,7 +88,7 @@ class ArchiveSink:
     def flush(self) -> None:
         for name, tables in (("readings", self._readings), ("scores", self._scores)):
             if tables:
-                self._write(name, pa.concat_tables(tables, promote_options="default"))
+                self._write(name, pa.concat_tables(tables, promote_options="permissive"))
                 tables.clear()
 
     def _write(self, dataset: str, table: pa.Table) -> None:
@@ -96,7 +97,7 @@ class ArchiveSink:
             part = table.filter(pa.array(days == day))
             folder = f"{self.root}/{dataset}/day={day}"
             self.fs.create_dir(folder, recursive=True)
-            name = f"part-{uuid.uuid4().hex}.parquet"
+            name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # names sort in write order
             if isinstance(self.fs, pafs.LocalFileSystem):
                 staging = f"{folder}/.{name}"
                 pq.write_table(part, staging, filesystem=self.fs)
@@ -112,8 +113,10 @@ class ArchiveSink:
 def read_archive(
     uri: str, start_ms: int | None = None, end_ms: int | None = None, assets: set[str] | None = None
 ) -> dict[str, pd.DataFrame]:
-    """The archived readings of ``[start_ms, end_ms)``, one frame per asset in time order, with the
-    score of the window each reading ends (NaN where none ended there) beside its channels."""
+    """The archived readings of ``[start_ms, end_ms)``, one frame per asset in the order they were
+    archived (time order, as the service releases them: nothing is re-sorted, so data written out
+    of order by anything else shows), with the score of the window each reading ends (NaN where
+    none ended there) beside its channels."""
     fs, root = filesystem(uri)
     readings = _read(fs, f"{root}/readings", start_ms, end_ms)
     if readings.empty:
@@ -126,7 +129,7 @@ def read_archive(
         scores = scores.drop_duplicates(["asset_id", "ts_ms"], keep="last")
         readings = readings.merge(scores, on=["asset_id", "ts_ms"], how="left")
     return {
-        asset: frame.drop(columns="asset_id").sort_values("ts_ms").reset_index(drop=True)
+        asset: frame.drop(columns="asset_id").reset_index(drop=True)
         for asset, frame in readings.groupby("asset_id", sort=True)
     }
 
@@ -152,7 +155,7 @@ def _read(fs: pafs.FileSystem, folder: str, start_ms: int | None, end_ms: int | 
         tables.extend(pq.read_table(f, filesystem=fs) for f in files)
     if not tables:
         return pd.DataFrame()
-    frame = pa.concat_tables(tables, promote_options="default").to_pandas()
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     keep = np.ones(len(frame), bool)
     if start_ms is not None:
         keep &= frame["ts_ms"].to_numpy() >= start_ms

@@ -109,6 +109,35 @@ class Settings(BaseSettings, Recipe):
     mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
     seed: int = Field(7, description="Seed for the simulator and training.")
 
+    # Retraining (dags/)
+    retrain_schedule: str = Field("@daily", description="When the retraining DAG runs (an Airflow schedule: a preset or cron).")
+    retrain_lookback_days: int = Field(
+        7, ge=2, description="Days of archive a retraining uses; the newest is held out to compare champion and challenger."
+    )
+    promotion_mode: Literal["managed", "manual"] = Field(
+        "managed", description="managed: the gate moves the champion alias; manual: a new version is only tagged challenger.",
+    )
+    promote_margin_false_alarms: float = Field(
+        0.5, ge=0, description="Fewer false alarms per 10,000 readings a challenger needs (at no loss of recall) to be promoted.",
+    )
+    promote_margin_recall: float = Field(
+        0.05, ge=0, le=1, description="Higher recall a challenger needs (at no more false alarms) to be promoted.",
+    )
+    labels_path: Path | None = Field(
+        None, description="CSV of labelled events (asset_id, start_ms, end_ms) the gate counts recall on, e.g. the simulator's --labels.",
+    )
+    validation_sigmas: float = Field(
+        10.0, gt=0, description="Training data must stay within the champion's training mean ± this many standard deviations.",
+    )
+    validation_max_missing: float = Field(0.2, ge=0, lt=1, description="Largest share of missing readings (by the learned cadence) training data may have.")
+    validation_min_rows: int = Field(200, ge=1, description="Fewest archived readings per asset to train on.")
+    drift_schedule: str = Field("@hourly", description="When the drift check DAG runs (an Airflow schedule).")
+    drift_window_hours: float = Field(24.0, gt=0, description="Recent hours of window scores the drift check compares with training.")
+    drift_ratio: float = Field(
+        3.0, gt=1, description="Drift: more than this many times the 1 % of windows that were above the training 99th percentile.",
+    )
+    drift_min_windows: int = Field(500, ge=1, description="Fewest recent windows the drift check needs to decide.")
+
     # Benchmarks
     skab_dir: Path = Field(
         Path("../shared/datasets/skab"), description="The SKAB benchmark data (valve1/, valve2/, other/)."

@@ -8,12 +8,11 @@ import time
 import numpy as np
 import pytest
 from helpers import committed, fresh, wait_for
-from test_processor import CHANNELS, detector
+from test_processor import detector
 
 from sensorwatch.pipeline.archive import DAY_MS, ArchiveSink, read_archive
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.step import ParseRules, Polled, drain, step
-from sensorwatch.schemas.records import Reading
 
 
 def _polled(asset: str, ts: list[int], offset0: int = 0) -> list[Polled]:

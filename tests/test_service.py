@@ -166,3 +166,56 @@ def test_a_new_champion_is_picked_up_without_restart(service_settings, champion)
         service.reloader.close()
         service.source.close()
         service.checkpoint.close()
+
+
+def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeating_a_reading(
+    service_settings, champion, plant_after_training, tmp_path
+) -> None:
+    """The alias moves while readings stream: the new version is loaded off the poll loop and takes
+    over between two polls; a version with another window is refused and counted; every reading is
+    scored exactly once, by one version or the other."""
+    from dataclasses import replace
+
+    import pyarrow.dataset as ds
+
+    from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.registry import Store, log_training
+    from sensorwatch.models.training import TrainedDetector, TrainOptions
+    from sensorwatch.pipeline.archive import read_archive
+    from helpers import committed
+
+    store = Store(f"sqlite:///{tmp_path}/mlflow.db", model_name="swap", artifact_root=str(tmp_path / "artifacts"))
+    log_training(champion.trained, store, alias="champion")
+    settings = fresh(service_settings).model_copy(
+        update={"reload_interval_s": 0.5, "archive_uri": str(tmp_path / "archive"), "cache_dir": tmp_path / "cache"})
+    sim, _ = plant_after_training()
+    frame = sim.normal(600)
+    frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
+    first, second = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :]
+    service = Service.on_kafka(settings, load_detector(store, "champion"), store)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    try:
+        produce_frame(settings, first, progress=False)
+        assert wait_for(lambda: committed(settings) >= len(first), 90)
+        log_training(champion.trained, store, alias="champion")  # version 2
+        assert wait_for(lambda: service.processor.detector.version == "2", 90)
+
+        spec = champion.detector_spec
+        longer = replace(spec, recipe=spec.recipe.updated(window=spec.window + 5))
+        model = build_autoencoder(longer.window, len(spec.channels), spec.recipe.units, spec.recipe.latent)
+        log_training(TrainedDetector(model, longer, {"loss": [1.0]}, TrainOptions(progress=False)), store, alias="champion")
+        assert wait_for(lambda: service.metrics.model_refused._value.get() == 1, 90)
+
+        produce_frame(settings, second, progress=False)
+        assert wait_for(lambda: committed(settings) >= len(frame), 90)
+    finally:
+        stop.set()
+        runner.join(60)
+    assert service.processor.detector.version == "2"  # the refused version 3 never served
+    assert service.stats.scored == len(frame) and committed(settings) == len(frame)
+    scores = ds.dataset(str(tmp_path / "archive" / "scores"), format="parquet").to_table().to_pandas()
+    assert not scores.duplicated(["asset_id", "ts_ms"]).any()  # no window scored twice
+    assert set(scores["model_version"]) == {"1", "2"} and len(scores) == service.stats.windows
+    assert sum(len(f) for f in read_archive(str(tmp_path / "archive")).values()) == len(frame)

@@ -13,7 +13,7 @@ from typer.exceptions import TyperException
 from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.cache import RegistryUnreachable
 from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
-from sensorwatch.pipeline.cli import dev, jobs
+from sensorwatch.pipeline.cli import dev, jobs, lifecycle
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
 
 app = typer.Typer(
@@ -25,7 +25,10 @@ app = typer.Typer(
 evaluate_app = typer.Typer(no_args_is_help=True, help="Detection quality on public benchmarks.")
 app.add_typer(evaluate_app, name="evaluate")
 
-for command in (dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect):
+for command in (
+    dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect,
+    lifecycle.retrain, lifecycle.promote, lifecycle.drift,
+):
     app.command()(command)
 evaluate_app.command("skab")(jobs.evaluate_skab)
 

@@ -74,11 +74,15 @@ def train_and_register(
     source: str,
     promote: bool,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
+    documents: dict[str, object] | None = None,
 ) -> tuple[TrainedDetector, RegisteredVersion]:
     """Train with the settings' recipe, log the run, register a version (and promote it)."""
     from sensorwatch.models.training import fit_detector
 
     trained = fit_detector(series, channels, settings.recipe(), options_of(settings, progress))
     params = {"source": source, "series": len(series), "readings": int(sum(len(s) for s in series))}
-    version = log_training(trained, store_of(settings), params, alias=settings.model_alias if promote else None)
+    version = log_training(
+        trained, store_of(settings), params, alias=settings.model_alias if promote else None, tags=tags, documents=documents,
+    )
     return trained, version

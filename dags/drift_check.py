@@ -1,0 +1,45 @@
+"""Watch for drift: when the recent window scores left the champion's calibration, retrain.
+
+Every ``SENSORWATCH_DRIFT_SCHEDULE`` the share of recent archived windows above the champion's
+training 99th percentile is compared with the 1 % it had in training
+(``sensorwatch.pipeline.jobs.retrain.drift``); past ``SENSORWATCH_DRIFT_RATIO`` times that, the
+retraining DAG is triggered. Otherwise the trigger is skipped.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import dag, get_current_context, task
+
+from sensorwatch.pipeline.settings import Settings
+
+DAG_ID = "sensorwatch_drift_check"
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=Settings().drift_schedule,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sensorwatch"],
+    doc_md=__doc__,
+)
+def sensorwatch_drift_check() -> None:
+    @task.short_circuit
+    def drifted() -> bool:
+        """True (and the trigger runs) when the recent scores drifted."""
+        from sensorwatch.pipeline.jobs.retrain import drift
+
+        context = get_current_context()
+        until = context.get("data_interval_end") or context.get("logical_date")
+        found = drift(Settings(), now_ms=int(until.timestamp() * 1000) if until else None)
+        print(("drift: " if found.drifted else "no drift: ") + found.why)
+        return found.drifted
+
+    drifted() >> TriggerDagRunOperator(task_id="retrain", trigger_dag_id="retrain_lstm_autoencoder")
+
+
+sensorwatch_drift_check()

@@ -1,0 +1,72 @@
+"""Retrain the LSTM autoencoder on what the service archived: validate → train → evaluate → promote.
+
+Each task is a thin call of a plain function in ``sensorwatch.pipeline.jobs.retrain`` (the tests
+call the same functions). The schedule, the lookback and the promotion mode are sensorwatch
+settings (``SENSORWATCH_RETRAIN_SCHEDULE``, ``…_RETRAIN_LOOKBACK_DAYS``, ``…_PROMOTION_MODE``).
+Parsing this file imports Airflow and the settings only: no Keras, MLflow or pandas.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from airflow.sdk import dag, get_current_context, task
+
+from sensorwatch.pipeline.settings import Settings
+
+DAG_ID = "retrain_lstm_autoencoder"
+
+
+def _logical_day() -> str:
+    """The run's logical date (a manual run may have none: then the end of its data interval, or today)."""
+    context = get_current_context()
+    moment = context.get("logical_date") or context.get("data_interval_end") or datetime.now(timezone.utc)
+    return moment.date().isoformat()
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=Settings().retrain_schedule,
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    tags=["sensorwatch"],
+    doc_md=__doc__,
+)
+def retrain_lstm_autoencoder() -> None:
+    @task
+    def validate() -> str:
+        """Great Expectations on the archived training days; a failure names each expectation."""
+        from sensorwatch.pipeline.jobs import retrain
+
+        day = _logical_day()
+        print(retrain.validate(Settings(), day).summary())
+        return day
+
+    @task
+    def train(day: str) -> str:
+        """A new version on the archive (the held-out day excluded); the same one on a rerun."""
+        from sensorwatch.pipeline.jobs import retrain
+
+        return retrain.train(Settings(), day)
+
+    @task
+    def evaluate(day: str, version: str) -> dict:
+        """Champion and challenger on the held-out day and the labelled events."""
+        from sensorwatch.pipeline.jobs import retrain
+
+        return retrain.evaluate(Settings(), day, version)
+
+    @task
+    def promote(version: str, verdict: dict) -> bool:
+        """Managed: move the champion alias when the gate says better; manual: tag the challenger."""
+        from sensorwatch.pipeline.jobs import retrain
+
+        return retrain.promote(Settings(), version, verdict)
+
+    day = validate()
+    version = train(day)
+    promote(version, evaluate(day, version))
+
+
+retrain_lstm_autoencoder()

@@ -1,0 +1,65 @@
+"""The model's life after training: retrain on the archive, promote or roll back, check for drift."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from sensorwatch.pipeline.cli.options import Tracking, Verbose, settings_from, setup_logging
+from sensorwatch.pipeline.errors import UserError
+
+
+def promote(
+    version: Annotated[str, typer.Argument(help="The model version to make champion (an older one rolls back).")],
+    reason: Annotated[str, typer.Option(help="Why, recorded on the version.")] = "promoted by hand",
+    tracking_uri: Tracking = None,
+) -> None:
+    """Point the champion alias at VERSION, recording who, when and why on the version."""
+    settings = settings_from(tracking_uri=tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    from sensorwatch.pipeline.jobs.retrain import person, promote as run
+
+    if not version.isdigit():
+        raise UserError(f"version: a version number, got {version!r}")
+    setup_logging(False)
+    try:
+        run(settings, version, by=person(), why=reason)
+    except MlflowException as exc:
+        raise UserError(f"version {version} of {settings.model_name!r}: {str(exc).splitlines()[0]}") from None
+    typer.echo(f"{settings.model_name} version {version} is now @{settings.model_alias} ({reason})")
+
+
+def retrain(
+    date: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD (default: today, UTC).")] = None,
+    tracking_uri: Tracking = None,
+    verbose: Verbose = False,
+) -> None:
+    """What the retraining DAG does, in one go: validate, train, evaluate, promote."""
+    settings = settings_from(tracking_uri=tracking_uri)
+    day = date or datetime.now(UTC).date().isoformat()
+    try:
+        datetime.fromisoformat(day)
+    except ValueError:
+        raise UserError(f"date: not YYYY-MM-DD: {day!r}") from None
+    from sensorwatch.pipeline.jobs import retrain as steps
+
+    setup_logging(verbose)
+    report = steps.validate(settings, day)
+    typer.echo(report.summary())
+    version = steps.train(settings, day)
+    verdict = steps.evaluate(settings, day, version)
+    promoted = steps.promote(settings, version, verdict)
+    typer.echo(f"version {version}: {verdict['why']}; {'promoted' if promoted else 'not promoted'}")
+
+
+def drift(tracking_uri: Tracking = None) -> None:
+    """Whether the recent window scores left the champion's calibration (exit 1 when they did)."""
+    settings = settings_from(tracking_uri=tracking_uri)
+    from sensorwatch.pipeline.jobs.retrain import drift as check
+
+    found = check(settings)
+    typer.echo(("drift: " if found.drifted else "no drift: ") + found.why)
+    raise typer.Exit(1 if found.drifted else 0)

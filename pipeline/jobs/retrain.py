@@ -1,0 +1,346 @@
+"""Retraining, one plain function per step: what the Airflow DAGs call, and the tests too.
+
+``validate`` → ``train`` → ``evaluate`` → ``promote``, each for a logical date: the archive's last
+``retrain_lookback_days`` days before it, the newest of which is held out of training for the
+champion/challenger comparison. ``drift`` tells whether the recent window scores left the
+champion's calibration. A rerun of the same logical date registers nothing twice.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from sensorwatch.models.cadence import TimeSeries
+from sensorwatch.models.registry import P99_TAG
+from sensorwatch.pipeline.archive import DAY_MS, read_archive
+from sensorwatch.pipeline.errors import UserError
+from sensorwatch.pipeline.jobs.train import store_of, train_and_register
+from sensorwatch.pipeline.settings import Settings
+from sensorwatch.schemas.training_data import TrainingDataRules, ValidationReport, validate_training_data
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+
+log = logging.getLogger("sensorwatch.pipeline")
+
+DATE_TAG = "sensorwatch.logical_date"
+
+
+
+class ValidationFailed(UserError):
+    """The archived data is not fit to train on: each failing expectation is named."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """The archive a logical date retrains on: ``[start_ms, holdout_ms)`` trains, ``[holdout_ms, end_ms)`` is held out."""
+
+    start_ms: int
+    holdout_ms: int
+    end_ms: int
+
+    @classmethod
+    def of(cls, logical_date: str, lookback_days: int) -> Span:
+        end = int(datetime.fromisoformat(logical_date).replace(tzinfo=UTC).timestamp() * 1000)
+        end = end - end % DAY_MS + DAY_MS  # the whole logical day is in
+        return cls(end - lookback_days * DAY_MS, end - DAY_MS, end)
+
+
+def _frames(settings: Settings, start_ms: int, end_ms: int) -> dict[str, pd.DataFrame]:
+    return read_archive(settings.archive_uri, start_ms, end_ms)
+
+
+def rules_from(detector: Detector, settings: Settings) -> TrainingDataRules:
+    """The suite's bounds from the champion: its channels and cadence, and each channel's training
+    mean ± ``validation_sigmas`` standard deviations."""
+    spec = detector.spec
+    k = settings.validation_sigmas
+    ranges = {c: (m - k * s, m + k * s) for c, m, s in zip(spec.channels, spec.mean, spec.std)}
+    cadence = spec.recipe.cadence(spec.interval_ms)
+    gap = (cadence.max_gap_ms or spec.interval_ms * 10) / spec.interval_ms
+    return TrainingDataRules(
+        spec.channels, ranges, spec.interval_ms, max_gap_intervals=gap,
+        max_missing_rate=settings.validation_max_missing, min_rows=max(settings.validation_min_rows, spec.window * 2),
+    )
+
+
+def validate(settings: Settings, logical_date: str, champion: Detector | None = None) -> ValidationReport:
+    """Great Expectations on the training part of the span; ``ValidationFailed`` names what failed."""
+    span = Span.of(logical_date, settings.retrain_lookback_days)
+    champion = champion or _champion(settings)
+    frames = _frames(settings, span.start_ms, span.holdout_ms)
+    report = validate_training_data(frames, rules_from(champion, settings))
+    _log_validation(settings, logical_date, report)
+    if not report.success:
+        raise ValidationFailed(f"{logical_date}: {report.summary()}")
+    return report
+
+
+def _log_validation(settings: Settings, logical_date: str, report: ValidationReport) -> None:
+    """The validation result as its own MLflow run (FAILED when the data failed), under the experiment."""
+    from sensorwatch.models.registry import mlflow_for
+
+    mlflow = mlflow_for(store_of(settings), writing=True)
+    experiment = mlflow.set_experiment(settings.experiment)
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"validate {logical_date}") as run:
+        mlflow.set_tags({DATE_TAG: logical_date, "sensorwatch.step": "validate"})
+        mlflow.log_metric("rows", report.rows)
+        mlflow.log_metric("failed_expectations", len(report.failures))
+        mlflow.log_dict(report.result, "validation.json")
+        mlflow.log_text("\n".join(report.failures) or "all expectations met", "validation.txt")
+    if not report.success:
+        from mlflow import MlflowClient
+
+        MlflowClient().set_terminated(run.info.run_id, status="FAILED")
+
+
+def train(settings: Settings, logical_date: str) -> str:
+    """Train on the span (holdout excluded) and register a version tagged with the logical date;
+    the version already registered for that date when there is one."""
+    existing = _version_for(settings, logical_date)
+    if existing is not None:
+        log.info("version %s is already registered for %s: not training again", existing, logical_date)
+        return existing
+    span = Span.of(logical_date, settings.retrain_lookback_days)
+    frames = _frames(settings, span.start_ms, span.holdout_ms)
+    channels = _channels(frames)
+    series = [TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32)) for f in frames.values()]
+    trained, version = train_and_register(
+        settings, series, channels, f"archive:{logical_date}", promote=False, progress=False,
+        tags={DATE_TAG: logical_date, "sensorwatch.role": "challenger"},
+    )
+    log.info("trained version %s on %d readings of %d assets", version.version, trained.windows, len(series))
+    return version.version
+
+
+def _channels(frames: dict[str, pd.DataFrame]) -> list[str]:
+    skip = {"ts_ms", "window_start_ms", "score", "threshold", "anomalous", "model_version"}
+    columns = [c for c in next(iter(frames.values())).columns if c not in skip]
+    return columns
+
+
+def _version_for(settings: Settings, logical_date: str) -> str | None:
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import mlflow_for
+
+    mlflow_for(store_of(settings), writing=True)
+    found = MlflowClient().search_model_versions(
+        f"name = '{settings.model_name}' and tags.`{DATE_TAG}` = '{logical_date}'"
+    )
+    return str(max(int(v.version) for v in found)) if found else None
+
+
+def _champion(settings: Settings) -> Detector:
+    from sensorwatch.models.registry import load_detector
+
+    return load_detector(store_of(settings), settings.model_alias)
+
+
+@dataclass
+class Figures:
+    """One version on the held-out day and the labelled events."""
+
+    version: str
+    readings: int
+    windows: int
+    false_alarms: int
+    false_alarms_per_10k: float
+    labelled: int
+    found: int
+    recall: float
+    mean_score_ratio: float  # mean window score over the version's own threshold
+
+
+def labels_of(settings: Settings) -> pd.DataFrame:
+    """Labelled events (``asset_id``, ``start_ms``, ``end_ms``) from ``settings.labels_path``, if set."""
+    if settings.labels_path is None:
+        return pd.DataFrame(columns=["asset_id", "start_ms", "end_ms"])
+    frame = pd.read_csv(settings.labels_path)
+    missing = {"asset_id", "start_ms", "end_ms"} - set(frame.columns)
+    if missing:
+        raise UserError(f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms (missing {', '.join(sorted(missing))})")
+    return frame
+
+
+def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFrame) -> Figures:
+    """Run ``frames`` through the service's own path with ``detector``: alarms against labels."""
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.schemas.records import Reading
+
+    processor = Processor(detector)
+    channels = detector.spec.channels
+    readings = windows = 0
+    ratios: list[float] = []
+    opened: list[tuple[str, int, int]] = []
+    for asset, frame in frames.items():
+        values = frame[channels].to_numpy(np.float64)
+        batch = [Reading(asset, int(t), dict(zip(channels, row))) for t, row in zip(frame["ts_ms"], values.tolist())]
+        readings += len(batch)
+        for decisions in (processor.process(batch), processor.flush()):
+            windows += len(decisions.windows)
+            if len(decisions.windows):
+                ratios.extend((decisions.scores / np.maximum(decisions.levels, 1e-12)).tolist())
+            opened += [(e.asset_id, _ms(e.window_start), _ms(e.window_end)) for e in decisions.events if e.kind == "opened"]
+    inside = labels[(labels["asset_id"].isin(frames))]
+    if frames:
+        lo = min(int(f["ts_ms"].min()) for f in frames.values())
+        hi = max(int(f["ts_ms"].max()) for f in frames.values())
+        inside = inside[(inside["end_ms"] >= lo) & (inside["start_ms"] <= hi)]
+    def hits(a: str, s: int, e: int) -> bool:
+        near = inside[inside["asset_id"] == a]
+        return bool(((near["start_ms"] <= e) & (near["end_ms"] >= s)).any())
+    false = sum(1 for a, s, e in opened if not hits(a, s, e))
+    found = sum(
+        1 for row in inside.itertuples()
+        if any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in opened)
+    )
+    return Figures(
+        detector.version, readings, windows, false, 1e4 * false / max(readings, 1), len(inside), found,
+        found / len(inside) if len(inside) else float("nan"), float(np.mean(ratios)) if ratios else float("nan"),
+    )
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, Any]:
+    """Champion and challenger on the held-out day (and the labelled events in it): the figures,
+    logged to the challenger's run as metrics and a table, and the gate's verdict."""
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import load_version, mlflow_for
+
+    span = Span.of(logical_date, settings.retrain_lookback_days)
+    holdout = _frames(settings, span.holdout_ms, span.end_ms)
+    labels = labels_of(settings)
+    store = store_of(settings)
+    challenger = score(load_version(store, version), holdout, labels)
+    try:
+        champion = score(_champion(settings), holdout, labels)
+    except LookupError:
+        champion = None
+    better, why = gate(challenger, champion, settings)
+    mlflow = mlflow_for(store, writing=True)
+    run_id = MlflowClient().get_model_version(settings.model_name, version).run_id
+    with mlflow.start_run(run_id=run_id):
+        for who, figures in (("challenger", challenger), ("champion", champion)):
+            if figures is not None:
+                for key, value in asdict(figures).items():
+                    if isinstance(value, (int, float)) and key != "version" and np.isfinite(value):
+                        mlflow.log_metric(f"gate.{who}.{key}", float(value))
+        rows = [dict(role=who, **asdict(f)) for who, f in (("challenger", challenger), ("champion", champion)) if f]
+        mlflow.log_table(pd.DataFrame(rows), artifact_file="gate.json")
+        mlflow.set_tags({"sensorwatch.gate": "better" if better else "not better", "sensorwatch.gate_why": why})
+    return {"version": version, "better": better, "why": why, "challenger": asdict(challenger),
+            "champion": asdict(champion) if champion else None}
+
+
+def gate(challenger: Figures, champion: Figures | None, settings: Settings) -> tuple[bool, str]:
+    """Managed promotion's rule: at least as good on recall and fewer false alarms by the margin,
+    or at least as few false alarms and a better recall by the margin."""
+    if champion is None:
+        return True, "no champion yet"
+    fa_c, fa_k = challenger.false_alarms_per_10k, champion.false_alarms_per_10k
+    rc = challenger.recall if np.isfinite(challenger.recall) else 0.0
+    rk = champion.recall if np.isfinite(champion.recall) else 0.0
+    figures = (f"false alarms/10k {fa_c:.2f} vs {fa_k:.2f}, recall {rc:.2f} vs {rk:.2f} "
+               f"(challenger {challenger.version} vs champion {champion.version})")
+    if rc >= rk and fa_c <= fa_k - settings.promote_margin_false_alarms:
+        return True, f"fewer false alarms at no loss of recall: {figures}"
+    if fa_c <= fa_k and rc >= rk + settings.promote_margin_recall:
+        return True, f"better recall at no more false alarms: {figures}"
+    return False, f"not better by the margins: {figures}"
+
+
+def promote(
+    settings: Settings, version: str, verdict: dict[str, Any] | None = None, by: str | None = None, why: str = ""
+) -> bool:
+    """``managed``: move the alias when the gate says better; ``manual``: tag the version
+    ``challenger`` only. With ``by`` (a person), promote whatever the mode: a promotion or a
+    rollback by hand. Every promotion is recorded on the version."""
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import mlflow_for, set_alias
+
+    store = store_of(settings)
+    mlflow_for(store, writing=True)
+    client = MlflowClient()
+    client.get_model_version(settings.model_name, version)  # a clear error when there is no such version
+    if by is None and (settings.promotion_mode == "manual" or not (verdict or {}).get("better")):
+        client.set_model_version_tag(settings.model_name, version, "sensorwatch.role", "challenger")
+        client.set_registered_model_alias(settings.model_name, "challenger", version)
+        log.info("version %s registered as challenger (%s)", version, settings.promotion_mode)
+        return False
+    set_alias(store, version, settings.model_alias)
+    record = {
+        "sensorwatch.promoted_by": by or "retraining gate",
+        "sensorwatch.promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sensorwatch.promoted_why": why or (verdict or {}).get("why", ""),
+        "sensorwatch.role": "champion",
+    }
+    if verdict:
+        record["sensorwatch.promoted_figures"] = json.dumps(
+            {k: verdict[k] for k in ("challenger", "champion") if verdict.get(k)}, default=float)[:5000]
+    for key, value in record.items():
+        client.set_model_version_tag(settings.model_name, version, key, value)
+    log.info("version %s is now %s: %s", version, settings.model_alias, record["sensorwatch.promoted_why"])
+    return True
+
+
+def person() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container
+        return "unknown"
+
+
+@dataclass
+class Drift:
+    drifted: bool
+    rate: float  # share of recent windows above the champion's training 99th percentile
+    expected: float
+    windows: int
+    why: str
+
+
+def drift(settings: Settings, now_ms: int | None = None) -> Drift:
+    """Whether the last ``drift_window_hours`` of archived window scores left the champion's
+    calibration: the share above its training 99th percentile, against the 1 % it had then."""
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import alias_version, mlflow_for
+
+    store = store_of(settings)
+    mlflow_for(store)
+    version = alias_version(store, settings.model_alias)
+    if version is None:
+        return Drift(False, 0.0, 0.01, 0, "no champion")
+    tags = MlflowClient().get_model_version(settings.model_name, version).tags
+    if P99_TAG not in tags:
+        return Drift(False, 0.0, 0.01, 0, f"version {version} has no calibration percentile")
+    p99 = float(tags[P99_TAG])
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    frames = _frames(settings, now_ms - int(settings.drift_window_hours * 3_600_000), now_ms)
+    scores = np.concatenate([
+        f.loc[f.get("model_version", pd.Series(dtype=str)) == version, "score"].dropna().to_numpy()
+        for f in frames.values() if "score" in f
+    ] or [np.zeros(0)])
+    if len(scores) < settings.drift_min_windows:
+        return Drift(False, 0.0, 0.01, len(scores), f"{len(scores)} windows scored by version {version}: too few to tell")
+    rate = float((scores > p99).mean())
+    drifted = rate > 0.01 * settings.drift_ratio
+    why = (f"{rate:.1%} of {len(scores)} recent windows above the training 99th percentile {p99:.4g} "
+           f"(drift above {settings.drift_ratio:g}× the 1 % of training)")
+    return Drift(drifted, rate, 0.01, len(scores), why)
+

@@ -1,0 +1,249 @@
+"""Scheduled retraining end to end: a real service archives two days of a simulated plant from the
+embedded broker; Airflow's ``dag.test()`` validates (Great Expectations), trains, evaluates and
+promotes, in manual and managed mode; corrupted data stops it at validate; the drift check fires
+on a drifted stream and not on a normal one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from helpers import committed, fresh, wait_for
+
+from sensorwatch.pipeline.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+DAGS = Path(__file__).resolve().parent.parent / "dags"
+INTERVAL_S = 120  # one reading every 2 minutes: 720 a day per pump
+PER_DAY = 86_400 // INTERVAL_S
+ASSETS = 3
+
+
+@dataclass
+class Plant:
+    root: Path
+    day: str  # the logical date: the held-out day
+    env: dict[str, str]
+    settings: Settings
+
+
+def _env(root: Path, **more: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "SENSORWATCH_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
+        "SENSORWATCH_ARTIFACT_ROOT": str(root / "artifacts"),
+        "SENSORWATCH_MODEL_NAME": "plant",
+        "SENSORWATCH_PRESET": "plant",
+        "SENSORWATCH_EPOCHS": "4",
+        "SENSORWATCH_TRAIN_STRIDE": "1",
+        "SENSORWATCH_RETRAIN_LOOKBACK_DAYS": "2",
+        "SENSORWATCH_LABELS_PATH": str(root / "labels.csv"),
+    }
+    env.update({f"SENSORWATCH_{k.upper()}": v for k, v in more.items()})
+    return env
+
+
+def _settings(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("SENSORWATCH_")})
+    try:
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def dag_test(dag_id: str, day: str, env: dict[str, str]) -> dict:
+    done = subprocess.run([sys.executable, str(Path(__file__).parent / "airflow_run.py"), dag_id, day],
+                          env=env, capture_output=True, text=True, timeout=900)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
+    outcome = json.loads(lines[-1])
+    outcome["log"] = done.stdout + done.stderr
+    return outcome
+
+
+def _archive_through_the_service(settings: Settings, frame: pd.DataFrame, detector) -> int:
+    from sensorwatch.pipeline.dev.replay import produce_frame
+    from sensorwatch.pipeline.service.loop import Service
+
+    service = Service.on_kafka(settings, detector)
+    stop = threading.Event()
+    runner = threading.Thread(target=service.run, args=(stop,))
+    runner.start()
+    try:
+        sent = produce_frame(settings, frame, progress=False)
+        assert wait_for(lambda: committed(settings) >= sent, 180)
+    finally:
+        stop.set()
+        runner.join(60)
+    return sent
+
+
+@pytest.fixture(scope="module")
+def plant(tmp_path_factory, service_settings) -> Plant:
+    """Two archived days of three pumps (faults, labelled, on the second), and a champion trained
+    on the days before, at the same cadence."""
+    from sensorwatch.models.registry import load_detector
+    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
+    from sensorwatch.pipeline.jobs.train import store_of, train_and_register
+
+    root = tmp_path_factory.mktemp("retraining")
+    held_out = (datetime.now(UTC) - timedelta(days=2)).date()
+    start_ms = int(datetime.combine(held_out - timedelta(days=4), datetime.min.time(), UTC).timestamp() * 1000)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=_env(root), check=True,
+                   capture_output=True, timeout=300)
+
+    sim = Simulator(assets=ASSETS, seed=11, interval_s=INTERVAL_S, start_ms=start_ms)
+    history = sim.normal(3 * PER_DAY)  # three days before the archive: the champion's training data
+    env = _env(root, archive_uri=str(root / "archive"))
+    settings = _settings(env)
+    train_and_register(settings, series_by_asset(history), list(CHANNELS), "history", promote=True, progress=False)
+
+    first = sim.normal(PER_DAY)
+    second, faults = sim.with_faults(PER_DAY, faults_per_asset=1, kinds=("level_shift", "spike"))
+    pd.DataFrame([{"asset_id": f.asset_id, "start_ms": f.start_ms, "end_ms": f.end_ms} for f in faults]).to_csv(
+        root / "labels.csv", index=False)
+    live = fresh(service_settings).model_copy(update={"archive_uri": str(root / "archive")})
+    champion = load_detector(store_of(settings), "champion")
+    sent = _archive_through_the_service(live, pd.concat([first, second]), champion)
+    assert sent == 2 * PER_DAY * ASSETS
+    return Plant(root, held_out.isoformat(), env, settings)
+
+
+def _client(plant: Plant):
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import mlflow_for
+    from sensorwatch.pipeline.jobs.train import store_of
+
+    mlflow_for(store_of(plant.settings))
+    return MlflowClient()
+
+
+def test_the_dags_parse_fast_and_without_errors() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import json, time; from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder=%r); "
+         "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dags), "
+         "'seconds': {s.file: s.duration.total_seconds() for s in b.dagbag_stats}, "
+         "'heavy': sorted(m for m in __import__('sys').modules if m.split('.')[0] in ('keras', 'tensorflow', 'mlflow'))}))"
+         % str(DAGS)],
+        env=_env(Path("/tmp")), capture_output=True, text=True, timeout=300,
+    )
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["errors"] == {} and found["dags"] == ["retrain_lstm_autoencoder", "sensorwatch_drift_check"]
+    assert all(seconds < 2 for seconds in found["seconds"].values()), found["seconds"]
+    assert found["heavy"] == [], "parsing a DAG file must not import Keras, TensorFlow or MLflow"
+
+
+def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_better(plant: Plant) -> None:
+    client = _client(plant)
+    manual = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "manual"})
+    assert manual["state"] == "success", manual["log"][-5000:]
+    assert set(manual["tasks"].values()) == {"success"}
+    versions = client.search_model_versions("name = 'plant'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    challenger = client.get_model_version("plant", "2")
+    assert challenger.tags["sensorwatch.logical_date"] == plant.day and challenger.tags["sensorwatch.role"] == "challenger"
+    assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"  # manual: nothing moved
+    metrics = client.get_run(challenger.run_id).data.metrics
+    assert {"gate.challenger.false_alarms_per_10k", "gate.champion.false_alarms_per_10k", "gate.challenger.recall"} <= set(metrics)
+    assert metrics["gate.challenger.labelled"] == ASSETS  # one labelled fault per pump on the held-out day
+
+    managed = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "managed"})
+    assert managed["state"] == "success", managed["log"][-5000:]
+    assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [1, 2]  # a rerun registers nothing
+    verdict = client.get_run(challenger.run_id).data.tags["sensorwatch.gate"]
+    champion = str(client.get_model_version_by_alias("plant", "champion").version)
+    assert champion == ("2" if verdict == "better" else "1")
+    if champion == "2":
+        tags = client.get_model_version("plant", "2").tags
+        assert tags["sensorwatch.promoted_by"] == "retraining gate" and "false alarms/10k" in tags["sensorwatch.promoted_why"]
+
+    # A person promotes (or rolls back) by hand, and it is recorded on the version.
+    done = subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", "promote", "1", "--reason", "roll back"],
+                          env=plant.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"
+    assert client.get_model_version("plant", "1").tags["sensorwatch.promoted_why"] == "roll back"
+
+
+def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(plant: Plant, tmp_path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(plant.root / "archive", archive)
+    day = (datetime.fromisoformat(plant.day) - timedelta(days=1)).date().isoformat()
+    folder = archive / "readings" / f"day={day}"
+    good = pq.read_table(next(folder.glob("*.parquet"))).to_pandas()
+    bad = good[good["asset_id"] == good["asset_id"].iloc[0]].head(20).copy()
+    bad["asset_id"] = "pump-corrupt"
+    bad["ts_ms"] = bad["ts_ms"].to_numpy()[::-1]  # time going backwards
+    bad.loc[bad.index[3], "flow"] = np.nan  # a missing value
+    bad.loc[bad.index[5], "pressure"] = 1e6  # far out of range
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), folder / "part-corrupt.parquet")
+    client = _client(plant)
+    before = sorted(int(v.version) for v in client.search_model_versions("name = 'plant'"))
+
+    run = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(archive)})
+    assert run["state"] == "failed"
+    assert run["tasks"]["validate"] == "failed" and run["tasks"]["train"] == "upstream_failed"
+    for expectation in ("expect_column_values_to_not_be_null(column=flow)",
+                        "expect_column_values_to_be_between(column=pressure",
+                        "expect_column_values_to_be_between(column=ts_step_ms",
+                        "expect_column_min_to_be_between(column=asset_rows"):
+        assert expectation in run["log"], expectation
+    assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == before
+    failed = client.search_runs(
+        [client.get_experiment_by_name(plant.settings.experiment).experiment_id],
+        "tags.`sensorwatch.step` = 'validate' and attributes.status = 'FAILED'",
+    )
+    assert failed
+    said = Path(client.download_artifacts(failed[0].info.run_id, "validation.txt")).read_text()
+    assert "expect_column_values_to_not_be_null(column=flow)" in said
+
+
+def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(plant: Plant, service_settings, tmp_path) -> None:
+    from sensorwatch.models.registry import load_detector, set_alias
+    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
+    from sensorwatch.pipeline.jobs.retrain import drift
+    from sensorwatch.pipeline.jobs.train import store_of
+
+    set_alias(store_of(plant.settings), "1")  # the champion that scored the archive
+    end_ms = int(datetime.combine(datetime.fromisoformat(plant.day) + timedelta(days=1), datetime.min.time(), UTC).timestamp() * 1000)
+    normal = drift(plant.settings, now_ms=end_ms)
+    assert normal.windows >= 500 and not normal.drifted, normal.why
+
+    # The same pumps, worn: every channel a standard deviation and a half off, all day.
+    worn = Simulator(assets=ASSETS, seed=12, interval_s=INTERVAL_S, start_ms=end_ms).normal(PER_DAY)
+    champion = load_detector(store_of(plant.settings), "champion")
+    for channel, std in zip(champion.spec.channels, champion.spec.std):
+        if channel in CHANNELS:
+            worn[channel] += 1.5 * std
+    worn_archive = tmp_path / "worn"
+    live = fresh(service_settings).model_copy(update={"archive_uri": str(worn_archive)})
+    _archive_through_the_service(live, worn, champion)
+    worn_settings = plant.settings.model_copy(update={"archive_uri": str(worn_archive)})
+    drifted = drift(worn_settings, now_ms=end_ms + 86_400_000)
+    assert drifted.drifted, drifted.why
+
+    worn_day = (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()  # its window: the worn day
+    quiet = dag_test("sensorwatch_drift_check", plant.day, plant.env)
+    assert quiet["tasks"] == {"drifted": "success", "retrain": "skipped"}, quiet["log"][-3000:]
+    fired = dag_test("sensorwatch_drift_check", worn_day, {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)})
+    assert fired["tasks"] == {"drifted": "success", "retrain": "success"}, fired["log"][-3000:]  # the retraining DAG is triggered
