@@ -9,7 +9,10 @@ run names each failing expectation and what it observed, in one line each.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +42,7 @@ class ValidationReport:
     failures: list[str] = field(default_factory=list)
     result: dict[str, Any] = field(default_factory=dict)
     rows: int = 0
+    docs: Path | None = None  # GX Data Docs (HTML) of the run, when asked for
 
     def summary(self) -> str:
         if self.success:
@@ -91,25 +95,36 @@ def _suite(rules: TrainingDataRules, present: set[str]) -> list[Any]:
     return found + checks
 
 
-def validate_training_data(frames: dict[str, pd.DataFrame], rules: TrainingDataRules) -> ValidationReport:
-    """Run the suite on ``frames`` (asset → readings with ``ts_ms`` and the channels)."""
+def validate_training_data(
+    frames: dict[str, pd.DataFrame], rules: TrainingDataRules, docs: Path | None = None
+) -> ValidationReport:
+    """Run the suite on ``frames`` (asset → readings with ``ts_ms`` and the channels); with
+    ``docs``, GX also renders its Data Docs (HTML) of the run into that folder."""
     import great_expectations as gx
 
     table = validation_frame(frames, rules.channels, rules.interval_ms)
     if table.empty:
         return ValidationReport(False, ["no readings at all"], rows=0)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False}
-    batch = context.data_sources.add_pandas("archive").add_dataframe_asset("readings")
-    definition = batch.add_batch_definition_whole_dataframe("training window")
-    suite = context.suites.add(gx.ExpectationSuite(name="sensorwatch training data"))
-    for expectation in _suite(rules, set(table.columns)):
-        suite.add_expectation(expectation)
-    run = context.validation_definitions.add(
-        gx.ValidationDefinition(data=definition, suite=suite, name="training data")
-    ).run(batch_parameters={"dataframe": table})
+    with tempfile.TemporaryDirectory() as project:
+        context = gx.get_context(mode="file", project_root_dir=project) if docs else gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = {"globally": False}
+        batch = context.data_sources.add_pandas("archive").add_dataframe_asset("readings")
+        definition = batch.add_batch_definition_whole_dataframe("training window")
+        suite = context.suites.add(gx.ExpectationSuite(name="sensorwatch training data"))
+        for expectation in _suite(rules, set(table.columns)):
+            suite.add_expectation(expectation)
+        validation = context.validation_definitions.add(
+            gx.ValidationDefinition(data=definition, suite=suite, name="training data"))
+        actions = [gx.checkpoint.UpdateDataDocsAction(name="data docs")] if docs else []
+        checkpoint = context.checkpoints.add(gx.Checkpoint(
+            name="training data", validation_definitions=[validation], actions=actions,
+            result_format={"result_format": "SUMMARY"}))
+        run = next(iter(checkpoint.run(batch_parameters={"dataframe": table}).run_results.values()))
+        if docs:
+            site = Path(project) / "gx" / "uncommitted" / "data_docs" / "local_site"
+            shutil.copytree(site, docs, dirs_exist_ok=True)
     failures = [_describe(r) for r in run.results if not r.success]
-    return ValidationReport(bool(run.success), failures, run.to_json_dict(), rows=len(table))
+    return ValidationReport(bool(run.success), failures, run.to_json_dict(), rows=len(table), docs=docs)
 
 
 def _describe(result: Any) -> str:

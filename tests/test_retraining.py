@@ -171,6 +171,8 @@ def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_be
     assert managed["state"] == "success", managed["log"][-5000:]
     assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [1, 2]  # a rerun registers nothing
     verdict = client.get_run(challenger.run_id).data.tags["sensorwatch.gate"]
+    print(f"\nretrain DAG: manual {manual['seconds']} s, managed rerun {managed['seconds']} s; gate: "
+          f"{client.get_run(challenger.run_id).data.tags['sensorwatch.gate_why']}")
     champion = str(client.get_model_version_by_alias("plant", "champion").version)
     assert champion == ("2" if verdict == "better" else "1")
     if champion == "2":
@@ -216,6 +218,8 @@ def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(
     assert failed
     said = Path(client.download_artifacts(failed[0].info.run_id, "validation.txt")).read_text()
     assert "expect_column_values_to_not_be_null(column=flow)" in said
+    docs = {a.path for a in client.list_artifacts(failed[0].info.run_id, "data_docs")}
+    assert "data_docs/index.html" in docs  # Great Expectations' Data Docs, beside the result
 
 
 def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(plant: Plant, service_settings, tmp_path) -> None:

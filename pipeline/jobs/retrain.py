@@ -11,9 +11,11 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,8 +80,9 @@ def validate(settings: Settings, logical_date: str, champion: Detector | None = 
     span = Span.of(logical_date, settings.retrain_lookback_days)
     champion = champion or _champion(settings)
     frames = _frames(settings, span.start_ms, span.holdout_ms)
-    report = validate_training_data(frames, rules_from(champion, settings))
-    _log_validation(settings, logical_date, report)
+    with tempfile.TemporaryDirectory() as docs:
+        report = validate_training_data(frames, rules_from(champion, settings), docs=Path(docs))
+        _log_validation(settings, logical_date, report)
     if not report.success:
         raise ValidationFailed(f"{logical_date}: {report.summary()}")
     return report
@@ -97,6 +100,8 @@ def _log_validation(settings: Settings, logical_date: str, report: ValidationRep
         mlflow.log_metric("failed_expectations", len(report.failures))
         mlflow.log_dict(report.result, "validation.json")
         mlflow.log_text("\n".join(report.failures) or "all expectations met", "validation.txt")
+        if report.docs is not None and report.docs.is_dir():
+            mlflow.log_artifacts(str(report.docs), "data_docs")  # GX's HTML report: data_docs/index.html
     if not report.success:
         from mlflow import MlflowClient
 

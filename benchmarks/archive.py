@@ -1,0 +1,81 @@
+"""Archive write throughput against the service's scoring rate.
+
+Feeds simulated polls (8 pumps, 5 channels) through the service's own in-memory path (parse,
+window, one forward pass, decide) with and without the archive sink, flushing the archive as a
+checkpoint would, and prints readings per second for scoring alone, scoring plus archive, and the
+archive alone, and the Parquet bytes per reading.
+
+    python benchmarks/archive.py [--readings 40000] [--poll 2000] [--flush-every 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=40_000, help="Readings in all.")
+    parser.add_argument("--poll", type=int, default=2000, help="Records per poll.")
+    parser.add_argument("--flush-every", type=int, default=5, help="Polls per checkpoint (archive flush).")
+    args = parser.parse_args()
+
+    from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.presets import preset
+    from sensorwatch.models.spec import DetectorSpec
+    from sensorwatch.pipeline.archive import ArchiveSink
+    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.pipeline.stream.step import ParseRules, Polled, step
+
+    recipe = preset("plant")
+    n = len(CHANNELS)
+    spec = DetectorSpec(list(CHANNELS), [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": 1e9},
+                        recipe=recipe, interval_ms=1000)
+    detector = Detector(build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1").warm_up()
+    frame = Simulator(assets=8, seed=1).normal(args.readings // 8)
+    records = [
+        Polled("r", 0, i, r["asset_id"].encode(), orjson.dumps(
+            {"asset_id": r["asset_id"], "ts": int(r["ts_ms"]), "values": {c: float(r[c]) for c in CHANNELS}}))
+        for i, r in enumerate(frame.to_dict("records"))
+    ]
+    polls = [records[i : i + args.poll] for i in range(0, len(records), args.poll)]
+
+    def run(archive: bool) -> tuple[float, float, int]:
+        processor = Processor(detector)
+        processor.windower.keep_released = archive
+        folder = Path(tempfile.mkdtemp())
+        sink = ArchiveSink(str(folder), processor) if archive else None
+        in_sink = 0.0
+        began = time.perf_counter()
+        for k, poll in enumerate(polls, 1):
+            out = step(processor, poll, ParseRules(), now_ms=2**62)
+            if sink is not None:
+                t = time.perf_counter()
+                sink.write(out)
+                if k % args.flush_every == 0 or k == len(polls):
+                    sink.flush()
+                in_sink += time.perf_counter() - t
+        total = time.perf_counter() - began
+        size = sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+        return total, in_sink, size
+
+    run(False)  # warm
+    plain, _, _ = run(False)
+    archived, sink_s, size = run(True)
+    count = len(records)
+    print(f"readings {count}, polls of {args.poll}, archive flushed every {args.flush_every} polls")
+    print(f"scoring alone          {count / plain:>10,.0f} readings/s")
+    print(f"scoring + archive      {count / archived:>10,.0f} readings/s ({archived / plain:.2f}× the time)")
+    print(f"archive alone          {count / sink_s:>10,.0f} readings/s ({count / sink_s / (count / plain):.1f}× the scoring rate)")
+    print(f"parquet                {size / count:>10.1f} bytes/reading")
+
+
+if __name__ == "__main__":
+    main()
