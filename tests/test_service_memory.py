@@ -88,7 +88,7 @@ def run(polls: list[list[Polled]], threshold: float = 1e9, fail: bool = False):
     stop = threading.Event()
     source = ListSource(polls, journal, stop)
     sinks = [RecordingSink("dlq", journal), RecordingSink("events", journal, fail)]
-    service = Service(Settings(), detector(threshold), source, sinks)
+    service = Service(Settings(commit_interval_s=0), detector(threshold), source, sinks)
     return service, service.run(stop), source, sinks, journal
 
 
@@ -105,6 +105,33 @@ def test_every_record_is_scored_or_dead_lettered_and_committed_after_the_flush()
     # Each poll: every sink written, every sink flushed, and only then the commit.
     assert journal[:5] == ["write dlq", "write events", "flush dlq", "flush events", "commit"]
     assert source.closed and journal[-2:] == ["close dlq", "close events"]
+
+
+def test_with_a_commit_interval_polls_are_written_at_once_and_checkpointed_together() -> None:
+    from sensorwatch.pipeline.service.checkpoint import Checkpoint
+
+    journal: list[str] = []
+    now = [0.0]
+    commits: list[dict] = []
+    sinks, state = [RecordingSink("events", journal)], [RecordingSink("state", journal)]
+    checkpoint = Checkpoint(sinks, lambda offsets: (journal.append("commit"), commits.append(offsets)), state,
+                            every_s=5.0, clock=lambda: now[0])
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.pipeline.stream.step import ParseRules, step
+
+    processor = Processor(detector(1e9))
+    for i in range(3):  # three polls within 5 s: written, not flushed, not committed
+        now[0] += 1.0
+        checkpoint(step(processor, [record(i % 2, i, "p1", i)], ParseRules(), now_ms=T0 * 2))
+    assert journal == ["write events", "write state"] * 3 and not commits
+    checkpoint.drop({("readings", 1)})  # partition 1 moved to another replica meanwhile
+    now[0] += 2.5
+    checkpoint.flush_if_due()
+    assert journal[6:] == ["flush events", "flush state", "commit"]
+    assert commits == [{("readings", 0): 3}]  # every poll's offsets but the revoked partition's
+    checkpoint.flush_if_due()
+    checkpoint.flush()
+    assert len(commits) == 1  # nothing new: no empty checkpoint
 
 
 def test_readings_waiting_for_their_grace_are_scored_on_the_way_out() -> None:
@@ -129,7 +156,7 @@ def test_revoked_partitions_take_their_assets_state_along() -> None:
     journal: list[str] = []
     stop = threading.Event()
     source = ListSource([], journal, stop)
-    service = Service(Settings(), detector(1e9), source, [RecordingSink("dlq", journal)])
+    service = Service(Settings(commit_interval_s=0), detector(1e9), source, [RecordingSink("dlq", journal)])
     service.handle([record(0, i, "p1", i) for i in range(3)] + [record(1, i, "p2", i) for i in range(3)])
     assert set(service.processor.windower.assets()) == {"p1", "p2"}
     service.forget({("readings", 0)})
@@ -151,7 +178,7 @@ def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(c
     journal: list[str] = []
     source = ListSource([], journal, threading.Event())
     with caplog.at_level("INFO", logger="sensorwatch.pipeline"):
-        service = Service(Settings(min_windows=3, window=8, stride=2), detector(1e9), source, [])
+        service = Service(Settings(min_windows=3, window=8, stride=2, commit_interval_s=0), detector(1e9), source, [])
     recipe = service.processor.recipe
     assert (recipe.window, recipe.min_windows, recipe.stride) == (RECIPE.window, 3, 2)
     assert service.processor.windower.window == RECIPE.window
