@@ -110,3 +110,47 @@ def test_the_service_archives_every_reading_before_it_commits_with_a_commit_inte
     scores = sum(int(f["score"].notna().sum()) for f in frames.values())
     assert scores == service.stats.windows and {v for f in frames.values() for v in f["model_version"].dropna()} == {
         champion.version.version}
+
+
+@pytest.fixture
+def s3(monkeypatch, tmp_path):
+    """An S3 endpoint on loopback (moto's server, speaking the S3 protocol) with a bucket."""
+    import subprocess
+    import sys
+    import urllib.request
+
+    import pyarrow.fs as pafs
+
+    from sensorwatch.pipeline.dev.broker import free_port
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-p", str(port)],
+                              stdout=open(tmp_path / "s3.log", "wb"), stderr=subprocess.STDOUT)
+
+    def up() -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1).status == 200
+        except OSError:
+            return False
+
+    try:
+        assert wait_for(up, 60, every_s=0.2), (tmp_path / "s3.log").read_text()
+        for key, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"), ("AWS_REGION", "us-east-1")):
+            monkeypatch.setenv(key, value)
+        pafs.S3FileSystem(endpoint_override=f"127.0.0.1:{port}", scheme="http", allow_bucket_creation=True).create_dir("plant")
+        yield f"s3://plant/archive?endpoint_override=127.0.0.1:{port}&scheme=http"
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def test_the_archive_works_on_an_object_store_too(s3) -> None:
+    processor = Processor(detector(1e9))
+    processor.windower.keep_released = True
+    sink = ArchiveSink(s3, processor)
+    sink.write(step(processor, _polled("p1", list(range(1, 9))), ParseRules(), now_ms=10**13))
+    sink.write(drain(processor))
+    sink.flush()
+    frames = read_archive(s3)
+    assert frames["p1"]["ts_ms"].tolist() == list(range(1, 9))
+    assert frames["p1"]["score"].notna().sum() == 5
