@@ -123,7 +123,7 @@ def train(settings: Settings, logical_date: str) -> str:
         settings, series, channels, f"archive:{logical_date}", promote=False, progress=False,
         tags={DATE_TAG: logical_date, "sensorwatch.role": "challenger"},
     )
-    log.info("trained version %s on %d readings of %d assets", version.version, trained.windows, len(series))
+    log.info("trained version %s on %d windows of %d assets", version.version, trained.windows, len(series))
     return version.version
 
 
