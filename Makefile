@@ -6,7 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
 
-.PHONY: install demo test test-fast clean
+# Root installs system packages itself; anyone else through sudo, if it asks no password.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+
+.PHONY: install demo test test-fast browser clean
 
 install: $(STAMP)
 
@@ -22,10 +25,18 @@ $(TESTS): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,airflow]'
 	touch $(TESTS)
 
+# The browser of the UI tests: Debian's chromium and its matching driver, installed when missing.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { echo "installing chromium and chromium-driver (apt-get) for the browser tests"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	      --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	  echo "note: chromium could not be installed: the browser tests will be skipped"
+
 demo: install
 	$(BIN)/sensorwatch demo
 
-test: $(TESTS)
+test: $(TESTS) browser
 	$(BIN)/python -m pytest
 
 test-fast: $(TESTS)

@@ -1,7 +1,10 @@
-"""Retrain the LSTM autoencoder on what the service archived: validate → train → evaluate → promote.
+"""Retrain the LSTM autoencoder on what the service archived: validate → train → evaluate → promote
+→ tune.
 
-Each task is a thin call of a plain function in ``sensorwatch.pipeline.jobs.retrain`` (the tests
-call the same functions). The schedule, the lookback and the promotion mode are sensorwatch
+Each task is a thin call of a plain function in ``sensorwatch.pipeline.jobs`` (``retrain``,
+``gate``, ``review``; the tests call the same functions). Training leaves out the readings of
+anomalies reviewed as confirmed; the gate reports both versions on the reviewed anomalies; the
+last task tunes the champion's threshold scale from them. The schedule, the lookback and the promotion mode are sensorwatch
 settings (``SENSORWATCH_RETRAIN_SCHEDULE``, ``…_RETRAIN_LOOKBACK_DAYS``, ``…_PROMOTION_MODE``).
 Parsing this file imports Airflow and the settings only: no Keras, MLflow or pandas.
 """
@@ -52,10 +55,10 @@ def retrain_lstm_autoencoder() -> None:
 
     @task
     def evaluate(day: str, version: str) -> dict:
-        """Champion and challenger on the held-out day and the labelled events."""
-        from sensorwatch.pipeline.jobs import retrain
+        """Champion and challenger on the held-out day, the labelled events and the reviewed anomalies."""
+        from sensorwatch.pipeline.jobs import gate
 
-        return retrain.evaluate(Settings(), day, version)
+        return gate.evaluate(Settings(), day, version)
 
     @task
     def promote(version: str, verdict: dict) -> bool:
@@ -64,9 +67,18 @@ def retrain_lstm_autoencoder() -> None:
 
         return retrain.promote(Settings(), version, verdict)
 
+    @task
+    def tune(promoted: bool) -> float:
+        """The champion's threshold scale from its reviewed anomalies (applied when managed)."""
+        from sensorwatch.pipeline.jobs import review
+
+        settings = Settings()
+        done = review.tune(settings, apply=settings.promotion_mode == "managed", by="retraining DAG")
+        return done.tuning.scale
+
     day = validate()
     version = train(day)
-    promote(version, evaluate(day, version))
+    tune(promote(version, evaluate(day, version)))
 
 
 retrain_lstm_autoencoder()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensorwatch.models.backend import keras
-from sensorwatch.models.compiled import Forward, compile_forward
+from sensorwatch.models.compiled import Z_LIMIT, Forward, compile_forward
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.models.thresholds import Threshold, threshold_from_dict
 
@@ -24,6 +24,14 @@ class Detector:
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, per-channel errors) for raw windows (n, W, C): one forward pass."""
         return self._compiled()(windows)
+
+    def reconstruct(self, windows: np.ndarray) -> np.ndarray:
+        """The model's reconstruction of raw windows (n, W, C), in the readings' own units: what a
+        reviewer compares each channel with. Eager and unbatched; for a few windows, not a stream."""
+        mean, std, _ = self.spec.arrays()
+        z = np.clip((np.asarray(windows, np.float32) - mean) / std, -Z_LIMIT, Z_LIMIT)
+        recon = keras.ops.convert_to_numpy(self.model(z, training=False))
+        return recon * std + mean
 
     def warm_up(self) -> Detector:
         """Compile the forward pass for every batch shape before the first poll."""

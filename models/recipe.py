@@ -7,7 +7,7 @@ version was evaluated. Every field is also a setting (``SENSORWATCH_<FIELD>``, s
 
 The fields fall in two groups. *Model* fields (window, network, training, score, error scale,
 threshold) are baked into a trained version: changing them means training again. *Decision* fields
-(``DECISION_FIELDS``: scoring stride, alarm rules, cadence rules) only steer what happens after the
+(``DECISION_FIELDS``: scoring stride, threshold scale, alarm rules, cadence rules) only steer what happens after the
 forward pass, so a running service may override them knowingly.
 
 Time rules follow the data's own cadence: each training set's typical interval between readings
@@ -88,6 +88,10 @@ class Recipe(BaseModel):
     threshold_on: Literal["validation", "all"] = Field(
         "all", description="Training windows the threshold is fitted on: the validation part or all."
     )
+    threshold_scale: float = Field(
+        1.0, gt=0, description="Multiplier on every asset's fitted threshold when deciding "
+        "(sensorwatch review tune sets it from reviewed anomalies).",
+    )
 
     # Alarm rules (in windows)
     min_windows: int = Field(10, ge=1, description="Anomalous windows in a row before an alarm opens.")
@@ -154,6 +158,6 @@ class Recipe(BaseModel):
 
 RECIPE_FIELDS: frozenset[str] = frozenset(Recipe.model_fields)
 DECISION_FIELDS: frozenset[str] = frozenset(
-    {"stride", "min_windows", "merge_windows", "suppress_windows", "clear_ratio", "clear_span", "rearm_ratio",
+    {"stride", "threshold_scale", "min_windows", "merge_windows", "suppress_windows", "clear_ratio", "clear_span", "rearm_ratio",
      "rearm_half_life", "max_gap_intervals", "grace_intervals", "max_gap_s", "grace_s"}
 )

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -59,6 +59,10 @@ class IntegrityError(ValueError):
 SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
 DIGEST_TAG = "sensorwatch.digest"
 P99_TAG = "sensorwatch.calibration_p99"  # the 99th percentile of the training window scores (drift checks)
+# The threshold scale reviewed anomalies chose for a version (``sensorwatch review tune --apply``):
+# applied when the version is loaded, and picked up by a running service at its next reload check.
+SCALE_TAG = "sensorwatch.threshold_scale"
+KIND_TAG = "mlflow.experimentKind"
 
 
 @dataclass(frozen=True)
@@ -121,10 +125,12 @@ def mlflow_for(store: Store, writing: bool = False):
     import mlflow
     from mlflow.environment_variables import (
         MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT,
+        MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,
     )
 
     check_store(store, writing)
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # one model's files: no bars in a service's log
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.set(True)  # a run's link is ours to print, not on stdout per run
     # A tracking server out of reach is reported after about timeout_s × (retries + 1), not minutes.
     MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(store.retries)
     MLFLOW_HTTP_REQUEST_TIMEOUT.set(max(1, math.ceil(store.timeout_s)))
@@ -154,12 +160,41 @@ def check_fit(model: Any, spec: DetectorSpec, what: str) -> None:
         )
 
 
-def _experiment(mlflow, store: Store) -> str:
-    exp = mlflow.get_experiment_by_name(store.experiment)
+def experiment_id(client: Any, store: Store, name: str | None = None) -> str:
+    """The id of experiment ``name`` (default: the store's), made when missing: with its artifacts
+    under ``artifact_root`` for a local store, where a tracking server puts them otherwise.
+    ``client`` is the ``mlflow`` module or an ``MlflowClient``."""
+    name = name or store.experiment
+    exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = Path(store.artifact_root).absolute().as_uri() if store.artifact_root else None
-    return mlflow.create_experiment(store.experiment, artifact_location=location)
+    served = urlparse(store.tracking_uri).scheme in ("http", "https")
+    location = Path(store.artifact_root).absolute().as_uri() if store.artifact_root and not served else None
+    try:
+        # An experiment of model runs, so MLflow's UI opens it on its runs, not on GenAI traces.
+        return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: "custom_model_development"})
+    except Exception:  # made meanwhile by another replica
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _requirements() -> list[str]:
+    """What loading the model needs: Keras and its backend, as installed. Said outright, because
+    MLflow would otherwise load the model in a subprocess to infer them (seconds per version)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from sensorwatch.models.backend import keras
+
+    needs = [f"keras=={keras.__version__}"]
+    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(keras.backend.backend())
+    if backend:
+        try:
+            needs.append(f"{backend}=={version(backend)}")
+        except PackageNotFoundError:
+            pass
+    return needs
 
 
 def _loss_figure(history: dict[str, list[float]]):
@@ -190,7 +225,7 @@ def log_training(
 
     sample = np.zeros((2, trained.spec.window, len(trained.spec.channels)), np.float32)
     signature = infer_signature(sample, np.asarray(trained.model(sample)))
-    with mlflow.start_run(experiment_id=_experiment(mlflow, store)) as run:
+    with mlflow.start_run(experiment_id=experiment_id(mlflow, store)) as run:
         mlflow.log_params({**trained.recipe.model_dump(), **asdict(trained.options), "interval_ms": trained.spec.interval_ms,
                            "channels": ",".join(trained.spec.channels), **(params or {})})
         for key, values in trained.history.items():
@@ -210,6 +245,7 @@ def log_training(
             name="model",
             signature=signature,
             metadata={"detector": trained.spec.to_dict()},
+            pip_requirements=_requirements(),
         )
         # MLflow prints its registration notes straight to stderr; they go to our log instead.
         with contextlib.redirect_stderr(io.StringIO()) as said:
@@ -290,7 +326,8 @@ def load_version(store: Store, version: str) -> Detector:
     spec = DetectorSpec.from_dict(mlflow.models.get_model_info(uri).metadata["detector"])
     model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True, "compile": False})
     check_fit(model, spec, what)
-    recorded = MlflowClient().get_model_version(store.model_name, version).tags.get(DIGEST_TAG)
+    tags = MlflowClient().get_model_version(store.model_name, version).tags
+    recorded = tags.get(DIGEST_TAG)
     if recorded is None:
         log.warning("%s has no recorded digest (registered before digests were kept): it is not checked", what)
     elif recorded != model_digest(model, spec):
@@ -298,4 +335,24 @@ def load_version(store: Store, version: str) -> Detector:
             f"{what} does not match the digest recorded when it was registered: "
             "its files were changed after registration; refusing it"
         )
-    return Detector(model, spec, version=version)
+    return Detector(model, with_scale(spec, tags.get(SCALE_TAG), what), version=version)
+
+
+def with_scale(spec: DetectorSpec, scale: str | None, what: str = "the model") -> DetectorSpec:
+    """``spec`` deciding with the threshold scale of a version's tag (unchanged without one)."""
+    if scale is None:
+        return spec
+    try:
+        recipe = spec.recipe.updated(threshold_scale=float(scale))
+    except ValueError:
+        log.warning("%s: ignoring tag %s=%r, not a positive number", what, SCALE_TAG, scale)
+        return spec
+    return replace(spec, recipe=recipe)
+
+
+def version_scale(store: Store, version: str) -> str | None:
+    """The threshold-scale tag of a version, if it has one."""
+    from mlflow import MlflowClient
+
+    mlflow_for(store)
+    return MlflowClient().get_model_version(store.model_name, version).tags.get(SCALE_TAG)

@@ -106,6 +106,24 @@ class Settings(BaseSettings, Recipe):
         STATE_DIR / "champion",
         description="Where the service keeps a checked copy of the last champion it loaded, to start from when MLflow is out of reach.",
     )
+    review_experiment: str = Field(
+        "sensorwatch-anomalies", description="MLflow experiment the service logs each anomaly to, for review (a run per alarm).",
+    )
+    review_buffer: int = Field(
+        10_000, ge=0, description="Most anomaly events held for MLflow while it is slow or down; the oldest are dropped beyond (0: no review logging).",
+    )
+    review_drain_s: float = Field(
+        15.0, ge=0, description="How long a stopping service waits for MLflow to take the anomalies it still holds.",
+    )
+    review_ui_url: str = Field(
+        "", description="Address of MLflow's UI for review links (default: the tracking server's, else http://127.0.0.1:5000).",
+    )
+    tune_scale_min: float = Field(
+        0.5, gt=0, description="Lowest threshold scale that tuning from reviewed anomalies may choose.",
+    )
+    tune_scale_max: float = Field(
+        3.0, gt=0, description="Highest threshold scale that tuning from reviewed anomalies may choose.",
+    )
     mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
     seed: int = Field(7, description="Seed for the simulator and training.")
 
@@ -158,6 +176,8 @@ class Settings(BaseSettings, Recipe):
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
+        if self.tune_scale_min > self.tune_scale_max:
+            raise ValueError(f"tune_scale_min {self.tune_scale_min:g} is above tune_scale_max {self.tune_scale_max:g}")
         return self
 
     @field_validator("preset")

@@ -26,10 +26,10 @@ from sensorwatch.schemas.records import AnomalyEvent
 def encode_event(event: AnomalyEvent) -> bytes:
     """The message bytes of ``event``; raises ValueError on a NaN or infinite number."""
     # orjson would write NaN as null, which breaks the schema for every reader downstream.
-    numbers = (event.score, event.threshold, *event.contributions.values())
+    numbers = (event.score, event.threshold, event.margin, *event.contributions.values())
     if not all(map(isfinite, numbers)):
         raise ValueError(f"anomaly event of {event.asset_id!r}: non-finite score, threshold or contribution")
-    return orjson.dumps(event.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)
+    return orjson.dumps({**event.to_dict(), "duration_s": event.duration_s}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def decode_event(data: bytes) -> AnomalyEvent:
@@ -59,4 +59,5 @@ def decode_event(data: bytes) -> AnomalyEvent:
         detected_at=doc["detected_at"],
         kind=doc["kind"],
         event_id=doc["event_id"],
+        margin=float(doc.get("margin", 0.0)),
     )

@@ -10,6 +10,18 @@ from datetime import UTC, datetime, timedelta
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def ms_of(iso: str) -> int:
+    """An ISO-8601 time (``Z`` or an offset) as epoch milliseconds.
+
+    >>> ms_of("1970-01-01T00:00:01.500Z"), ms_of(iso_ms(1_714_564_800_123))
+    (1500, 1714564800123)
+    """
+    t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return (t - _EPOCH) // timedelta(milliseconds=1)
+
+
 def iso_ms(ts_ms: int) -> str:
     """Epoch milliseconds as an ISO-8601 UTC string, exact to the millisecond, with a four-digit
     year (what JSON Schema's ``date-time`` needs) from year 1 to 9999.
@@ -93,6 +105,9 @@ class AnomalyEvent:
     detected_at: str = field(default_factory=lambda: iso_ms(int(datetime.now(UTC).timestamp() * 1000)))
     kind: str = "opened"
     event_id: str = ""
+    # The largest threshold scale at which this alarm still opens (0: not known): the evidence
+    # review feedback tunes the threshold with (``sensorwatch.models.tuning``).
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.event_id:
@@ -100,6 +115,23 @@ class AnomalyEvent:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @property
+    def start_ms(self) -> int:
+        return ms_of(self.window_start)
+
+    @property
+    def end_ms(self) -> int:
+        return ms_of(self.window_end)
+
+    @property
+    def duration_s(self) -> float:
+        """How long the alarm lasted (so far, for an ``opened`` event), from its first reading to its last.
+
+        >>> AnomalyEvent("p", "2024-05-01T12:00:00.000Z", "2024-05-01T12:01:30.500Z", 3.0, 1.0, {}, "4").duration_s
+        90.5
+        """
+        return (self.end_ms - self.start_ms) / 1000
 
 
 EVENT_NAMESPACE = uuid.UUID("6f1c4c1e-4b7a-5e0b-9a57-5e2d0a1c3b11")

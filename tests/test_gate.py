@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sensorwatch.pipeline.jobs.retrain import Figures, gate
+from sensorwatch.pipeline.jobs.gate import Figures, gate
 from sensorwatch.pipeline.settings import Settings
 
 SETTINGS = Settings(promote_margin_false_alarms=0.5, promote_margin_recall=0.05)
@@ -34,6 +34,19 @@ def test_without_labels_recall_counts_as_equal_and_without_a_champion_the_challe
     unlabelled = figures("2", 1.0, math.nan), figures("1", 2.0, math.nan)
     assert gate(*unlabelled, SETTINGS)[0] is True
     assert gate(figures("2", 9.0, 0.0), None, SETTINGS) == (True, "no champion yet")
+
+
+def test_a_challenger_that_misses_confirmed_anomalies_the_champion_finds_is_not_promoted() -> None:
+    from dataclasses import replace
+
+    # Far fewer false alarms, but it misses half the anomalies people confirmed.
+    challenger = replace(figures("2", 0.0, 1.0), reviewed=4, reviewed_recall=0.5, reviewed_precision=1.0)
+    champion = replace(figures("1", 3.0, 1.0), reviewed=4, reviewed_recall=1.0, reviewed_precision=0.5)
+    better, why = gate(challenger, champion, SETTINGS)
+    assert not better and why.startswith("misses confirmed anomalies the champion finds")
+    assert "on 4 reviewed anomalies recall 50% vs 100%, precision 100% vs 50%" in why
+    better, why = gate(replace(challenger, reviewed_recall=1.0), champion, SETTINGS)
+    assert better and "fewer false alarms" in why
 
 
 @pytest.mark.integration

@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from helpers import committed, fresh, read_all, serve_process, wait_for
+from mlflow_server import MlflowServer
 
 from sensorwatch.models.cache import ChampionCache, RegistryUnreachable, load_champion
 from sensorwatch.models.registry import IntegrityError, Store, StoreError, load_detector, log_training
@@ -22,39 +22,6 @@ from sensorwatch.pipeline.service.reload import Reloader
 from sensorwatch.pipeline.stream.processor import Processor
 
 pytestmark = pytest.mark.integration
-
-
-class MlflowServer:
-    """``mlflow server`` on a loopback port, its store and artifacts under ``root``; stop and start again."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.port = root, free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> MlflowServer:
-        self.root.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-               "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"]
-        log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-        def healthy() -> bool:
-            try:
-                return urllib.request.urlopen(f"{self.uri}/health", timeout=1).status == 200
-            except OSError:
-                return False
-
-        assert wait_for(healthy, 90, every_s=0.5), (self.root / "server.log").read_text()[-3000:]
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            import os
-
-            os.killpg(self.proc.pid, signal.SIGKILL)  # an outage, not a goodbye
-            self.proc.wait(30)
 
 
 @pytest.fixture

@@ -67,24 +67,6 @@ def test_too_little_data_is_refused() -> None:
         fit_detector([TimeSeries(np.arange(10) * 1000, np.zeros((10, 5), np.float32))], CHANNELS)
 
 
-def test_flagged_anomalies_are_reviewable_on_the_run(champion) -> None:
-    from sensorwatch.pipeline.jobs.review import log_events
-    from sensorwatch.schemas.records import AnomalyEvent
-
-    events = [
-        AnomalyEvent("pump-01", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:30.000Z", 9.5, 3.0,
-                     {"flow": 0.7, "current": 0.3}, champion.version.version, windows=4),
-    ]
-    log_events(champion.store, champion.version.run_id, events)
-    client = MlflowClient(champion.store.tracking_uri)
-    assert "anomalies.json" in {a.path for a in client.list_artifacts(champion.version.run_id)}
-    path = client.download_artifacts(champion.version.run_id, "anomalies.json")
-    import json
-
-    table = json.load(open(path))
-    assert "share_flow" in table["columns"] and len(table["data"]) == 1
-
-
 def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.exceptions import MlflowException
 

@@ -13,7 +13,7 @@ from typer.exceptions import TyperException
 from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.cache import RegistryUnreachable
 from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
-from sensorwatch.pipeline.cli import dev, jobs, lifecycle
+from sensorwatch.pipeline.cli import dev, jobs, lifecycle, review
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 evaluate_app = typer.Typer(no_args_is_help=True, help="Detection quality on public benchmarks.")
 app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(review.app, name="review")
 
 for command in (
     dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect,

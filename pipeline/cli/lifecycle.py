@@ -44,13 +44,13 @@ def retrain(
         datetime.fromisoformat(day)
     except ValueError:
         raise UserError(f"date: not YYYY-MM-DD: {day!r}") from None
-    from sensorwatch.pipeline.jobs import retrain as steps
+    from sensorwatch.pipeline.jobs import gate, retrain as steps
 
     setup_logging(verbose)
     report = steps.validate(settings, day)
     typer.echo(report.summary())
     version = steps.train(settings, day)
-    verdict = steps.evaluate(settings, day, version)
+    verdict = gate.evaluate(settings, day, version)
     promoted = steps.promote(settings, version, verdict)
     typer.echo(f"version {version}: {verdict['why']}; {'promoted' if promoted else 'not promoted'}")
 

@@ -15,7 +15,6 @@ from sensorwatch.models.cache import load_champion
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.dev.replay import produce_frame
-from sensorwatch.pipeline.jobs.review import log_events
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
@@ -99,12 +98,12 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         servers = settings.bootstrap_servers
         kafka.ensure_topics(settings, kafka.service_topics(settings))
         where = "embedded broker" if embedded else "Kafka"
-        console.print(f"[bold]1/4[/] {where} on {servers}; MLflow store {settings.tracking_uri}")
+        console.print(f"[bold]1/5[/] {where} on {servers}; MLflow store {settings.tracking_uri}")
 
         normal = sim.normal(TRAIN_READINGS)
         series = series_by_asset(normal)
         console.print(
-            f"[bold]2/4[/] training on {len(normal)} normal readings of {assets} simulated pumps "
+            f"[bold]2/5[/] training on {len(normal)} normal readings of {assets} simulated pumps "
             f"(recipe: preset {settings.preset}, README 'Recipes and cadence')"
         )
         t0 = time.perf_counter()
@@ -123,7 +122,7 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         runner = threading.Thread(target=_run_service, args=(service, stop, failure), name="service", daemon=True)
         runner.start()
         console.print(
-            f"[bold]3/4[/] streaming {len(frame)} readings with {len(faults)} injected faults through Kafka "
+            f"[bold]3/5[/] streaming {len(frame)} readings with {len(faults)} injected faults through Kafka "
             f"(model @{settings.model_alias} = version {detector.version})"
         )
         t_stream = time.perf_counter()
@@ -133,8 +132,8 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
             raise RuntimeError(f"the scoring service failed: {failure[0]!r}") from failure[0]
         stream_s = time.perf_counter() - t_stream
 
-    log_events(store_of(settings), version.run_id, events)
     _summary(console, settings, service, events, faults, sent, stream_s, train_s, time.perf_counter() - wall)
+    _review(console, settings, service, events, faults)
 
 
 def _tolerance_ms(service: Service) -> int:
@@ -166,11 +165,14 @@ def _watch(console, settings, service, sent, stop, runner, faults) -> list[Anoma
                     events.append(event)
                     _show(console, event, faults, tolerance)
 
-    deadline = time.monotonic() + 120
+    # Stop once every reading is scored and the review queue has reached MLflow (the worker logs
+    # off the scoring path, so it may still be plotting the last alarms).
+    sink = _review_sink(service)
+    deadline = time.monotonic() + 180
     try:
         while time.monotonic() < deadline:
             read(300)
-            done = service.stats.records >= sent
+            done = service.stats.records >= sent and (sink is None or sink.pending == 0)
             if done and not stop.is_set():
                 stop.set()
             if stop.is_set() and not runner.is_alive():
@@ -189,7 +191,7 @@ def _summary(console, settings, service, events, faults, sent, stream_s, train_s
     precision = (len(events) - len(match.false_alarms)) / max(len(events), 1)
     per_10k = len(match.false_alarms) / max(sent, 1) * 10_000
     missed = sorted({faults[j].kind for j in range(len(faults)) if j not in match.detected})
-    console.print("[bold]4/4[/] summary")
+    console.print("[bold]4/5[/] summary")
     console.print(f"      readings {s.records}  scored {s.scored}  dead-lettered {s.rejected}  windows {s.windows}")
     console.print(
         f"      anomaly events {len(events)}  faults injected {len(faults)}  detected {len(match.detected)}"
@@ -203,5 +205,33 @@ def _summary(console, settings, service, events, faults, sent, stream_s, train_s
         f"      scoring {s.scored / max(s.busy_s, 1e-9):,.0f} readings/s of service time, "
         f"{s.records / max(stream_s, 1e-9):,.0f} readings/s end to end; training {train_s:.0f} s, demo {wall_s:.0f} s"
     )
+
+
+def _review_sink(service: Service):
+    from sensorwatch.pipeline.review.sink import ReviewSink
+
+    return next((s for s in service.checkpoint.sinks if isinstance(s, ReviewSink)), None)
+
+
+def _review(console, settings, service, events, faults) -> None:
+    """Where the anomalies are waiting for review, and how to give one a verdict."""
+    from sensorwatch.pipeline.jobs.review import reviews_of
+
+    sink = _review_sink(service)
+    if sink is None:
+        return
+    reviews = reviews_of(settings)
+    console.print(
+        f"[bold]5/5[/] review: {sink.logged} anomaly events logged to MLflow experiment {settings.review_experiment!r}"
+        + (f" ({sink.dropped} not logged: see the log)" if sink.dropped else "")
+    )
     uri = settings.tracking_uri
-    console.print(f"      review runs, versions and flagged anomalies: [bold]mlflow ui --backend-store-uri {uri}[/]")
+    console.print(f"      open the review queue:  [bold]mlflow ui --backend-store-uri {uri}[/]")
+    console.print(f"                              then {reviews.queue_url()}")
+    tolerance = _tolerance_ms(service)
+    sample = next((e for e in events if _fault_of(e, faults, tolerance) is not None), events[0] if events else None)
+    ref = sample.event_id[:8] if sample else "<id>"
+    console.print("      list them:              [bold]sensorwatch review list[/]")
+    console.print(f"      label one:              [bold]sensorwatch review label {ref} confirmed --note \"bearing noise\"[/]"
+                  "  (or set its 'verdict' tag in the UI)")
+    console.print("      let verdicts tune it:   [bold]sensorwatch review tune[/]  (retraining also leaves confirmed anomalies out)")

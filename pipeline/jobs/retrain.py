@@ -1,6 +1,7 @@
 """Retraining, one plain function per step: what the Airflow DAGs call, and the tests too.
 
-``validate`` → ``train`` → ``evaluate`` → ``promote``, each for a logical date: the archive's last
+``validate`` → ``train`` → ``evaluate`` (``sensorwatch.pipeline.jobs.gate``) → ``promote``, each
+for a logical date: the archive's last
 ``retrain_lookback_days`` days before it, the newest of which is held out of training for the
 champion/challenger comparison. ``drift`` tells whether the recent window scores left the
 champion's calibration. A rerun of the same logical date registers nothing twice.
@@ -13,7 +14,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.registry import P99_TAG
 from sensorwatch.pipeline.archive import DAY_MS, read_archive
 from sensorwatch.pipeline.errors import UserError
+from sensorwatch.pipeline.jobs.review import reviewed_spans, without_confirmed
 from sensorwatch.pipeline.jobs.train import store_of, train_and_register
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.schemas.training_data import TrainingDataRules, ValidationReport, validate_training_data
@@ -118,12 +120,16 @@ def train(settings: Settings, logical_date: str) -> str:
     span = Span.of(logical_date, settings.retrain_lookback_days)
     frames = _frames(settings, span.start_ms, span.holdout_ms)
     channels = _channels(frames)
-    series = [TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32)) for f in frames.values()]
+    by_asset = {a: TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32)) for a, f in frames.items()}
+    series, dropped, anomalies = without_confirmed(by_asset, reviewed_spans(settings, ("confirmed",)))
+    if dropped:
+        log.info("left out %d readings of %d confirmed anomalies from the training data", dropped, anomalies)
     trained, version = train_and_register(
         settings, series, channels, f"archive:{logical_date}", promote=False, progress=False,
-        tags={DATE_TAG: logical_date, "sensorwatch.role": "challenger"},
+        tags={DATE_TAG: logical_date, "sensorwatch.role": "challenger",
+              "sensorwatch.confirmed_anomalies_left_out": str(anomalies), "sensorwatch.readings_left_out": str(dropped)},
     )
-    log.info("trained version %s on %d windows of %d assets", version.version, trained.windows, len(series))
+    log.info("trained version %s on %d windows of %d assets", version.version, trained.windows, len(by_asset))
     return version.version
 
 
@@ -149,123 +155,6 @@ def _champion(settings: Settings) -> Detector:
     from sensorwatch.models.registry import load_detector
 
     return load_detector(store_of(settings), settings.model_alias)
-
-
-@dataclass
-class Figures:
-    """One version on the held-out day and the labelled events."""
-
-    version: str
-    readings: int
-    windows: int
-    false_alarms: int
-    false_alarms_per_10k: float
-    labelled: int
-    found: int
-    recall: float
-    mean_score_ratio: float  # mean window score over the version's own threshold
-
-
-def labels_of(settings: Settings) -> pd.DataFrame:
-    """Labelled events (``asset_id``, ``start_ms``, ``end_ms``) from ``settings.labels_path``, if set."""
-    if settings.labels_path is None:
-        return pd.DataFrame(columns=["asset_id", "start_ms", "end_ms"])
-    frame = pd.read_csv(settings.labels_path)
-    missing = {"asset_id", "start_ms", "end_ms"} - set(frame.columns)
-    if missing:
-        raise UserError(f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms (missing {', '.join(sorted(missing))})")
-    return frame
-
-
-def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFrame) -> Figures:
-    """Run ``frames`` through the service's own path with ``detector``: alarms against labels."""
-    from sensorwatch.pipeline.stream.processor import Processor
-    from sensorwatch.schemas.records import Reading
-
-    processor = Processor(detector)
-    channels = detector.spec.channels
-    readings = windows = 0
-    ratios: list[float] = []
-    opened: list[tuple[str, int, int]] = []
-    for asset, frame in frames.items():
-        values = frame[channels].to_numpy(np.float64)
-        batch = [Reading(asset, int(t), dict(zip(channels, row))) for t, row in zip(frame["ts_ms"], values.tolist())]
-        readings += len(batch)
-        for decisions in (processor.process(batch), processor.flush()):
-            windows += len(decisions.windows)
-            if len(decisions.windows):
-                ratios.extend((decisions.scores / np.maximum(decisions.levels, 1e-12)).tolist())
-            opened += [(e.asset_id, _ms(e.window_start), _ms(e.window_end)) for e in decisions.events if e.kind == "opened"]
-    inside = labels[(labels["asset_id"].isin(frames))]
-    if frames:
-        lo = min(int(f["ts_ms"].min()) for f in frames.values())
-        hi = max(int(f["ts_ms"].max()) for f in frames.values())
-        inside = inside[(inside["end_ms"] >= lo) & (inside["start_ms"] <= hi)]
-    def hits(a: str, s: int, e: int) -> bool:
-        near = inside[inside["asset_id"] == a]
-        return bool(((near["start_ms"] <= e) & (near["end_ms"] >= s)).any())
-    false = sum(1 for a, s, e in opened if not hits(a, s, e))
-    found = sum(
-        1 for row in inside.itertuples()
-        if any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in opened)
-    )
-    return Figures(
-        detector.version, readings, windows, false, 1e4 * false / max(readings, 1), len(inside), found,
-        found / len(inside) if len(inside) else float("nan"), float(np.mean(ratios)) if ratios else float("nan"),
-    )
-
-
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, Any]:
-    """Champion and challenger on the held-out day (and the labelled events in it): the figures,
-    logged to the challenger's run as metrics and a table, and the gate's verdict."""
-    from mlflow import MlflowClient
-
-    from sensorwatch.models.registry import load_version, mlflow_for
-
-    span = Span.of(logical_date, settings.retrain_lookback_days)
-    holdout = _frames(settings, span.holdout_ms, span.end_ms)
-    labels = labels_of(settings)
-    store = store_of(settings)
-    challenger = score(load_version(store, version), holdout, labels)
-    try:
-        champion = score(_champion(settings), holdout, labels)
-    except LookupError:
-        champion = None
-    better, why = gate(challenger, champion, settings)
-    mlflow = mlflow_for(store, writing=True)
-    run_id = MlflowClient().get_model_version(settings.model_name, version).run_id
-    with mlflow.start_run(run_id=run_id):
-        for who, figures in (("challenger", challenger), ("champion", champion)):
-            if figures is not None:
-                for key, value in asdict(figures).items():
-                    if isinstance(value, (int, float)) and key != "version" and np.isfinite(value):
-                        mlflow.log_metric(f"gate.{who}.{key}", float(value))
-        rows = [dict(role=who, **asdict(f)) for who, f in (("challenger", challenger), ("champion", champion)) if f]
-        mlflow.log_table(pd.DataFrame(rows), artifact_file="gate.json")
-        mlflow.set_tags({"sensorwatch.gate": "better" if better else "not better", "sensorwatch.gate_why": why})
-    return {"version": version, "better": better, "why": why, "challenger": asdict(challenger),
-            "champion": asdict(champion) if champion else None}
-
-
-def gate(challenger: Figures, champion: Figures | None, settings: Settings) -> tuple[bool, str]:
-    """Managed promotion's rule: at least as good on recall and fewer false alarms by the margin,
-    or at least as few false alarms and a better recall by the margin."""
-    if champion is None:
-        return True, "no champion yet"
-    fa_c, fa_k = challenger.false_alarms_per_10k, champion.false_alarms_per_10k
-    rc = challenger.recall if np.isfinite(challenger.recall) else 0.0
-    rk = champion.recall if np.isfinite(champion.recall) else 0.0
-    figures = (f"false alarms/10k {fa_c:.2f} vs {fa_k:.2f}, recall {rc:.2f} vs {rk:.2f} "
-               f"(challenger {challenger.version} vs champion {champion.version})")
-    if rc >= rk and fa_c <= fa_k - settings.promote_margin_false_alarms:
-        return True, f"fewer false alarms at no loss of recall: {figures}"
-    if fa_c <= fa_k and rc >= rk + settings.promote_margin_recall:
-        return True, f"better recall at no more false alarms: {figures}"
-    return False, f"not better by the margins: {figures}"
 
 
 def promote(

@@ -1,31 +1,170 @@
-"""Review in MLflow: the anomalies a model version flagged, as a table on that version's run."""
+"""Verdicts that teach the model: what the retraining, the gate and the threshold take from review.
+
+- ``without_confirmed``: the readings of confirmed anomalies leave the training data, and the
+  series is cut there, so no training window overlaps one;
+- ``reviewed_spans``: confirmed and false-positive anomalies as labelled stretches for the gate;
+- ``tune``: the threshold scale that keeps the champion's confirmed alarms and drops its false
+  positives (``sensorwatch.models.tuning``), logged to MLflow with its evidence, and set on the
+  version when asked: running services pick it up at their next reload check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from sensorwatch.models.registry import Store
-from sensorwatch.schemas.records import AnomalyEvent
+from sensorwatch.models.cadence import TimeSeries
+from sensorwatch.models.registry import SCALE_TAG
+from sensorwatch.models.tuning import Tuning, fires, tune_scale
+from sensorwatch.pipeline.jobs.train import store_of
+from sensorwatch.pipeline.review import runs
+from sensorwatch.pipeline.review.verdicts import Reviews
+from sensorwatch.pipeline.settings import Settings
+
+log = logging.getLogger("sensorwatch.pipeline")
+
+SPAN_COLUMNS = ["asset_id", "start_ms", "end_ms", "verdict", "event_id"]
 
 
-def events_frame(events: Sequence[AnomalyEvent]) -> pd.DataFrame:
-    """One row per event, with the channel contributions as columns."""
-    rows = []
-    for e in events:
-        row = {k: v for k, v in e.to_dict().items() if k != "contributions"}
-        row.update({f"share_{c}": v for c, v in e.contributions.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+def reviews_of(settings: Settings) -> Reviews:
+    return Reviews(store_of(settings), settings.review_experiment, settings.review_ui_url)
 
 
-def log_events(store: Store, run_id: str, events: Sequence[AnomalyEvent], name: str = "anomalies.json") -> None:
-    """Attach flagged anomalies to a run: MLflow's UI shows them under the run's artifacts and
-    in its evaluation view, beside the model version that flagged them."""
-    from sensorwatch.models.registry import mlflow_for
+def reviewed_spans(settings: Settings, verdicts: tuple[str, ...] = ("confirmed", "false-positive")) -> pd.DataFrame:
+    """Anomalies with one of ``verdicts``, as stretches of their asset (empty without any)."""
+    from sensorwatch.models.registry import StoreError
 
-    if not events:
-        return
-    mlflow = mlflow_for(store, writing=True)
-    mlflow.log_table(events_frame(events), artifact_file=name, run_id=run_id)
+    try:
+        reviews = reviews_of(settings)
+    except StoreError:  # no MLflow store yet: nothing reviewed
+        return pd.DataFrame(columns=SPAN_COLUMNS)
+    rows = [(a.asset, a.start_ms, a.end_ms, a.verdict, a.event_id)
+            for v in verdicts for a in reviews.list(verdict=v, limit=50_000) if a.start and a.end]
+    return pd.DataFrame(rows, columns=SPAN_COLUMNS)
+
+
+def cut(series: TimeSeries, spans: list[tuple[int, int]]) -> list[TimeSeries]:
+    """``series`` without its readings in any ``[start, end]`` of ``spans``, in pieces cut there
+    (so no window bridges a removed stretch).
+
+    >>> parts = cut(TimeSeries(np.arange(10) * 1000, np.zeros((10, 1))), [(3000, 4000), (8000, 8000)])
+    >>> [p.ts_ms.tolist() for p in parts]
+    [[0, 1000, 2000], [5000, 6000, 7000], [9000]]
+    """
+    ts = np.asarray(series.ts_ms, np.int64)
+    keep = np.ones(len(ts), bool)
+    for start, end in spans:
+        keep &= ~((ts >= start) & (ts <= end))
+    kept = np.flatnonzero(keep)
+    if len(kept) == len(ts):
+        return [series]
+    pieces = np.split(kept, np.flatnonzero(np.diff(kept) > 1) + 1)
+    return [TimeSeries(series.ts_ms[p], series.values[p]) for p in pieces if len(p)]
+
+
+def without_confirmed(
+    series: dict[str, TimeSeries], confirmed: pd.DataFrame
+) -> tuple[list[TimeSeries], int, int]:
+    """Training series per asset without the confirmed anomalies' readings: (pieces, readings
+    dropped, anomalies that touched the data)."""
+    pieces: list[TimeSeries] = []
+    dropped = touched = 0
+    for asset, s in series.items():
+        mine = confirmed[confirmed["asset_id"] == asset]
+        spans = [(int(r.start_ms), int(r.end_ms)) for r in mine.itertuples()]
+        parts = cut(s, spans)
+        left = sum(len(p) for p in parts)
+        if left < len(s):
+            touched += sum(1 for a, b in spans if ((s.ts_ms >= a) & (s.ts_ms <= b)).any())
+        dropped += len(s) - left
+        pieces += parts
+    return pieces, dropped, touched
+
+
+@dataclass
+class TuningRun:
+    tuning: Tuning
+    version: str
+    run_id: str
+    applied: bool
+    evidence: pd.DataFrame
+
+
+def tune(settings: Settings, apply: bool = False, by: str = "") -> TuningRun:
+    """Tune the champion's threshold scale from its reviewed alarms; log it (an MLflow run in the
+    review experiment, with the evidence table) and, with ``apply``, tag the version with it."""
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.registry import NoChampionError, alias_version, mlflow_for
+
+    store = store_of(settings)
+    mlflow_for(store, writing=True)
+    version = alias_version(store, settings.model_alias)
+    if version is None:
+        raise NoChampionError(f"no model version of {settings.model_name!r} has alias {settings.model_alias!r}")
+    client = MlflowClient(tracking_uri=store.tracking_uri)
+    current = _current_scale(client, settings.model_name, version)
+    # Cleared alarms only: an open one's margin is what it reached so far, not its own.
+    reviewed = [a for a in reviews_of(settings).reviewed() if a.model_version == version and a.state == "cleared"]
+    confirmed = [a.margin for a in reviewed if a.verdict == "confirmed"]
+    false = [a.margin for a in reviewed if a.verdict == "false-positive"]
+    tuning = tune_scale(confirmed, false, current, (settings.tune_scale_min, settings.tune_scale_max))
+    evidence = pd.DataFrame([
+        {"event_id": a.event_id, "asset": a.asset, "start": a.start, "verdict": a.verdict, "margin": a.margin,
+         "fires_before": fires(a.margin, current), "fires_after": fires(a.margin, tuning.scale)}
+        for a in reviewed
+    ], columns=["event_id", "asset", "start", "verdict", "margin", "fires_before", "fires_after"])
+    run_id = _log_tuning(client, settings, version, tuning, evidence, apply, by)
+    applied = apply and tuning.changed
+    if applied:
+        for key, value in ((SCALE_TAG, f"{tuning.scale:.6g}"), ("sensorwatch.threshold_scale_why", tuning.why),
+                           ("sensorwatch.threshold_scale_run", run_id), ("sensorwatch.threshold_scale_by", by)):
+            client.set_model_version_tag(settings.model_name, version, key, value[:5000])
+        log.info("version %s threshold scale %g → %g: %s", version, current, tuning.scale, tuning.why)
+    return TuningRun(tuning, version, run_id, applied, evidence)
+
+
+def _current_scale(client, name: str, version: str) -> float:
+    """The scale the version decides with now: its tag, else the one it was trained with."""
+    import mlflow
+
+    tag = client.get_model_version(name, version).tags.get(SCALE_TAG)
+    if tag is not None:
+        try:
+            return float(tag)
+        except ValueError:
+            pass
+    info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+    return float(info.metadata["detector"]["recipe"].get("threshold_scale", 1.0))
+
+
+def _log_tuning(client, settings: Settings, version: str, t: Tuning, evidence: pd.DataFrame, apply: bool, by: str) -> str:
+    from mlflow.entities import Metric, Param, RunTag
+
+    from sensorwatch.models.registry import experiment_id
+
+    exp = experiment_id(client, store_of(settings), settings.review_experiment)
+    tags = {runs.KIND_TAG: "tuning", runs.VERSION_TAG: version, runs.MODEL_TAG: settings.model_name,
+            runs.NOTE_TAG: t.why, runs.LOGGED_ARTIFACTS_TAG: json.dumps([{"path": "evidence.json", "type": "table"}])}
+    run = client.create_run(exp, tags=tags, run_name=f"threshold tuning v{version}")
+    run_id = run.info.run_id
+    params = {"current_scale": t.current, "scale": f"{t.scale:.6g}", "bounds": f"{t.bounds[0]:g}-{t.bounds[1]:g}",
+              "applied": apply and t.changed, "by": by or "-"}
+    metrics = {"confirmed": t.confirmed, "false_positives": t.false, "confirmed_kept": t.kept,
+               "false_positives_dropped": t.dropped, "false_positives_still_firing": t.still_firing, "scale": t.scale}
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                     [Param(k, str(v)) for k, v in params.items()], [RunTag("sensorwatch.why", t.why)])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "evidence.json"
+        evidence.to_json(path, orient="split", index=False)
+        client.log_artifact(run_id, str(path))
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

@@ -127,6 +127,13 @@ class Service:
 
             service.checkpoint.sinks.append(ArchiveSink(settings.archive_uri, service.processor))
             service.processor.windower.keep_released = True
+        if store is not None and settings.review_buffer > 0:
+            from sensorwatch.pipeline.review.sink import ReviewSink
+
+            service.checkpoint.sinks.append(ReviewSink(
+                store, service.processor, experiment=settings.review_experiment, buffer=settings.review_buffer,
+                drain_s=settings.review_drain_s, ui_url=settings.review_ui_url, metrics=service.metrics,
+            ))
         source.on_revoke = service.forget  # the group calls it from inside a later poll
         return service
 

@@ -32,6 +32,14 @@ class ServiceMetrics:
             "sensorwatch_model_refused", "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
             registry=r,
         )
+        self.review_logged = Counter(
+            "sensorwatch_review_logged", "Anomaly events logged to MLflow for review", registry=r
+        )
+        self.review_dropped = Counter(
+            "sensorwatch_review_dropped", "Anomaly events not logged to MLflow (buffer full, or still held at shutdown)",
+            registry=r,
+        )
+        self.review_pending = Gauge("sensorwatch_review_pending", "Anomaly events waiting for MLflow", registry=r)
 
     def serve(self, port: int) -> None:
         start_http_server(port, registry=self.registry)

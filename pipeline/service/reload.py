@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.cache import ChampionCache
-from sensorwatch.models.registry import Store, alias_version, load_detector
+from sensorwatch.models.registry import Store, alias_version, load_detector, version_scale, with_scale
 from sensorwatch.pipeline.stream.processor import Processor
 
 if TYPE_CHECKING:
@@ -79,7 +80,9 @@ class Reloader:
             if self._failing_since is not None:
                 log.warning("model registry answers again after %.0f s", self.clock() - self._failing_since)
                 self._failing_since, self._warned_at = None, float("-inf")
-            if not version or version == serving or version == self._refused:
+            if version and version == serving:
+                return self._rescaled(current)
+            if not version or version == self._refused:
                 return None
             detector = load_detector(self.store, self.alias)
             fits(detector, current)
@@ -91,8 +94,22 @@ class Reloader:
             self.cache.save(detector)
         return detector
 
+    def _rescaled(self, current: Detector) -> Detector | None:
+        """The version in hand with the threshold scale its tag now says, when that changed."""
+        assert self.store is not None
+        spec = with_scale(current.spec, version_scale(self.store, current.version), f"model version {current.version}")
+        if spec == current.spec:
+            return None
+        return replace(current, spec=spec)
+
     def _install(self, processor: Processor, detector: Detector | None) -> str | None:
-        if detector is None or detector.version == processor.detector.version:
+        serving = processor.detector
+        if detector is None or (detector.version == serving.version and detector.spec == serving.spec):
+            return None
+        if detector.model is serving.model:
+            processor.rescale(detector)
+            log.info("threshold scale version=%s scale=%g (the version's tag)", detector.version,
+                     detector.spec.recipe.threshold_scale)
             return None
         processor.swap_detector(detector)
         log.info("model reloaded version=%s", detector.version)

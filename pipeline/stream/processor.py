@@ -36,6 +36,7 @@ class Decisions:
     anomalous: np.ndarray  # window-level decision
     alarm: np.ndarray  # whether the asset's alarm is active after that window
     events: list[AnomalyEvent] = field(default_factory=list)
+    errors: np.ndarray | None = None  # per-channel errors of each window (n, C)
 
 
 class Processor:
@@ -120,6 +121,13 @@ class Processor:
         self.detector, self.recipe, self.rules = detector, recipe, recipe.alarm_rules()
         self._tracks.clear()
 
+    def rescale(self, detector: Detector) -> None:
+        """Decide with the same model under a new threshold scale (``detector`` differs from the one
+        in hand by its recipe's ``threshold_scale`` alone): thresholds and open alarms carry on.
+        A scale set in the settings stays: it was set on purpose for this service."""
+        self.detector = detector
+        self.recipe = self._recipe_of(detector)
+
     def _track(self, asset_id: str) -> AssetTrack:
         track = self._tracks.get(asset_id)
         if track is None:
@@ -132,18 +140,24 @@ class Processor:
         levels = np.empty(n)
         anomalous = np.zeros(n, bool)
         alarm = np.zeros(n, bool)
-        out = Decisions(batch, scores, levels, anomalous, alarm)
+        out = Decisions(batch, scores, levels, anomalous, alarm, errors=errors)
         # Windows of one asset are in event-time order within the batch, so stateful thresholds
-        # and alarms see each asset's scores as a stream.
+        # and alarms see each asset's scores as a stream. The threshold scale divides the score
+        # rather than multiplying each method's level: the same for every method, adaptive ones too.
+        scale = self.recipe.threshold_scale
         for i, asset_id in enumerate(batch.asset_ids):
             track = self._track(asset_id)
-            levels[i] = track.threshold.level()
-            anomalous[i] = track.threshold.update(float(scores[i]))
+            level = track.threshold.level()
+            levels[i] = level * scale
+            anomalous[i] = track.threshold.update(float(scores[i]) / scale)
             alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last)
             end_ms = int(batch.end_ms[i])
             if track.alarm.closed:
                 out.events.append(self._event(asset_id, track, end_ms, levels[i], "cleared"))
-            track.follow(int(batch.start_ms[i]), float(scores[i]), errors[i], bool(anomalous[i]))
+            # The window's smoothed score over the unscaled threshold: the threshold scale below which
+            # this window is anomalous, whatever scale is in force now (it may change mid-alarm).
+            ratio = track.threshold.last * scale / level if level > 0 else _BIG
+            track.follow(int(batch.start_ms[i]), float(scores[i]), errors[i], bool(anomalous[i]), _finite(ratio))
             if track.alarm.opened:
                 track.alarm_start = track.run_start if track.run_start is not None else end_ms
                 out.events.append(self._event(asset_id, track, end_ms, levels[i], "opened"))
@@ -166,6 +180,7 @@ class Processor:
             model_version=self.detector.version,
             windows=track.hits,
             kind=kind,
+            margin=round(_finite(track.strength), 6),
         )
 
 

@@ -13,7 +13,7 @@ from sensorwatch.models.thresholds import Threshold, threshold_from_dict
 class AssetTrack:
     """What an asset's decisions depend on besides its window buffers."""
 
-    __slots__ = ("threshold", "alarm", "run_start", "hits", "peak", "peak_errors", "alarm_start")
+    __slots__ = ("threshold", "alarm", "run_start", "hits", "peak", "peak_errors", "alarm_start", "recent", "strength")
 
     def __init__(self, threshold: Threshold, alarm: AlarmState) -> None:
         self.threshold, self.alarm = threshold, alarm
@@ -22,12 +22,26 @@ class AssetTrack:
         self.peak = -np.inf
         self.peak_errors: np.ndarray | None = None
         self.alarm_start: int | None = None  # the open alarm's start: part of its event id
+        # Smoothed score over the unscaled threshold of the latest anomalous windows in a row (at
+        # most min_windows of them), and the best such run's weakest window: the alarm would still
+        # open at any threshold scale below it (its margin; see ``Processor``).
+        self.recent: list[float] = []
+        self.strength = 0.0
 
-    def follow(self, start_ms: int, score: float, errors: np.ndarray, hit: bool) -> None:
-        """Extend (or end) the current run with one window's decision."""
+    def follow(self, start_ms: int, score: float, errors: np.ndarray, hit: bool, ratio: float = 0.0) -> None:
+        """Extend (or end) the current run with one window's decision and its score/threshold ratio."""
+        if not hit:
+            self.recent.clear()
         if not hit and not self.alarm.active:
-            self.run_start, self.hits, self.peak, self.peak_errors = None, 0, -np.inf, None
+            self.run_start, self.hits, self.peak, self.peak_errors, self.strength = None, 0, -np.inf, None, 0.0
             return
+        if hit:
+            need = self.alarm.rules.min_windows
+            self.recent.append(ratio)
+            if len(self.recent) > need:
+                del self.recent[0]
+            if len(self.recent) == need:
+                self.strength = max(self.strength, min(self.recent))
         self.hits += hit
         if self.run_start is None:
             self.run_start = start_ms
@@ -43,6 +57,8 @@ class AssetTrack:
             "peak": self.peak,
             "peak_errors": self.peak_errors,
             "alarm_start": self.alarm_start,
+            "recent": list(self.recent),
+            "strength": self.strength,
         }
 
     @classmethod
@@ -53,4 +69,5 @@ class AssetTrack:
         track = cls(threshold, rules.new_state().load(saved["alarm"]))
         track.run_start, track.hits, track.peak = saved["run_start"], saved["hits"], saved["peak"]
         track.peak_errors, track.alarm_start = saved["peak_errors"], saved["alarm_start"]
+        track.recent, track.strength = list(saved.get("recent", ())), float(saved.get("strength", 0.0))
         return track

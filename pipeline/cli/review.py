@@ -1,0 +1,118 @@
+"""``sensorwatch review``: the anomalies the service logged to MLflow, their verdicts, and what the
+verdicts teach the threshold."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import typer
+
+from sensorwatch.pipeline.cli.options import Tracking, settings_from, setup_logging
+
+app = typer.Typer(no_args_is_help=True, help="Review flagged anomalies: list, show, label; tune the threshold from verdicts.")
+
+Verdict = Literal["confirmed", "false-positive", "investigate"]
+Ref = Annotated[str, typer.Argument(help="The anomaly: its id as `review list` shows it (or all of it), or its MLflow run id.")]
+
+
+def _reviews(tracking_uri: str | None):
+    settings = settings_from(tracking_uri=tracking_uri)
+    from sensorwatch.pipeline.jobs.review import reviews_of
+
+    return settings, reviews_of(settings)
+
+
+@app.command("list")
+def list_(
+    day: Annotated[str | None, typer.Option(help="Only this UTC day (YYYY-MM-DD).")] = None,
+    asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
+    version: Annotated[str | None, typer.Option(help="Only anomalies this model version flagged.")] = None,
+    verdict: Annotated[
+        Literal["unreviewed", "confirmed", "false-positive", "investigate"] | None, typer.Option(help="Only this verdict.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most anomalies to show, newest first.")] = 50,
+    tracking_uri: Tracking = None,
+) -> None:
+    """Anomalies by day, asset, model version and verdict, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sensorwatch.pipeline.review.verdicts import summary
+
+    _, reviews = _reviews(tracking_uri)
+    found = reviews.list(day, asset, version, verdict, limit)
+    console = Console(highlight=False, soft_wrap=True)
+    if not found:
+        console.print("no anomalies" + (" match" if any((day, asset, version, verdict)) else " logged yet"))
+        return
+    rows = [summary(a) for a in found]
+    table = Table(box=None, pad_edge=False)
+    for column in rows[0]:
+        table.add_column(column, no_wrap=column in ("id", "start", "day"))
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    console.print(table)
+    console.print(f"{len(found)} shown; open the queue in MLflow: {reviews.queue_url()}")
+
+
+@app.command()
+def show(ref: Ref, tracking_uri: Tracking = None) -> None:
+    """One anomaly: its figures, top channels, plot, link in MLflow's UI and verdict history."""
+    _, reviews = _reviews(tracking_uri)
+    a = reviews.find(ref)
+    lines = [
+        f"anomaly {a.event_id}  ({a.state})",
+        f"  asset        {a.asset}",
+        f"  from         {a.start}  to {a.end}  ({a.duration_s:g} s, {a.windows} anomalous windows)",
+        f"  peak score   {a.peak:.4g}  threshold {a.threshold:.4g}  margin {a.margin:.4g} (fires below this threshold scale)",
+        f"  top channels {a.top_channels}",
+        "  shares       " + ", ".join(f"{c} {v:.0%}" for c, v in sorted(a.shares.items(), key=lambda kv: -kv[1])),
+        f"  model        {a.model_name} version {a.model_version}",
+        f"  verdict      {a.verdict}",
+        f"  plot         {a.artifact_uri.rstrip('/')}/anomaly.png",
+        f"  in MLflow    {reviews.url(a)}",
+    ]
+    if a.history:
+        lines.append("  history")
+        for c in a.history:
+            note = f"  {c.note}" if c.note else ""
+            lines.append(f"    {c.when or 'time unknown':25} {c.who:16} {c.old} → {c.new}{note}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+def label(
+    ref: Ref,
+    verdict: Annotated[Verdict, typer.Argument(help="confirmed, false-positive or investigate.")],
+    note: Annotated[str, typer.Option(help="Why, kept with the verdict.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the user running the command).")] = None,
+    tracking_uri: Tracking = None,
+) -> None:
+    """Set an anomaly's verdict (as setting its `verdict` tag in MLflow's UI does), keeping the change."""
+    from sensorwatch.pipeline.jobs.retrain import person
+
+    _, reviews = _reviews(tracking_uri)
+    who = by or person()
+    a = reviews.label(ref, verdict, who, note)
+    old = a.history[-1].old if a.history else "unreviewed"
+    typer.echo(f"{a.event_id[:8]} {a.asset} {a.start}: {old} → {a.verdict} (by {who})")
+
+
+@app.command()
+def tune(
+    apply: Annotated[bool, typer.Option(help="Set the scale on the champion version (running services take it at their next reload check).")] = False,
+    tracking_uri: Tracking = None,
+) -> None:
+    """The threshold scale the champion's reviewed anomalies call for: logged to MLflow with its evidence."""
+    settings = settings_from(tracking_uri=tracking_uri)
+    from sensorwatch.pipeline.jobs.retrain import person
+    from sensorwatch.pipeline.jobs.review import tune as run
+
+    setup_logging(False)
+    done = run(settings, apply=apply, by=person())
+    t = done.tuning
+    typer.echo(f"version {done.version}: {t.why}")
+    if t.changed:
+        typer.echo("applied to the version: services take it at their next reload check" if done.applied
+                   else "not applied: run again with --apply to set it on the version")
+    typer.echo(f"evidence: MLflow run {done.run_id} in experiment {settings.review_experiment!r}")

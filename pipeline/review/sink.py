@@ -1,0 +1,239 @@
+"""The review sink: every anomaly event to MLflow, off the scoring path.
+
+``write`` runs on the poll thread and only queues: the event, the model version that flagged it,
+and the alarm's worst window so far (a copy of its readings and per-channel errors). A worker
+thread logs the queue in batches: a run per alarm (made when it opens, completed when it clears,
+so MLflow's Duration column is the alarm's), its plot and event, the day's table on the parent
+run, and a link on the model version. While MLflow is slow or down the worker retries with
+backoff (0.5 s doubling to 30 s); the queue holds at most ``review_buffer`` events, and when it is
+full the oldest is dropped, logged and counted (``sensorwatch_review_dropped``). Every event is
+also on the anomalies topic, which is where a dropped one can be found again.
+
+A re-sent event (after a restart the service may send one again) finds its run by the event id
+and updates it: one run per alarm, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from sensorwatch.models.registry import Store
+from sensorwatch.pipeline.review.mlflow_log import AnomalyLog
+from sensorwatch.schemas.records import AnomalyEvent
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.pipeline.service.metrics import ServiceMetrics
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.pipeline.stream.step import StepOutput
+
+log = logging.getLogger("sensorwatch.pipeline")
+
+BATCH = 64  # events per round of the worker
+MAX_DELAY_S = 30.0
+WARN_EVERY_S = 60.0
+
+
+@dataclass
+class Flagged:
+    """An event as the poll thread hands it over: with the detector that flagged it and the
+    alarm's worst window (raw readings and per-channel errors), when this replica saw one."""
+
+    event: AnomalyEvent
+    detector: Detector
+    window: np.ndarray | None = None
+    errors: np.ndarray | None = None
+
+
+class Flagger:
+    """Events of a step with the worst window of their alarm: the one place that sees every
+    window while an alarm is open (the poll thread), keeping one window per open alarm."""
+
+    def __init__(self) -> None:
+        self._worst: dict[str, tuple[float, np.ndarray, np.ndarray | None]] = {}
+
+    def __call__(self, out: StepOutput, detector: Detector) -> list[Flagged]:
+        decisions = out.decisions
+        if not out.events and not decisions.alarm.any():
+            return []
+        batch, flagged = decisions.windows, []
+        # Walk the windows in order, so each event gets the worst window of its own alarm even when
+        # one poll holds several alarms of an asset: an event is told at the window that opened or
+        # closed its alarm (whose end is the event's end).
+        at: dict[tuple[str, int], list[AnomalyEvent]] = {}
+        for event in out.events:
+            at.setdefault((event.asset_id, event.end_ms), []).append(event)
+        marks = decisions.alarm.copy()
+        for _, end in at:
+            marks |= np.asarray(batch.end_ms) == end
+        for i in np.flatnonzero(marks):
+            asset = batch.asset_ids[i]
+            if decisions.alarm[i]:
+                self._keep(asset, float(decisions.scores[i]), batch.windows[i],
+                           decisions.errors[i] if decisions.errors is not None else None)
+            flagged += [self._flag(e, detector) for e in at.pop((asset, int(batch.end_ms[i])), ())]
+        flagged += [self._flag(e, detector) for events in at.values() for e in events]  # none expected
+        return flagged
+
+    def _keep(self, asset: str, score: float, window: np.ndarray, errors: np.ndarray | None) -> None:
+        worst = self._worst.get(asset)
+        if worst is None or score > worst[0]:
+            self._worst[asset] = (score, window.copy(), None if errors is None else errors.copy())
+
+    def _flag(self, event: AnomalyEvent, detector: Detector) -> Flagged:
+        worst = self._worst.pop(event.asset_id, None) if event.kind == "cleared" else self._worst.get(event.asset_id)
+        return Flagged(event, detector, *(worst[1:] if worst else (None, None)))
+
+
+class ReviewSink:
+    """Anomaly events → MLflow experiment ``experiment``, through a bounded queue and one worker."""
+
+    def __init__(
+        self, store: Store, processor: Processor, *, experiment: str = "sensorwatch-anomalies", buffer: int = 10_000,
+        drain_s: float = 15.0, ui_url: str = "", metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.store, self.processor, self.experiment = store, processor, experiment
+        self.buffer, self.drain_s, self.metrics = max(1, buffer), drain_s, metrics
+        self.mlflow = AnomalyLog(store, experiment, ui_url)
+        self.logged = self.dropped = 0
+        self._queue: deque[Flagged] = deque()
+        self._cond = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._deadline = float("inf")
+        self._inflight = 0  # events the worker holds in its current round
+        self._flagger = Flagger()
+        self._failing_since: float | None = None
+        self._warned = {"fail": float("-inf"), "drop": float("-inf")}
+        self._thread = threading.Thread(target=self._work, name="review-log", daemon=True)
+        self._thread.start()
+
+    # --- the poll thread ---------------------------------------------------------------------
+
+    def write(self, out: StepOutput) -> None:
+        """Queue the poll's events (never waits for MLflow), each with its alarm's worst window so far."""
+        for item in self._flagger(out, self.processor.detector):
+            self._put(item)
+
+    def _put(self, item: Flagged) -> None:
+        with self._cond:
+            if len(self._queue) + self._inflight >= self.buffer:
+                self._dropped(1, "the review buffer is full")
+                if not self._queue:  # all held by the worker: the newest goes
+                    return
+                self._queue.popleft()
+            self._queue.append(item)
+            self._gauge()
+            self._cond.notify()
+
+    def flush(self) -> None:
+        """Nothing to wait for: review logging is best effort and never holds up a checkpoint."""
+
+    def close(self) -> None:
+        """Give the worker up to ``drain_s`` to log what is queued; count the rest as dropped."""
+        with self._cond:
+            self._stopping = True
+            self._deadline = time.monotonic() + self.drain_s
+            self._cond.notify()
+        self._wake.set()
+        self._thread.join(self.drain_s + 10)
+        with self._cond:
+            left = len(self._queue) + self._inflight
+            self._queue.clear()
+        if left:
+            self._dropped(left, f"MLflow did not take them within {self.drain_s:g} s of shutdown", force=True)
+
+    @property
+    def pending(self) -> int:
+        """Events waiting for MLflow: queued, or in the worker's hands."""
+        return len(self._queue) + self._inflight
+
+    # --- the worker ----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        delay = 0.5
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping and not self.mlflow.dirty:
+                    self._cond.wait(1.0)
+                if self._stopping and (not self._queue or time.monotonic() >= self._deadline):
+                    return
+                batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
+                self._inflight = len(batch)
+            done, failure = 0, None
+            # An alarm opened and cleared within one round is logged once, as cleared (it holds
+            # all the opened event does): behind an outage, that halves the work.
+            last = {item.event.event_id: i for i, item in enumerate(batch)}
+            try:
+                for i, item in enumerate(batch):
+                    if self._stopping and time.monotonic() >= self._deadline:
+                        break
+                    if last[item.event.event_id] == i:
+                        self.mlflow.log(item)
+                    done += 1
+                    self._inflight -= 1
+                self.mlflow.tables()
+            except Exception as exc:  # MLflow slow, down or refusing: keep the events and try again
+                failure = exc
+            self._requeue(batch[done:])
+            self.logged += done
+            if self.metrics is not None:
+                self.metrics.review_logged.inc(done)
+            if failure is not None:
+                self._failed(failure)
+                self._wake.wait(min(delay, 1.0) if self._stopping else delay)
+                delay = min(delay * 2, MAX_DELAY_S)
+                continue
+            delay = 0.5
+            if self._failing_since is not None:
+                log.warning(
+                    "review: MLflow takes anomalies again after %.0f s; %d queued",
+                    time.monotonic() - self._failing_since, len(self._queue),
+                )
+                self._failing_since = None
+
+    def _requeue(self, items: list[Flagged]) -> None:
+        with self._cond:
+            self._inflight = 0
+            self._queue.extendleft(reversed(items))
+            over = len(self._queue) - self.buffer
+            for _ in range(max(0, over)):
+                self._queue.popleft()
+            if over > 0:
+                self._dropped(over, "the review buffer is full")
+            self._gauge()
+
+    def _failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now - self._warned["fail"] >= WARN_EVERY_S:
+            self._warned["fail"] = now
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            log.warning(
+                "review: MLflow does not take anomalies (%s); holding %d (at most %d), retrying with backoff",
+                why, len(self._queue), self.buffer,
+            )
+
+    def _dropped(self, n: int, why: str, force: bool = False) -> None:
+        self.dropped += n
+        if self.metrics is not None:
+            self.metrics.review_dropped.inc(n)
+        now = time.monotonic()
+        if force or now - self._warned["drop"] >= WARN_EVERY_S:
+            self._warned["drop"] = now
+            log.warning(
+                "review: %d anomaly event(s) not logged to MLflow (%s; %d dropped in all); they are on the anomalies topic",
+                n, why, self.dropped,
+            )
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.review_pending.set(len(self._queue))
