@@ -39,10 +39,30 @@ def run_until(service: Service, total: int, timeout_s: float = 90) -> None:
     assert not runner.is_alive()
 
 
-def read_all(settings: Settings, topic: str, timeout_s: float = 10) -> list:
-    reader = kafka.consumer(settings, topic, standalone=True, consumer_timeout_ms=int(timeout_s * 1000))
+def read_all(settings: Settings, topic: str, timeout_s: float = 10, idle_s: float = 1.0) -> list:
+    """Every record on ``topic``: read up to its end offsets, then until it has been quiet for
+    ``idle_s`` (the embedded broker's high watermark can lag its newest records a little); at most
+    ``timeout_s`` in all."""
+    from kafka import TopicPartition
+
+    reader = kafka.consumer(settings, standalone=True)
     try:
-        return list(reader)
+        parts = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(parts)
+        reader.seek_to_beginning(*parts)
+        end = reader.end_offsets(parts)
+        records: list = []
+        deadline = quiet = time.monotonic()
+        deadline += timeout_s
+        while time.monotonic() < deadline:
+            got = [r for batch in reader.poll(timeout_ms=100).values() for r in batch]
+            now = time.monotonic()
+            if got:
+                records += got
+                quiet = now
+            elif now - quiet >= idle_s and all(reader.position(tp) >= end[tp] for tp in parts):
+                break
+        return records
     finally:
         reader.close()
 

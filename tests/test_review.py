@@ -55,9 +55,11 @@ def _tag(run: dict, key: str) -> str | None:
     return next((t["value"] for t in run["data"].get("tags", []) if t["key"] == key), None)
 
 
-def _anomaly_runs(server: MlflowServer, experiment_id: str) -> dict[str, dict]:
+def _anomaly_runs(server: MlflowServer, experiment_id: str, model: str) -> dict[str, dict]:
+    """The anomaly runs of one registered model's versions, by event id."""
     found = server.api("runs/search", {
-        "experiment_ids": [experiment_id], "filter": "tags.`sensorwatch.kind` = 'anomaly'", "max_results": 1000,
+        "experiment_ids": [experiment_id], "max_results": 1000,
+        "filter": f"tags.`sensorwatch.kind` = 'anomaly' and tags.`sensorwatch.model_name` = '{model}'",
     }).get("runs", [])
     return {_tag(r, "sensorwatch.event_id"): r for r in found}
 
@@ -87,7 +89,7 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
     assert len(opened) >= 2
 
     exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]["experiment_id"]
-    runs = _anomaly_runs(server, exp)
+    runs = _anomaly_runs(server, exp, "review")
     assert set(runs) == set(opened)  # one run per alarm, none twice
     for event_id, run in runs.items():
         e = cleared.get(event_id, opened[event_id])
@@ -158,4 +160,4 @@ def test_mlflow_down_mid_run_the_service_keeps_scoring_and_the_held_anomalies_ap
         runner.join(60)
     assert sink.logged == held and sink.dropped == 0
     exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]["experiment_id"]
-    assert set(_anomaly_runs(server, exp)) == {e.event_id for e in events}
+    assert set(_anomaly_runs(server, exp, "outage-review")) == {e.event_id for e in events}

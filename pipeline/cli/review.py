@@ -42,6 +42,8 @@ def list_(
     _, reviews = _reviews(tracking_uri)
     found = reviews.list(day, asset, version, verdict, limit)
     console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # a pipe or a file: whole rows, not rows folded to 80 columns
+        console = Console(highlight=False, soft_wrap=True, width=220)
     if not found:
         console.print("no anomalies" + (" match" if any((day, asset, version, verdict)) else " logged yet"))
         return

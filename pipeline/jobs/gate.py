@@ -160,8 +160,17 @@ def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, A
         rows = [dict(role=who, **asdict(f)) for who, f in (("challenger", challenger), ("champion", champion)) if f]
         mlflow.log_table(pd.DataFrame(rows), artifact_file="gate.json")
         mlflow.set_tags({"sensorwatch.gate": "better" if better else "not better", "sensorwatch.gate_why": why})
-    return {"version": version, "better": better, "why": why, "challenger": asdict(challenger),
-            "champion": asdict(champion) if champion else None}
+    return {"version": version, "better": better, "why": why, "challenger": _plain(challenger),
+            "champion": _plain(champion) if champion else None}
+
+
+def _plain(figures: Figures) -> dict[str, Any]:
+    """The figures as JSON takes them (Airflow passes them between tasks): no NaN, None instead.
+
+    >>> _plain(Figures("2", 10, 9, 0, 0.0, 0, 0, float("nan"), 0.5))["recall"] is None
+    True
+    """
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(figures).items()}
 
 
 def gate(challenger: Figures, champion: Figures | None, settings: Settings) -> tuple[bool, str]:

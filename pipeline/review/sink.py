@@ -167,25 +167,11 @@ class ReviewSink:
                     return
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), BATCH))]
                 self._inflight = len(batch)
-            done, failure = 0, None
-            # An alarm opened and cleared within one round is logged once, as cleared (it holds
-            # all the opened event does): behind an outage, that halves the work.
-            last = {item.event.event_id: i for i, item in enumerate(batch)}
-            try:
-                for i, item in enumerate(batch):
-                    if self._stopping and time.monotonic() >= self._deadline:
-                        break
-                    if last[item.event.event_id] == i:
-                        self.mlflow.log(item)
-                    done += 1
-                    self._inflight -= 1
-                self.mlflow.tables()
-            except Exception as exc:  # MLflow slow, down or refusing: keep the events and try again
-                failure = exc
-            self._requeue(batch[done:])
-            self.logged += done
+            done, failure = self._log_round(batch)
+            self._requeue([item for i, item in enumerate(batch) if i not in done])
+            self.logged += len(done)
             if self.metrics is not None:
-                self.metrics.review_logged.inc(done)
+                self.metrics.review_logged.inc(len(done))
             if failure is not None:
                 self._failed(failure)
                 self._wake.wait(min(delay, 1.0) if self._stopping else delay)
@@ -198,6 +184,29 @@ class ReviewSink:
                     time.monotonic() - self._failing_since, len(self._queue),
                 )
                 self._failing_since = None
+
+    def _log_round(self, batch: list[Flagged]) -> tuple[set[int], Exception | None]:
+        """Log one round; the positions logged, and the error that stopped it, if one did.
+
+        An alarm opened and cleared within one round is logged once, as cleared (it holds all the
+        opened event does): behind an outage, that halves the work. The opened one counts as
+        logged with it."""
+        last = {item.event.event_id: i for i, item in enumerate(batch)}
+        done: set[int] = set()
+        try:
+            for i, item in enumerate(batch):
+                if last[item.event.event_id] != i:
+                    continue
+                if self._stopping and time.monotonic() >= self._deadline:
+                    break
+                self.mlflow.log(item)
+                covered = {j for j in range(i + 1) if batch[j].event.event_id == item.event.event_id} - done
+                done |= covered
+                self._inflight -= len(covered)
+            self.mlflow.tables()
+        except Exception as exc:  # MLflow slow, down or refusing: the rest waits for the next round
+            return done, exc
+        return done, None
 
     def _requeue(self, items: list[Flagged]) -> None:
         with self._cond:
