@@ -198,12 +198,13 @@ def _requirements() -> list[str]:
 
 
 def _loss_figure(history: dict[str, list[float]]):
-    import matplotlib
+    """A figure outside pyplot's registry, so a long-running process that retrains keeps no figures."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     for key, values in history.items():
         if "loss" in key:
             ax.plot(range(1, len(values) + 1), values, label=key)
