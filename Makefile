@@ -1,15 +1,17 @@
 # make demo — set everything up and run the demo on embedded defaults
 # make test — set everything up and run the tests
+# make bench — the performance benchmarks, each writing benchmarks/results/*.json (about 15 min on 2 cores)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
+BENCH  := $(VENV)/.installed-bench
 
 # Root installs system packages itself; anyone else through sudo, if it asks no password.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install demo test test-fast browser clean
+.PHONY: install demo test test-fast bench browser clean
 
 install: $(STAMP)
 
@@ -24,6 +26,11 @@ $(STAMP): pyproject.toml
 $(TESTS): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,airflow]'
 	touch $(TESTS)
+
+# Plus the profiler and the optional librdkafka client the benchmarks compare.
+$(BENCH): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench,fast]'
+	touch $(BENCH)
 
 # The browser of the UI tests: Debian's chromium and its matching driver, installed when missing.
 browser:
@@ -41,6 +48,16 @@ test: $(TESTS) browser
 
 test-fast: $(TESTS)
 	$(BIN)/python -m pytest -m "not integration"
+
+# Throughput first: latency runs at half its measured rate, naive compares with it.
+bench: $(BENCH)
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/latency.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/naive.py
+	$(BIN)/python benchmarks/archive.py
+	$(BIN)/python benchmarks/train_speed.py
 
 clean:
 	rm -rf $(VENV) .sensorwatch .pytest_cache *.egg-info

@@ -3,7 +3,7 @@
 Feeds simulated polls (8 pumps, 5 channels) through the service's own in-memory path (parse,
 window, one forward pass, decide) with and without the archive sink, flushing the archive as a
 checkpoint would, and prints readings per second for scoring alone, scoring plus archive, and the
-archive alone, and the Parquet bytes per reading.
+archive alone, and the Parquet bytes per reading: one JSON object, also written to ``benchmarks/results/archive.json``.
 
     python benchmarks/archive.py [--readings 40000] [--poll 2000] [--flush-every 5]
 """
@@ -11,11 +11,16 @@ archive alone, and the Parquet bytes per reading.
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
 
 import orjson
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main() -> None:
@@ -70,12 +75,16 @@ def main() -> None:
     plain, _, _ = run(False)
     archived, sink_s, size = run(True)
     count = len(records)
-    print(f"readings {count}, polls of {args.poll}, archive flushed every {args.flush_every} polls")
-    print(f"scoring alone          {count / plain:>10,.0f} readings/s")
-    print(f"scoring + archive      {count / archived:>10,.0f} readings/s ({archived / plain:.2f}× the time)")
-    print(f"archive alone          {count / sink_s:>10,.0f} readings/s ({count / sink_s / (count / plain):.1f}× the scoring rate)")
-    print(f"parquet                {size / count:>10.1f} bytes/reading")
-
+    result = {
+        "benchmark": "archive", "host": platform.node(), "cores": os.cpu_count(), "readings": count,
+        "poll": args.poll, "flush_every_polls": args.flush_every,
+        "scoring_per_s": round(count / plain), "scoring_and_archive_per_s": round(count / archived),
+        "archive_time_ratio": round(archived / plain, 2), "archive_alone_per_s": round(count / sink_s),
+        "parquet_bytes_per_reading": round(size / count, 1),
+    }
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "archive.json").write_text(json.dumps(result, indent=2) + "\n")
 
 if __name__ == "__main__":
     main()

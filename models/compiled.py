@@ -7,8 +7,10 @@ Batches are padded to a few fixed sizes so the compiler traces a handful of shap
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -53,12 +55,33 @@ def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     return score, err
 
 
-def _backend_compile(fn):
+def keep_compiled(folder: Path) -> None:
+    """Keep the compiled forward passes in ``folder``, so a restart loads them instead of compiling
+    again (seconds of start-up on a CPU). Entries are keyed by the computation itself, so a new
+    model version adds its own and never reuses another's. A cache the user configured wins."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        flags = os.environ.get("TF_XLA_FLAGS", "")
+        if "tf_xla_persistent_cache_directory" not in flags:
+            folder.mkdir(parents=True, exist_ok=True)  # read by TensorFlow at its first XLA compile
+            os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
+    elif backend == "jax":
+        import jax
+
+        if not jax.config.jax_compilation_cache_dir:
+            folder.mkdir(parents=True, exist_ok=True)
+            jax.config.update("jax_compilation_cache_dir", str(folder))
+
+
+def _backend_compile(fn, window: int, channels: int):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=True, reduce_retracing=False)
+        # Traced once for any batch size; XLA compiles each bucket's shape from that one graph.
+        vector = tf.TensorSpec([channels], tf.float32)
+        signature = [tf.TensorSpec([None, window, channels], tf.float32), vector, vector, vector]
+        return tf.function(fn, jit_compile=True, input_signature=signature)
     if backend == "jax":
         import jax
 
@@ -90,7 +113,9 @@ def compile_forward(
         # calibration (or retrained in place) reuses the compiled function instead of compiling again.
         # A weak reference: the cache must not keep a replaced model alive.
         ref = weakref.ref(model)
-        per_model[reduce] = _backend_compile(lambda x, m, s, e: _errors(ref(), m, s, e, x, reduce))
+        per_model[reduce] = _backend_compile(
+            lambda x, m, s, e: _errors(ref(), m, s, e, x, reduce), int(model.input_shape[1]), len(mean)
+        )
     fn = per_model[reduce]
 
     def compiled(x):

@@ -48,6 +48,10 @@ class Settings(BaseSettings, Recipe):
     ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
     ssl_password: SecretStr | None = Field(None, description="Password of the client's private key, if it has one.")
     ssl_check_hostname: bool = Field(True, description="Check that a broker's certificate names the host connected to.")
+    kafka_client: Literal["kafka-python", "confluent-kafka"] = Field(
+        "kafka-python",
+        description="Client the service reads readings with: kafka-python, or librdkafka's confluent-kafka (the `fast` extra: decodes in C, less CPU per record).",
+    )
     max_poll_records: int = Field(2000, ge=1, description="Most records one poll returns.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     max_poll_interval_ms: int = Field(

@@ -64,8 +64,9 @@ BAD = {
 }
 
 
-def test_every_record_is_scored_or_dead_lettered(service_settings, champion) -> None:
-    settings = fresh(service_settings)
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_every_record_is_scored_or_dead_lettered(service_settings, champion, client: str) -> None:
+    settings = fresh(service_settings).model_copy(update={"kafka_client": client})
     channels = champion.detector_spec.channels
     t0 = int(time.time() * 1000) - 600_000
     good = [
@@ -123,9 +124,10 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
     assert "stopped: 0 records" in out
 
 
-def test_replicas_in_one_group_share_the_partitions(service_settings, champion) -> None:
+@pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
+def test_replicas_in_one_group_share_the_partitions(service_settings, champion, client: str) -> None:
     """Two scorers in one consumer group split the readings: each is scored once, none lost."""
-    settings = fresh(service_settings)
+    settings = fresh(service_settings).model_copy(update={"kafka_client": client})
     replicas = [Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)]
     stop = threading.Event()
     runners = [threading.Thread(target=r.run, args=(stop,)) for r in replicas]

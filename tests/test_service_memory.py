@@ -37,7 +37,7 @@ class ListSource:
         self.committed: dict[Partition, int] = {}
         self.closed = False
 
-    def poll(self) -> list[Polled]:
+    def poll(self, timeout_ms: int | None = None) -> list[Polled]:
         if not self.polls:
             self.stop.set()
             return []
@@ -120,18 +120,25 @@ def test_with_a_commit_interval_polls_are_written_at_once_and_checkpointed_toget
     from sensorwatch.pipeline.stream.step import ParseRules, step
 
     processor = Processor(detector(1e9))
-    for i in range(3):  # three polls within 5 s: written, not flushed, not committed
-        now[0] += 1.0
+    def poll(i: int) -> None:
         checkpoint(step(processor, [record(i % 2, i, "p1", i)], ParseRules(), now_ms=T0 * 2))
-    assert journal == ["write events", "write state"] * 3 and not commits
+
+    poll(0)  # the first poll is checkpointed at once
+    assert journal == ["write events", "write state", "flush events", "flush state", "commit"]
+    assert commits == [{("readings", 0): 1}]
+    del journal[:]
+    for i in range(1, 4):  # three polls within 5 s: written, not flushed, not committed
+        now[0] += 1.0
+        poll(i)
+    assert journal == ["write events", "write state"] * 3 and len(commits) == 1
     checkpoint.drop({("readings", 1)})  # partition 1 moved to another replica meanwhile
     now[0] += 2.5
     checkpoint.flush_if_due()
     assert journal[6:] == ["flush events", "flush state", "commit"]
-    assert commits == [{("readings", 0): 3}]  # every poll's offsets but the revoked partition's
+    assert commits[1:] == [{("readings", 0): 3}]  # every poll's offsets but the revoked partition's
     checkpoint.flush_if_due()
     checkpoint.flush()
-    assert len(commits) == 1  # nothing new: no empty checkpoint
+    assert len(commits) == 2  # nothing new: no empty checkpoint
 
 
 def test_readings_waiting_for_their_grace_are_scored_on_the_way_out() -> None:

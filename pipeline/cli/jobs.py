@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,6 +23,14 @@ from sensorwatch.pipeline.cli.options import (
     setup_logging,
 )
 from sensorwatch.pipeline.errors import UserError
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.registry import Store
+    from sensorwatch.pipeline.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("sensorwatch.pipeline")
 
 
 @recipe_options
@@ -61,6 +73,60 @@ def train(
     )
 
 
+class _HeldBack(logging.Filter):
+    """Holds back what one thread logs until ``release``: then it is logged in order (with its
+    own times), or dropped. A start-up that fails says why in one line, not between join news."""
+
+    def __init__(self, thread: str) -> None:
+        super().__init__()
+        self.thread, self.records = thread, []
+        self.handlers = list(logging.getLogger().handlers)
+        for handler in self.handlers:
+            handler.addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.threadName == self.thread:
+            self.records.append(record)
+            return False
+        return True
+
+    def release(self, log_them: bool) -> None:
+        for handler in self.handlers:
+            handler.removeFilter(self)
+        for record in self.records if log_them else ():
+            logging.getLogger(record.name).handle(record)
+        self.records = []
+
+
+def _in_background(fn: Callable[..., T], *args: object) -> Future[T]:
+    """``fn(*args)`` on a daemon thread: a process that gives up meanwhile does not wait for it."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=f"sensorwatch-{fn.__name__}", daemon=True).start()
+    return future
+
+
+def _champion(settings: Settings) -> tuple[Detector, Store]:
+    """The champion, from MLflow or its local copy, compiled (what was compiled before is kept in
+    the cache folder and loaded, not compiled again)."""
+    from sensorwatch.models.cache import load_champion
+    from sensorwatch.models.compiled import keep_compiled
+    from sensorwatch.pipeline.jobs.train import cache_of, store_of
+
+    keep_compiled(settings.cache_dir / "compiled")
+    store = store_of(settings)
+    began = time.perf_counter()
+    detector = load_champion(store, settings.model_alias, cache_of(settings)).warm_up()
+    log.info("champion version=%s loaded and compiled in %.1f s", detector.version, time.perf_counter() - began)
+    return detector, store
+
+
 @recipe_options
 def serve(
     bootstrap_servers: Servers = None,
@@ -78,17 +144,25 @@ def serve(
         bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
         **(recipe or {}),
     ))
-    from sensorwatch.models.cache import load_champion
-    from sensorwatch.pipeline.jobs.train import cache_of, store_of
-    from sensorwatch.pipeline.service.loop import Service
+    from sensorwatch.pipeline.service.loop import Service, connect
     from sensorwatch.pipeline.service.signals import stop_on_signals
 
     setup_logging(verbose=True)
-    store = store_of(settings)
-    detector = load_champion(store, settings.model_alias, cache_of(settings))
     stop = threading.Event()
-    stop_on_signals(stop)
-    stats = Service.on_kafka(settings, detector, store).run(stop)
+    stop_on_signals(stop)  # a stop asked for while the model loads ends the service before its first poll
+    # The group is joined on a thread while the model loads and compiles: start-up pays for the
+    # longer of the two, not both.
+    held = _HeldBack("sensorwatch-connect")  # its news follows the model's, or is dropped with it
+    joining = _in_background(connect, settings, settings.session_timeout_ms / 1000)
+    try:
+        detector, store = _champion(settings)
+    except BaseException:
+        held.release(log_them=False)
+        joining.add_done_callback(lambda f: f.exception() is None and f.result().close())
+        raise
+    held.release(log_them=True)
+    connection = joining.result()
+    stats = Service.on_kafka(settings, detector, store, connection).run(stop)
     typer.echo(
         f"stopped: {stats.records} records, {stats.scored} scored, {stats.rejected} dead-lettered, "
         f"{stats.windows} windows, {stats.anomalies} anomalies"

@@ -11,11 +11,13 @@ import functools
 import inspect
 import json
 import logging
+import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TextIO
 
 import typer
 
@@ -115,10 +117,23 @@ def need_servers(settings: Settings) -> Settings:
     return settings
 
 
+def _log_stream() -> TextIO:
+    """Standard error through a descriptor of its own: importing Keras silences descriptor 2 for a
+    moment (TensorFlow's C++ start-up chatter), and a thread that logs meanwhile (``serve`` joins
+    its group while the model loads) must not be silenced with it."""
+    try:
+        if sys.stderr.fileno() == 2:
+            return os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
+    except (AttributeError, OSError, ValueError):  # not the process's own standard error (a test runner's)
+        pass
+    return sys.stderr
+
+
 def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=_log_stream() if not logging.getLogger().handlers else None,
     )
     import mlflow  # noqa: F401  (it sets its loggers' levels when imported: set ours after it)
 

@@ -42,6 +42,9 @@ def consumer(settings: Settings, *topics: str, standalone: bool = False, **overr
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(settings.session_timeout_ms // 3 - 100, 100),
         fetch_max_bytes=max(52_428_800, settings.max_message_bytes * settings.max_poll_records),
+        # A broker may hold a fetch for this long even when records arrived meanwhile: it bounds
+        # how late a caught-up service sees a reading (kafka-python's default is 500 ms).
+        fetch_max_wait_ms=100,
         **security(settings),
     )
     opts.update(overrides)

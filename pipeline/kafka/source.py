@@ -57,13 +57,14 @@ class KafkaSource:
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
-    def poll(self) -> list[Polled]:
-        """The next batch (at most ``max_records``), each partition's records in offset order.
+    def poll(self, timeout_ms: int | None = None) -> list[Polled]:
+        """The next batch (at most ``max_records``), each partition's records in offset order,
+        waiting at most ``timeout_ms`` (default: the ``poll_timeout_ms`` setting) for one.
 
         After a few seconds without records it looks whether the broker is still there, and if
         not, waits it out (``reach.wait_for_broker``: one line, backoff, ``BrokerError`` after
         ``broker_timeout_s``)."""
-        polled = self.consumer.poll(self.settings.poll_timeout_ms, self.max_records)
+        polled = self.consumer.poll(self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms, self.max_records)
         now = time.monotonic()
         if polled:
             self._quiet_since = now

@@ -3,7 +3,8 @@
 Every poll's output is written to the sinks at once (events and dead letters are sent, an archive
 keeps its rows); every ``every_s`` seconds (0: after every poll) the checkpoint proper runs: flush
 every output sink, then write and flush the state, then commit the offsets of every poll since the
-last one. A crash in between replays those polls from the last commit, on the state of that
+last one. The first poll with output is checkpointed at once: a replica that starts shows its
+progress (and holds it) from its first poll, not ``every_s`` later. A crash in between replays those polls from the last commit, on the state of that
 commit, to the same outputs.
 
 At-least-once, with an exactly-once effect on state: offsets move only after every output of
@@ -60,7 +61,7 @@ class Checkpoint:
         self.retry_for_s, self.sleep, self.every_s, self.clock = retry_for_s, sleep, every_s, clock
         self._offsets: dict[Partition, int] = {}
         self._unflushed = False
-        self._flushed_at = clock()
+        self._flushed_at = -float("inf")  # the first checkpoint is due at once
 
     def __call__(self, out: StepOutput, force: bool = False) -> None:
         """Write one poll's output; run the checkpoint when it is due (or ``force``)."""

@@ -12,6 +12,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sensorwatch.models.cache import ChampionCache
@@ -23,9 +25,13 @@ from sensorwatch.pipeline.service.reload import Reloader
 from sensorwatch.pipeline.service.report import Reporter, Stats
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import ParseRules, Partition, Polled, StepOutput, drain, release_quiet, step
+from sensorwatch.pipeline.stream.step import (
+    Parsed, ParseRules, Partition, Polled, StepOutput, Windowed, decide, drain, parse, release_quiet, window,
+)
 
 if TYPE_CHECKING:
+    from kafka import KafkaProducer
+
     from sensorwatch.models.detector import Detector
 
 log = logging.getLogger("sensorwatch.pipeline")
@@ -42,7 +48,7 @@ class Source(Protocol):
     assigned_new: set[Partition]
     max_records: int  # most records the next poll may return
 
-    def poll(self) -> list[Polled]: ...
+    def poll(self, timeout_ms: int | None = None) -> list[Polled]: ...
 
     def resume(self, partitions: set[Partition]) -> None: ...
 
@@ -53,6 +59,7 @@ class Source(Protocol):
 
 Restore = Callable[[set[int], Processor], int]
 FIRST_POLL_RECORDS = 64
+PIPELINED_POLL_MS = 10  # the longest a poll waits for records while the one before is scored
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
@@ -70,6 +77,50 @@ def serving_decisions(settings: Settings, detector: Detector) -> dict[str, objec
     if changed:
         log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in changed.items()))
     return decisions
+
+
+@dataclass
+class Connection:
+    """The Kafka side of one replica: its consumer in the group, its producer, the changelog topic."""
+
+    source: Source
+    producer: KafkaProducer
+    changelog_topic: str
+
+    def close(self) -> None:
+        self.source.close()
+        self.producer.close()
+
+
+def connect(settings: Settings, join_s: float = 0.0) -> Connection:
+    """Reach the broker, make sure of the changelog topic, make the consumer and the producer.
+
+    With ``join_s``, poll until the group has given this consumer its partitions (or ``join_s``
+    has passed): partitions given are paused until the service restores their state, so no
+    reading is fetched before there is a model to score it. ``serve`` does this on a thread while
+    the model loads and compiles, so the group's join wait is not added to start-up.
+    """
+    from sensorwatch.pipeline.kafka import changelog, clients, reach
+    from sensorwatch.pipeline.kafka.source import KafkaSource
+
+    reach.wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s)
+    topic = changelog.ensure_changelog(settings)
+    if settings.kafka_client == "confluent-kafka":
+        from sensorwatch.pipeline.kafka.confluent import ConfluentSource
+
+        source: Source = ConfluentSource(settings)
+    else:
+        source = KafkaSource(settings)
+    try:
+        producer = clients.producer(settings)
+        deadline = time.monotonic() + join_s
+        while not source.assigned and time.monotonic() < deadline:
+            if source.poll(100):  # cannot happen: what is given is paused
+                raise RuntimeError("records fetched before the service was ready")
+    except BaseException:
+        source.close()
+        raise
+    return Connection(source, producer, topic)
 
 
 class Service:
@@ -101,21 +152,24 @@ class Service:
         )
         self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
         self._quiet_checked = time.monotonic()
+        self._scorer = ThreadPoolExecutor(1, thread_name_prefix="sensorwatch-score")
+        self._pending: tuple[Windowed, Future, float] | None = None  # a poll being scored
+        self._busy = 0.0
         self.source.max_records = min(settings.max_poll_records, FIRST_POLL_RECORDS)
         self._model_version(detector.version)
 
     @classmethod
-    def on_kafka(cls, settings: Settings, detector: Detector, store: Store | None = None) -> Service:
+    def on_kafka(
+        cls, settings: Settings, detector: Detector, store: Store | None = None, connection: Connection | None = None
+    ) -> Service:
         """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
-        as sinks; the state changelog, restored on assignment."""
-        from sensorwatch.pipeline.kafka import changelog, clients, reach
+        as sinks; the state changelog, restored on assignment. ``connection`` is one ``connect``
+        made beforehand (the group joined while the model loaded); else one is made here."""
+        from sensorwatch.pipeline.kafka import changelog
         from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
-        from sensorwatch.pipeline.kafka.source import KafkaSource
 
-        reach.wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s)
-        topic = changelog.ensure_changelog(settings)
-        source = KafkaSource(settings)
-        producer = clients.producer(settings)
+        connection = connection or connect(settings)
+        source, producer, topic = connection.source, connection.producer, connection.changelog_topic
         sinks = [DeadLetterSink(producer, settings.dlq_topic), EventSink(producer, settings.anomalies_topic)]
         service = cls(
             settings, detector, source, sinks, store,
@@ -146,34 +200,77 @@ class Service:
         return self.source.assigned
 
     def run(self, stop: threading.Event) -> Stats:
-        """Process polls until ``stop`` is set; an exception stops it without committing."""
+        """Process polls until ``stop`` is set; an exception stops it without committing.
+
+        One poll is scored on a worker thread while the next is fetched and parsed (the forward
+        pass releases the GIL); its thresholds, alarms and checkpoint follow before the next poll
+        touches any state, so decisions and checkpoints keep the order of a one-poll-at-a-time loop.
+        While a poll is being scored the next one waits at most ``PIPELINED_POLL_MS`` for records:
+        a quiet stream gets its events at once rather than after a full poll timeout.
+        """
         if self.settings.metrics_port:
             self.metrics.serve(self.settings.metrics_port)
         try:
             while not stop.is_set():
-                records = self.source.poll()
+                records = self.source.poll(PIPELINED_POLL_MS if self._pending is not None else None)
+                parsed = self._parse(records) if records else None
+                self._complete()
                 if self.source.assigned_new:
                     self._restore(set(self.source.assigned_new))
-                if records:
-                    self.handle(records)
                 self._release_quiet()
                 self.checkpoint.flush_if_due()
                 if self.reloader.maybe_swap(self.processor):
                     self._model_version(self.processor.detector.version)
-            self._finish(drain(self.processor), time.perf_counter(), force=True)  # what waits for its grace period
+                if parsed is not None:
+                    self._begin(parsed)
+            self._complete()
+            began = time.perf_counter()
+            self._finish(drain(self.processor), began, force=True)  # what waits for its grace period
         finally:
+            self._scorer.shutdown(wait=True, cancel_futures=True)
             self.reloader.close()
             self.source.close()
             self.checkpoint.close()
         return self.stats
 
     def handle(self, records: Sequence[Polled]) -> StepOutput:
-        """One poll end to end: step, then checkpoint."""
+        """One poll end to end: parse, window, score, decide, then checkpoint."""
+        self._complete()
+        self._begin(self._parse(records))
+        out = self._complete()
+        assert out is not None
+        return out
+
+    def _parse(self, records: Sequence[Polled]) -> tuple[Parsed, float]:
         began = time.perf_counter()
-        out = step(self.processor, records, self.rules, time.time_ns() // 1_000_000, time.monotonic())
-        self.owners.update(out.owners)
-        self._finish(out, began)
-        self._pace(len(records), time.perf_counter() - began)
+        parsed = parse(records, self.rules, self.processor.channels, time.time_ns() // 1_000_000)
+        return parsed, time.perf_counter() - began
+
+    def _begin(self, parsed: tuple[Parsed, float]) -> None:
+        """Window a parsed poll and start its forward pass on the scoring thread."""
+        began = time.perf_counter()
+        windowed = window(self.processor, parsed[0], self.rules, time.time_ns() // 1_000_000, time.monotonic())
+        self.owners.update(windowed.owners)
+        scoring = self._scorer.submit(self._score, windowed.batch)
+        self._pending = (windowed, scoring, parsed[1] + time.perf_counter() - began)
+
+    def _score(self, batch):
+        began = time.perf_counter()
+        return self.processor.score(batch), time.perf_counter() - began
+
+    def _complete(self) -> StepOutput | None:
+        """Decide and checkpoint the poll being scored, if any. Its work time (what ``_pace`` sizes
+        polls by) is parsing, windowing and from here on: the fetch it overlapped is not work."""
+        if self._pending is None:
+            return None
+        windowed, scoring, work = self._pending
+        began = time.perf_counter()
+        scored, seconds = scoring.result()
+        self.stats.scoring_s += seconds
+        self._pending = None
+        out = decide(self.processor, windowed, scored)
+        self._finish(out, began - work)
+        self._pace(out.polled, time.perf_counter() - began + work)
         return out
 
     def _pace(self, records: int, seconds: float) -> None:
@@ -211,7 +308,9 @@ class Service:
             self._finish(out, began)
 
     def forget(self, gone: set[Partition]) -> None:
-        """Drop the state of assets whose partitions moved to another replica (no I/O here)."""
+        """Drop the state of assets whose partitions moved to another replica. The group calls it
+        from inside a poll: the poll before is decided first, as it would have been before that poll."""
+        self._complete()
         assets = [a for a, tp in self.owners.items() if tp in gone]
         self.checkpoint.drop(gone)
         self.processor.forget(assets)

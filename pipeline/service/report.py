@@ -30,6 +30,7 @@ class Stats:
     windowless: int = 0
     batches: int = 0
     busy_s: float = 0.0
+    scoring_s: float = 0.0  # in the forward pass (on its own thread, overlapping busy_s)
 
 
 class RateLimiter:

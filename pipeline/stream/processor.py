@@ -9,6 +9,7 @@ only the decision fields passed as ``decisions`` changed on top.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -64,14 +65,30 @@ class Processor:
         cadence = recipe.cadence(detector.spec.interval_ms)
         return Windower(detector.spec.channels, recipe.window, recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
 
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels every reading must carry: those of the model version in use."""
+        return frozenset(self.windower.channels)
+
     def process(self, readings: Iterable[Reading], now: float = 0.0) -> Decisions:
         """Window, score and decide readings that arrive at clock time ``now``."""
-        return self._decide(self.windower.add(readings, now))
+        batch = self.window(readings, now)
+        return self.decide(batch, self.score(batch))
+
+    def window(self, readings: Iterable[Reading], now: float = 0.0) -> WindowBatch:
+        """Put readings that arrive at clock time ``now`` into their windows; the ready windows."""
+        return self.windower.add(readings, now)
+
+    def score(self, batch: WindowBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and per-channel errors of the batch's windows: one forward pass, touching no
+        state (the service runs it on a worker thread while it fetches the next poll)."""
+        return self.detector.score(batch.windows)
 
     def flush(self, quiet_since: float | None = None) -> Decisions:
         """Score what the windower still holds back: everything (end of a file, shutdown), or that of
         assets quiet since clock time ``quiet_since`` (a quiet asset's last readings wait no longer)."""
-        return self._decide(self.windower.flush(quiet_since))
+        batch = self.windower.flush(quiet_since)
+        return self.decide(batch, self.score(batch))
 
     def forget(self, asset_ids: Iterable[str]) -> None:
         asset_ids = list(asset_ids)
@@ -134,9 +151,10 @@ class Processor:
             track = self._tracks[asset_id] = AssetTrack(self.detector.new_threshold(), self.rules.new_state())
         return track
 
-    def _decide(self, batch: WindowBatch) -> Decisions:
+    def decide(self, batch: WindowBatch, scored: tuple[np.ndarray, np.ndarray]) -> Decisions:
+        """Thresholds and alarm rules over a batch's windows and their ``score``s, in order."""
         n = len(batch)
-        scores, errors = self.detector.score(batch.windows)
+        scores, errors = scored
         levels = np.empty(n)
         anomalous = np.zeros(n, bool)
         alarm = np.zeros(n, bool)
@@ -188,4 +206,9 @@ _BIG = float(np.finfo(np.float32).max)
 
 
 def _finite(value: float) -> float:
-    return float(np.nan_to_num(value, nan=0.0, posinf=_BIG, neginf=-_BIG))
+    """``value`` as a float with NaN as 0 and infinities as float32's extremes (once per window: plain
+    Python, a numpy call here costs more than the rest of the decision)."""
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    return 0.0 if value != value else (_BIG if value > 0 else -_BIG)

@@ -13,7 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from sensorwatch.pipeline.stream.processor import Decisions, Processor
+from sensorwatch.pipeline.stream.windows import WindowBatch
 from sensorwatch.schemas.readings import parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 
@@ -70,37 +73,88 @@ class StepOutput:
         return self.decisions.events
 
 
+@dataclass
+class Parsed:
+    """A poll's records parsed, before anything touched the processor's state: the readings (each
+    with the record it came from), the dead letters, and the next offset of each partition."""
+
+    records: Sequence[Polled]
+    channels: frozenset[str]  # the channel set the readings were checked against
+    readings: list[tuple[Reading, Polled]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[Partition, int] = field(default_factory=dict)
+
+
+@dataclass
+class Windowed:
+    """A poll windowed: what ``decide`` needs besides the windows' scores."""
+
+    polled: int
+    batch: WindowBatch
+    origin: dict[int, Polled]
+    dead_letters: list[DeadLetter]
+    offsets: dict[Partition, int]
+    owners: dict[str, Partition]
+    replayed: int
+
+
 def step(processor: Processor, records: Sequence[Polled], rules: ParseRules, now_ms: int, now: float = 0.0) -> StepOutput:
     """Parse, window, score and decide one poll's ``records`` (in partition order), arriving at
-    clock time ``now``. Readings that a restored state already holds are skipped, not re-applied."""
-    channels = frozenset(processor.detector.spec.channels)
-    readings: list[Reading] = []
-    origin: dict[int, Polled] = {}
-    dead: list[DeadLetter] = []
-    offsets: dict[Partition, int] = {}
-    owners: dict[str, Partition] = {}
-    replayed = 0
+    clock time ``now``. Readings that a restored state already holds are skipped, not re-applied.
+    The service runs the same four stages, with the next poll fetched while a forward pass runs."""
+    windowed = window(processor, parse(records, rules, processor.channels, now_ms), rules, now_ms, now)
+    return decide(processor, windowed, processor.score(windowed.batch))
+
+
+def parse(records: Sequence[Polled], rules: ParseRules, channels: frozenset[str], now_ms: int) -> Parsed:
+    """Parse and validate each record against ``channels``; touches no state, so it may run while
+    the poll before is still being scored."""
+    out = Parsed(records, channels)
     for rec in records:
-        tp = (rec.topic, rec.partition)
-        offsets[tp] = rec.offset + 1
+        out.offsets[(rec.topic, rec.partition)] = rec.offset + 1
         parsed = parse_reading(
             rec.value, rec.key, channels=channels, now_ms=now_ms,
             max_future_ms=rules.max_future_ms, max_bytes=rules.max_bytes,
         )
         if isinstance(parsed, Rejected):
-            dead.append(DeadLetter(rec, parsed.reason, parsed.kind))
-            continue
-        applied = processor.applied.setdefault(parsed.asset_id, {})
+            out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.kind))
+        else:
+            out.readings.append((parsed, rec))
+    return out
+
+
+def window(processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int, now: float = 0.0) -> Windowed:
+    """Put the parsed readings into their assets' windows (skipping what a restored state already
+    holds); the windows that became ready are in ``batch``, to be scored."""
+    if parsed.channels != processor.channels:  # a new model version came with other channels
+        parsed = parse(parsed.records, rules, processor.channels, now_ms)
+    readings: list[Reading] = []
+    origin: dict[int, Polled] = {}
+    owners: dict[str, Partition] = {}
+    replayed = 0
+    applied_of = processor.applied
+    for reading, rec in parsed.readings:
+        tp = (rec.topic, rec.partition)
+        applied = applied_of.get(reading.asset_id)
+        if applied is None:
+            applied = applied_of[reading.asset_id] = {}
         if rec.offset < applied.get(tp, 0):
             replayed += 1
             continue
         applied[tp] = rec.offset + 1
-        readings.append(parsed)
-        origin[id(parsed)] = rec
-        owners[parsed.asset_id] = tp
-    out = StepOutput(len(records), processor.process(readings, now), dead, offsets, owners, replayed)
-    for kind, misplaced in (("late", out.decisions.windows.late), ("duplicate", out.decisions.windows.duplicates)):
-        out.dead_letters.extend(DeadLetter(origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}", kind) for r in misplaced)
+        readings.append(reading)
+        origin[id(reading)] = rec
+        owners[reading.asset_id] = tp
+    batch = processor.window(readings, now)
+    return Windowed(len(parsed.records), batch, origin, parsed.dead_letters, parsed.offsets, owners, replayed)
+
+
+def decide(processor: Processor, windowed: Windowed, scored: tuple[np.ndarray, np.ndarray]) -> StepOutput:
+    """Thresholds and alarms over the scored windows, in order; the misplaced readings become dead letters."""
+    w = windowed
+    out = StepOutput(w.polled, processor.decide(w.batch, scored), w.dead_letters, w.offsets, w.owners, w.replayed)
+    for kind, misplaced in (("late", w.batch.late), ("duplicate", w.batch.duplicates)):
+        out.dead_letters.extend(DeadLetter(w.origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}", kind) for r in misplaced)
     return out
 
 

@@ -46,7 +46,7 @@ class AssetTrack:
         if self.run_start is None:
             self.run_start = start_ms
         if score > self.peak:
-            self.peak, self.peak_errors = score, errors
+            self.peak, self.peak_errors = score, np.array(errors)  # a copy: not a view that holds the whole batch
 
     def export(self) -> dict[str, Any]:
         return {

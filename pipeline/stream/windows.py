@@ -20,13 +20,13 @@ readings are always too far apart is said so instead of silently scoring nothing
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from sensorwatch.schemas.records import Reading
 
@@ -65,7 +65,8 @@ class WindowBatch:
 
 
 class _Asset:
-    """One asset's re-order heap and ring buffer (twice the window, so a window is one slice)."""
+    """One asset's re-order buffer (sorted by event time) and ring buffer (twice the window, so a
+    window is one slice)."""
 
     __slots__ = (
         "pending", "pending_ts", "ring", "ring_ts", "pos", "filled", "since_emit", "last_ts", "newest_ts", "seen_at"
@@ -73,7 +74,7 @@ class _Asset:
     SAVED = ("pos", "filled", "since_emit", "last_ts", "newest_ts")
 
     def __init__(self, window: int, channels: int) -> None:
-        self.pending: list[tuple[int, int, np.ndarray]] = []
+        self.pending: list[tuple[int, list[float]]] = []  # (event time, channel values), in time order
         self.pending_ts: set[int] = set()
         self.ring = np.zeros((2 * window, channels), np.float32)
         self.ring_ts = np.zeros(2 * window, np.int64)
@@ -85,22 +86,28 @@ class _Asset:
         self.seen_at = 0.0  # clock time of the newest arrival (for releasing a quiet asset)
 
     def export(self) -> dict[str, Any]:
-        """Everything the asset's future windows depend on (the clock time is not kept)."""
-        pending = sorted((ts, row) for ts, _, row in self.pending)
+        """Everything the asset's future windows depend on (the clock time is not kept), the same
+        whatever polls brought the readings: the ring's history (its last ``window`` rows at most)
+        moved to the front, the rest zero."""
+        held = min(self.filled, len(self.ring) // 2, self.pos)
+        ring, ring_ts = np.zeros_like(self.ring), np.zeros_like(self.ring_ts)
+        ring[:held], ring_ts[:held] = self.ring[self.pos - held : self.pos], self.ring_ts[self.pos - held : self.pos]
         return {
-            **{name: getattr(self, name) for name in self.SAVED},
-            "ring": self.ring, "ring_ts": self.ring_ts,
-            "pending_ts": np.array([ts for ts, _ in pending], np.int64),
-            "pending": np.stack([row for _, row in pending]) if pending else np.zeros((0, self.ring.shape[1]), np.float32),
+            **{name: getattr(self, name) for name in self.SAVED}, "pos": held,
+            "ring": ring, "ring_ts": ring_ts,
+            "pending_ts": np.array([ts for ts, _ in self.pending], np.int64),
+            "pending": (
+                np.array([row for _, row in self.pending], np.float32) if self.pending
+                else np.zeros((0, self.ring.shape[1]), np.float32)
+            ),
         }
 
-    def load(self, saved: dict[str, Any], seq: itertools.count) -> None:
+    def load(self, saved: dict[str, Any]) -> None:
         for name in self.SAVED:
             setattr(self, name, saved[name])
         self.ring[:], self.ring_ts[:] = saved["ring"], saved["ring_ts"]
-        self.pending = [(int(ts), next(seq), row) for ts, row in zip(saved["pending_ts"], saved["pending"])]
-        heapq.heapify(self.pending)
-        self.pending_ts = {ts for ts, _, _ in self.pending}
+        self.pending = sorted(zip((int(ts) for ts in saved["pending_ts"]), np.asarray(saved["pending"]).tolist()))
+        self.pending_ts = {ts for ts, _ in self.pending}
 
 
 class Windower:
@@ -121,7 +128,6 @@ class Windower:
         self.keep_released = False  # hand out the released readings with each batch (for an archive)
         self.retune(stride, grace_ms, max_gap_ms)
         self._assets: dict[str, _Asset] = {}
-        self._seq = itertools.count()  # ties in the heap keep arrival order
 
     def retune(self, stride: int, grace_ms: int = 0, max_gap_ms: int | None = None) -> None:
         """New stride and time rules from the next reading on; buffers and windows carry on."""
@@ -147,22 +153,30 @@ class Windower:
         if saved["ring"].shape != (2 * self.window, len(self.channels)):
             raise ValueError(f"saved buffers of {asset_id!r} do not fit window {self.window} × {len(self.channels)} channels")
         st = self._assets[asset_id] = _Asset(self.window, len(self.channels))
-        st.load(saved, self._seq)
+        st.load(saved)
 
     def add(self, readings: Iterable[Reading], now: float = 0.0) -> WindowBatch:
         """Take a batch of readings (arriving at clock time ``now``); return the windows that became ready."""
         out = _Collector(self.window, len(self.channels), self.keep_released)
         touched: dict[str, _Asset] = {}
+        assets, channels, window, width = self._assets, self.channels, self.window, len(self.channels)
         for r in readings:
-            st = self._assets.get(r.asset_id)
+            st = assets.get(r.asset_id)
             if st is None:
-                st = self._assets[r.asset_id] = _Asset(self.window, len(self.channels))
-            if st.newest_ts is not None and r.ts_ms <= st.newest_ts and self._misplaced(st, r, out.batch):
+                st = assets[r.asset_id] = _Asset(window, width)
+            ts = r.ts_ms
+            newest = st.newest_ts
+            if newest is not None and ts <= newest and self._misplaced(st, r, out.batch):
                 continue
-            row = np.fromiter((r.values[c] for c in self.channels), np.float32, len(self.channels))
-            heapq.heappush(st.pending, (r.ts_ms, next(self._seq), row))
-            st.pending_ts.add(r.ts_ms)
-            st.newest_ts = r.ts_ms if st.newest_ts is None else max(st.newest_ts, r.ts_ms)
+            values = r.values
+            pending = st.pending
+            if not pending or ts > pending[-1][0]:  # in order: the common case
+                pending.append((ts, [values[c] for c in channels]))
+            else:
+                bisect.insort(pending, (ts, [values[c] for c in channels]), key=_ts_of)
+            st.pending_ts.add(ts)
+            if newest is None or ts > newest:
+                st.newest_ts = ts
             st.seen_at = now
             touched[r.asset_id] = st
         for asset_id, st in touched.items():
@@ -176,7 +190,7 @@ class Windower:
         out = _Collector(self.window, len(self.channels), self.keep_released)
         for asset_id, st in self._assets.items():
             if st.pending and (quiet_since is None or st.seen_at <= quiet_since):
-                self._release(asset_id, st, max(ts for ts, _, _ in st.pending), out)
+                self._release(asset_id, st, st.pending[-1][0], out)
                 out.batch.touched.add(asset_id)
         return out.finish()
 
@@ -199,57 +213,111 @@ class Windower:
         return bool(n and (st.ring_ts[st.pos - n : st.pos] == ts).any())
 
     def _release(self, asset_id: str, st: _Asset, upto: int, out: _Collector) -> None:
-        w = self.window
-        while st.pending and st.pending[0][0] <= upto:
-            ts, _, row = heapq.heappop(st.pending)
-            st.pending_ts.discard(ts)
-            if st.last_ts is not None and self.max_gap_ms is not None and ts - st.last_ts > self.max_gap_ms:
-                if st.filled < w:
-                    out.batch.windowless.append(Windowless(asset_id, st.filled, ts - st.last_ts))
-                st.filled = st.since_emit = 0
-                out.batch.gaps += 1
-            if st.pos == 2 * w:  # keep the newest w-1 rows at the front, so a window is a slice
-                st.ring[: w - 1] = st.ring[w + 1 :]
-                st.ring_ts[: w - 1] = st.ring_ts[w + 1 :]
-                st.pos = w - 1
-            st.ring[st.pos], st.ring_ts[st.pos] = row, ts
-            st.pos += 1
-            st.filled += 1
-            st.last_ts = ts
-            out.batch.released += 1
-            if out.released is not None:
-                out.released.append((asset_id, ts, row))
-            if st.filled >= w:
-                st.since_emit += 1
-                if st.filled == w or st.since_emit >= self.stride:
-                    st.since_emit = 0
-                    out.add(asset_id, st.ring[st.pos - w : st.pos], st.ring_ts[st.pos - w], ts)
+        """Move the asset's waiting readings up to event time ``upto`` into its ring, a gap-free run
+        at a time, and emit the windows they complete (a few array operations per asset and poll)."""
+        pending = st.pending
+        if not pending or pending[0][0] > upto:
+            return
+        cut = len(pending) if pending[-1][0] <= upto else bisect.bisect_right(pending, upto, key=_ts_of)
+        taken = pending[:cut]
+        del pending[:cut]
+        times = [t for t, _ in taken]
+        st.pending_ts.difference_update(times)
+        rows = np.array([row for _, row in taken], np.float32).reshape(cut, len(self.channels))
+        ts = np.array(times, np.int64)
+        out.batch.released += cut
+        if out.released is not None:
+            out.released.append((asset_id, ts, rows))
+        a, gap_ms = 0, self.max_gap_ms
+        if gap_ms is not None:
+            last = st.last_ts
+            for i, t in enumerate(times):
+                if last is not None and t - last > gap_ms:
+                    if i > a:
+                        self._append(asset_id, st, ts[a:i], rows[a:i], out)
+                    if st.filled < self.window:
+                        out.batch.windowless.append(Windowless(asset_id, st.filled, t - last))
+                    st.filled = st.since_emit = 0
+                    out.batch.gaps += 1
+                    a = i
+                last = t
+        self._append(asset_id, st, ts[a:], rows[a:], out)
+
+    def _append(self, asset_id: str, st: _Asset, ts: np.ndarray, rows: np.ndarray, out: _Collector) -> None:
+        """Append gap-free readings in time order to the asset's ring; emit the first full window,
+        then one every ``stride`` readings."""
+        w, k = self.window, len(ts)
+        held = min(st.filled, w)
+        if st.pos + k <= 2 * w:  # room in the ring: the usual case
+            buf, buf_ts, base = st.ring, st.ring_ts, st.pos - held
+            buf[st.pos : st.pos + k], buf_ts[st.pos : st.pos + k] = rows, ts
+        elif held + k <= 2 * w:  # move the history to the front first
+            buf, buf_ts, base = st.ring, st.ring_ts, 0
+            buf[:held], buf_ts[:held] = buf[st.pos - held : st.pos], buf_ts[st.pos - held : st.pos]
+            buf[held : held + k], buf_ts[held : held + k] = rows, ts
+        else:  # more readings than the ring holds: work on a copy
+            buf = np.concatenate((st.ring[st.pos - held : st.pos], rows))
+            buf_ts = np.concatenate((st.ring_ts[st.pos - held : st.pos], ts))
+            base = 0
+        if st.filled >= w:  # the next window is due when since_emit reaches the stride
+            first = max(0, self.stride - st.since_emit - 1)
+        else:  # the first window is due when the ring fills
+            first = w - st.filled - 1
+        if first < k:
+            n = (k - 1 - first) // self.stride + 1
+            end = base + held + first  # the first window's last row in buf
+            rs, cs = buf.strides
+            windows = as_strided(buf[end - w + 1 :], (n, w, buf.shape[1]), (self.stride * rs, rs, cs)).copy()
+            ends = slice(end, end + (n - 1) * self.stride + 1, self.stride)
+            starts = slice(end - w + 1, end - w + 1 + (n - 1) * self.stride + 1, self.stride)
+            out.add(asset_id, windows, buf_ts[starts].copy(), buf_ts[ends].copy())
+            st.since_emit = k - 1 - first - (n - 1) * self.stride
+        elif st.filled >= w:
+            st.since_emit += k
+        top = base + held + k
+        if buf is st.ring:
+            st.pos = top
+        else:
+            keep = min(top, w)  # the newest readings: the next window's history and the duplicate check
+            st.ring[:keep], st.ring_ts[:keep] = buf[top - keep : top], buf_ts[top - keep : top]
+            st.pos = keep
+        st.filled += k
+        st.last_ts = int(ts[-1])
+
+
+def _ts_of(item: tuple[int, list[float]]) -> int:
+    return item[0]
 
 
 class _Collector:
     def __init__(self, window: int, channels: int, keep_released: bool = False) -> None:
         self.batch = WindowBatch([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, window, channels), np.float32))
         self.channels = channels
-        self.released: list[tuple[str, int, np.ndarray]] | None = [] if keep_released else None
+        # Per release, the asset id, its event times and its rows.
+        self.released: list[tuple[str, np.ndarray, np.ndarray]] | None = [] if keep_released else None
         self._windows: list[np.ndarray] = []
-        self._start: list[int] = []
-        self._end: list[int] = []
+        self._start: list[np.ndarray] = []
+        self._end: list[np.ndarray] = []
 
-    def add(self, asset_id: str, window: np.ndarray, start: int, end: int) -> None:
-        self.batch.asset_ids.append(asset_id)
-        self._windows.append(window.copy())
-        self._start.append(int(start))
-        self._end.append(int(end))
+    def add(self, asset_id: str, windows: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
+        """One asset's consecutive windows (n, window, channels) with their first and last event times."""
+        self.batch.asset_ids.extend([asset_id] * len(windows))
+        self._windows.append(windows)
+        self._start.append(start)
+        self._end.append(end)
 
     def finish(self) -> WindowBatch:
         if self._windows:
-            self.batch.windows = np.stack(self._windows)
-            self.batch.start_ms = np.asarray(self._start, np.int64)
-            self.batch.end_ms = np.asarray(self._end, np.int64)
+            self.batch.windows = np.concatenate(self._windows) if len(self._windows) > 1 else self._windows[0]
+            self.batch.start_ms = np.concatenate(self._start)
+            self.batch.end_ms = np.concatenate(self._end)
         if self.released is not None:
-            self.batch.released_ids = [a for a, _, _ in self.released]
-            self.batch.released_ts = np.fromiter((t for _, t, _ in self.released), np.int64, len(self.released))
+            self.batch.released_ids = [a for a, ts, _ in self.released for _ in range(len(ts))]
+            self.batch.released_ts = (
+                np.concatenate([ts for _, ts, _ in self.released]) if self.released else np.zeros(0, np.int64)
+            )
             self.batch.released_rows = (
-                np.stack([r for _, _, r in self.released]) if self.released else np.zeros((0, self.channels), np.float32)
+                np.concatenate([r for _, _, r in self.released]) if self.released
+                else np.zeros((0, self.channels), np.float32)
             )
         return self.batch

@@ -1,0 +1,261 @@
+"""End-to-end throughput against its two limits: what the Kafka client can consume, and what the
+model can score.
+
+On the embedded broker, N readings (default 200 assets × 1,000, 5 channels) on a 4-partition
+topic; in one run:
+
+  a. raw group consumption of those records, decoding each (orjson) and committing each poll, no
+     other work: the client's limit, for kafka-python (the default client) and confluent-kafka;
+  b. the compiled forward pass alone on as many windows of the model's shape, in polls' worth;
+  c. the service end to end (``Service.on_kafka`` with the settings' defaults, the archive on), in
+     replica processes of its own, from the group's first commit until it has committed every
+     record: at stride 1 and stride 5, with each client, and with two replicas in one group.
+
+Each replica process reports when it started, so the run also gives start-up to first commit
+(Python, TensorFlow, the model and the group join; the model is built, not fetched from MLflow).
+
+Prints one JSON object with the rates and the ratios c/a and c/b, and writes it to
+``benchmarks/results/throughput.json``. Asserts no timing.
+
+    python benchmarks/throughput.py [--assets 200] [--readings 1000] [--partitions 4] [--strides 1,5]
+        [--clients kafka-python,confluent-kafka] [--replicas 1,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def detector_for(window_preset: str = "plant"):
+    """An untrained model of the preset's shape (the speed does not depend on the weights), with a
+    threshold no score reaches: every window is scored, none alarms."""
+    from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.presets import preset
+    from sensorwatch.models.spec import DetectorSpec
+    from sensorwatch.pipeline.dev.simulator import CHANNELS
+
+    recipe = preset(window_preset)
+    n = len(CHANNELS)
+    spec = DetectorSpec(list(CHANNELS), [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": 1e30},
+                        recipe=recipe, interval_ms=1000)
+    return Detector(build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1").warm_up()
+
+
+def raw_consumption(settings, total: int) -> float:
+    """Readings per second a bare kafka-python group consumer reaches: poll, decode, commit."""
+    from sensorwatch.pipeline.kafka import clients
+
+    consumer = clients.consumer(settings.model_copy(update={"group_id": f"raw-{uuid.uuid4().hex[:8]}"}),
+                                settings.readings_topic)
+    seen, began = 0, None
+    try:
+        while seen < total:
+            polled = consumer.poll(timeout_ms=500, max_records=settings.max_poll_records)
+            for records in polled.values():
+                for r in records:
+                    orjson.loads(r.value)
+                seen += sum(len(records) for records in polled.values())
+            if polled:
+                began = began or time.perf_counter()
+                consumer.commit()
+        return total / (time.perf_counter() - began)
+    finally:
+        consumer.close()
+
+
+def raw_confluent(settings, total: int) -> float:
+    """The same for a bare confluent-kafka (librdkafka) group consumer."""
+    from confluent_kafka import Consumer
+
+    from sensorwatch.pipeline.kafka.confluent import config
+
+    conf = config(settings.model_copy(update={"group_id": f"raw-{uuid.uuid4().hex[:8]}"}))
+    conf.pop("logger")
+    conf["enable.auto.offset.store"] = True  # commit() commits what was consumed
+    consumer = Consumer(conf)
+    consumer.subscribe([settings.readings_topic])
+    seen, began = 0, None
+    try:
+        while seen < total:
+            messages = consumer.consume(settings.max_poll_records, 0.5)
+            for m in messages:
+                if m.error() is None:
+                    orjson.loads(m.value())
+                    seen += 1
+            if messages:
+                began = began or time.perf_counter()
+                consumer.commit(asynchronous=False)
+        return total / (time.perf_counter() - began)
+    finally:
+        consumer.close()
+
+
+def forward_only(detector, total: int, batch: int) -> float:
+    """Windows per second of the compiled forward pass alone, in batches of one poll's windows."""
+    spec = detector.spec
+    x = np.random.default_rng(0).normal(size=(batch, spec.window, len(spec.channels))).astype(np.float32)
+    detector.score(x)
+    began, done = time.perf_counter(), 0
+    while done < total:
+        detector.score(x[: min(batch, total - done)])
+        done += min(batch, total - done)
+    return total / (time.perf_counter() - began)
+
+
+def committed(admin, group: str) -> int:
+    offsets = admin.list_group_offsets(group).get(group, {})
+    return sum(max(getattr(meta, "offset", meta), 0) for meta in offsets.values())
+
+
+def replica(settings_json: str) -> None:
+    """One replica process: the service on the benchmark's model until SIGTERM."""
+    from sensorwatch.pipeline.service.loop import Service
+    from sensorwatch.pipeline.service.signals import stop_on_signals
+    from sensorwatch.pipeline.settings import Settings
+
+    stop = threading.Event()
+    stop_on_signals(stop)
+    stats = Service.on_kafka(Settings(**json.loads(settings_json)), detector_for()).run(stop)
+    print(json.dumps(dataclasses.asdict(stats)), flush=True)
+
+
+def end_to_end(settings, fields: dict[str, object], total: int, replicas: int,
+               profile: Path | None = None) -> dict[str, float]:
+    """``replicas`` service processes in one group, from the first commit until every record is
+    committed; start-up is from spawning the processes to that first commit."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    command = [sys.executable, __file__, "--replica", json.dumps(fields)]
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for _ in range(replicas)]
+    spies = [] if profile is None else [  # attached: they write their profile when the replica exits
+        subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--threads", "--format", "raw",
+                          "--rate", "200", "--pid", str(p.pid), "-o", str(profile.with_suffix(f".{i}.txt"))],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for i, p in enumerate(procs)]
+    first = first_at = None
+    try:
+        while True:
+            done = committed(admin, settings.group_id)
+            now = time.perf_counter()
+            if done and first is None:
+                first, first_at = done, now
+            if done >= total:
+                break
+            if now - started > 900:
+                raise RuntimeError(f"the service committed {done} of {total} in 900 s")
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a replica exited (code {[p.returncode for p in procs]}) after {done} of {total}")
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        stats = []
+        for p in procs:
+            try:
+                out, _ = p.communicate(timeout=60)
+                stats.append(json.loads(out.strip().splitlines()[-1]))
+            except (subprocess.TimeoutExpired, ValueError, IndexError):
+                p.kill()
+        for spy in spies:
+            spy.wait(60)
+        admin.close()
+    return {"readings_per_s": round((total - first) / max(now - first_at, 1e-9)),
+            "first_commit_s": round(first_at - started, 2),
+            **{k: round(sum(s.get(k, 0) for s in stats), 2) for k in ("records", "windows", "batches", "busy_s", "scoring_s")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=int, default=200)
+    parser.add_argument("--readings", type=int, default=1000, help="Readings per asset.")
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--strides", default="1,5")
+    parser.add_argument("--clients", default="kafka-python,confluent-kafka")
+    parser.add_argument("--replicas", default="1,2", help="Replica counts to run (at stride 1, kafka-python).")
+    parser.add_argument("--out", default="throughput.json", help="Name of the result file in benchmarks/results/.")
+    parser.add_argument("--profile", type=Path, help="Folder for py-spy profiles of the replicas (collapsed stacks).")
+    parser.add_argument("--replica", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.replica:
+        return replica(args.replica)
+
+    from sensorwatch.pipeline.dev.broker import EmbeddedBroker
+    from sensorwatch.pipeline.dev.replay import produce_frame
+    from sensorwatch.pipeline.dev.simulator import Simulator
+    from sensorwatch.pipeline.kafka import clients
+    from sensorwatch.pipeline.settings import Settings
+
+    detector = detector_for()
+    frame = Simulator(assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000).normal(args.readings)
+    total = len(frame)
+    topics = clients.service_topics(Settings())
+    with EmbeddedBroker(topics, partitions=args.partitions) as broker, tempfile.TemporaryDirectory() as tmp:
+        common = {"bootstrap_servers": broker.bootstrap_servers, "archive_uri": str(Path(tmp) / "archive"),
+                  "reload_interval_s": 0}
+        base = Settings(**common)
+        clients.ensure_topics(base, clients.service_topics(base), partitions=args.partitions)
+        produce_frame(base, frame, progress=False)
+        result: dict[str, object] = {
+            "benchmark": "throughput", "host": platform.node(), "cores": os.cpu_count(), "readings": total,
+            "assets": args.assets, "channels": len(detector.spec.channels), "window": detector.spec.window,
+            "partitions": args.partitions,
+        }
+        clients_ = args.clients.split(",")
+        raw = {"kafka-python": raw_consumption(base, total)}
+        if "confluent-kafka" in clients_:
+            raw["confluent-kafka"] = raw_confluent(base, total)
+        result["raw_consumption_per_s"] = {c: round(r) for c, r in raw.items()}
+        forward = forward_only(detector, total, base.max_poll_records)
+        result["forward_windows_per_s"] = round(forward)
+        runs = [(client, stride, 1) for client in clients_ for stride in (int(s) for s in args.strides.split(","))]
+        runs += [("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1]
+        for client, stride, replicas in runs:
+            fields = {**common, "group_id": f"bench-{uuid.uuid4().hex[:8]}", "stride": stride, "kafka_client": client}
+            name = f"service_{client}_stride_{stride}" + (f"_replicas_{replicas}" if replicas > 1 else "")
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            run = end_to_end(Settings(**fields), fields, total, replicas, args.profile and args.profile / name)
+            run["vs_raw_kafka_python"] = round(run["readings_per_s"] / raw["kafka-python"], 2)
+            if client != "kafka-python":
+                run["vs_raw_same_client"] = round(run["readings_per_s"] / raw[client], 2)
+            run["windows_vs_forward"] = round(run["windows"] / (total / run["readings_per_s"]) / forward, 2)
+            # The scoring stage alone: windows per second of forward pass inside the service.
+            if run["scoring_s"]:  # (a service that does not time its forward pass apart reports 0)
+                run["scoring_stage_windows_per_s"] = round(run["windows"] / run["scoring_s"] * replicas)
+                run["scoring_stage_vs_forward"] = round(run["scoring_stage_windows_per_s"] / forward, 2)
+            result[name] = run
+            print(name, run, file=sys.stderr, flush=True)
+        one = result.get("service_kafka-python_stride_1")
+        for n in (int(r) for r in args.replicas.split(",")):
+            several = result.get(f"service_kafka-python_stride_1_replicas_{n}")
+            if one and several:
+                result[f"replicas_{n}_scaling"] = round(several["readings_per_s"] / one["readings_per_s"], 2)
+    print(json.dumps(result, indent=2))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
