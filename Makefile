@@ -1,6 +1,6 @@
 # make demo — set everything up and run the demo on embedded defaults
 # make test — set everything up and run the tests
-# make bench — the performance benchmarks, each writing benchmarks/results/*.json (about 15 min on 2 cores)
+# make bench — the performance benchmarks, each writing benchmarks/results/*.json (about 25 min on 2 cores)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin

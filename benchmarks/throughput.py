@@ -232,7 +232,13 @@ def main() -> None:
         runs = [(client, stride, 1) for client in clients_ for stride in (int(s) for s in args.strides.split(","))]
         runs += [("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1]
         for client, stride, replicas in runs:
-            fields = {**common, "group_id": f"bench-{uuid.uuid4().hex[:8]}", "stride": stride, "kafka_client": client}
+            # A topic of its own for each run: the state changelog goes by the readings topic, and
+            # a run must not restore the state of the one before (it would skip every reading).
+            run_id = uuid.uuid4().hex[:8]
+            fields = {**common, "group_id": f"bench-{run_id}", "readings_topic": f"readings-{run_id}",
+                      "stride": stride, "kafka_client": client}
+            clients.ensure_topics(Settings(**fields), [fields["readings_topic"]], partitions=args.partitions)
+            produce_frame(Settings(**fields), frame, progress=False)
             name = f"service_{client}_stride_{stride}" + (f"_replicas_{replicas}" if replicas > 1 else "")
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,25 @@ def test_windows_continue_across_batches_and_ring_wrap() -> None:
     assert last.windows[0, :, 0].tolist() == [28.0, 29.0, 30.0]
 
 
+@pytest.mark.parametrize("sizes", [[1] * 40, [7, 33], [40], [3, 29, 8]])
+def test_windows_and_saved_state_do_not_depend_on_how_readings_were_split(sizes) -> None:
+    """The ring takes a poll's readings as a block; its windows, and the state a checkpoint saves,
+    are those of one reading at a time, whatever the poll sizes."""
+    readings = [r(t) for t in range(1, 41)]
+    one = Windower(["a", "b"], window=5, stride=2)
+    expected = np.concatenate([one.add([x]).windows for x in readings])
+    split = Windower(["a", "b"], window=5, stride=2)
+    got, at = [], 0
+    for size in sizes:
+        got.append(split.add(readings[at : at + size]).windows)
+        at += size
+    np.testing.assert_array_equal(np.concatenate(got), expected)
+    mine, theirs = split.export("p1"), one.export("p1")
+    assert mine.keys() == theirs.keys()
+    for key in mine:
+        np.testing.assert_array_equal(np.asarray(mine[key]), np.asarray(theirs[key]), err_msg=key)
+
+
 def test_assets_are_independent() -> None:
     w = Windower(["a", "b"], window=2)
     out = w.add([r(1, "x"), r(1, "y"), r(2, "y"), r(2, "x")])

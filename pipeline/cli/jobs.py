@@ -74,18 +74,19 @@ def train(
 
 
 class _HeldBack(logging.Filter):
-    """Holds back what one thread logs until ``release``: then it is logged in order (with its
-    own times), or dropped. A start-up that fails says why in one line, not between join news."""
+    """Holds back what other threads than the main one log (the group join, the Kafka clients'
+    I/O) until ``release``: then it is logged in order, with its own times, or dropped. A start-up
+    that fails says why in one line, not between the join's news."""
 
-    def __init__(self, thread: str) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.thread, self.records = thread, []
+        self.records: list[logging.LogRecord] = []
         self.handlers = list(logging.getLogger().handlers)
         for handler in self.handlers:
             handler.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.threadName == self.thread:
+        if record.threadName != "MainThread":
             self.records.append(record)
             return False
         return True
@@ -121,10 +122,7 @@ def _champion(settings: Settings) -> tuple[Detector, Store]:
 
     keep_compiled(settings.cache_dir / "compiled")
     store = store_of(settings)
-    began = time.perf_counter()
-    detector = load_champion(store, settings.model_alias, cache_of(settings)).warm_up()
-    log.info("champion version=%s loaded and compiled in %.1f s", detector.version, time.perf_counter() - began)
-    return detector, store
+    return load_champion(store, settings.model_alias, cache_of(settings)).warm_up(), store
 
 
 @recipe_options
@@ -152,16 +150,20 @@ def serve(
     stop_on_signals(stop)  # a stop asked for while the model loads ends the service before its first poll
     # The group is joined on a thread while the model loads and compiles: start-up pays for the
     # longer of the two, not both.
-    held = _HeldBack("sensorwatch-connect")  # its news follows the model's, or is dropped with it
+    held = _HeldBack()  # the join's news follows the model's, or is dropped with it
     joining = _in_background(connect, settings, settings.session_timeout_ms / 1000)
+    began = time.perf_counter()
     try:
         detector, store = _champion(settings)
     except BaseException:
         held.release(log_them=False)
         joining.add_done_callback(lambda f: f.exception() is None and f.result().close())
         raise
-    held.release(log_them=True)
+    # A join that already failed (refused login, bad certificate) is told in its own one line.
+    held.release(log_them=not (joining.done() and joining.exception() is not None))
+    loaded_s = time.perf_counter() - began
     connection = joining.result()
+    log.info("champion version=%s loaded and compiled in %.1f s", detector.version, loaded_s)
     stats = Service.on_kafka(settings, detector, store, connection).run(stop)
     typer.echo(
         f"stopped: {stats.records} records, {stats.scored} scored, {stats.rejected} dead-lettered, "
