@@ -91,11 +91,12 @@ class _HeldBack(logging.Filter):
             return False
         return True
 
-    def release(self, log_them: bool) -> None:
+    def release(self, log_them: bool, ours_only: bool = False) -> None:
         for handler in self.handlers:
             handler.removeFilter(self)
         for record in self.records if log_them else ():
-            logging.getLogger(record.name).handle(record)
+            if not ours_only or record.name.startswith("sensorwatch"):
+                logging.getLogger(record.name).handle(record)
         self.records = []
 
 
@@ -159,8 +160,10 @@ def serve(
         held.release(log_them=False)
         joining.add_done_callback(lambda f: f.exception() is None and f.result().close())
         raise
-    # A join that already failed (refused login, bad certificate) is told in its own one line.
-    held.release(log_them=not (joining.done() and joining.exception() is not None))
+    # A join that already failed (refused login, bad certificate) is told in its own one line,
+    # after what the service said meanwhile (not the Kafka client's own noise).
+    failed = joining.done() and joining.exception() is not None
+    held.release(log_them=True, ours_only=failed)
     loaded_s = time.perf_counter() - began
     connection = joining.result()
     log.info("champion version=%s loaded and compiled in %.1f s", detector.version, loaded_s)
