@@ -143,7 +143,8 @@ def serve(
         bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
         **(recipe or {}),
     ))
-    from sensorwatch.pipeline.service.loop import Service, connect
+    from sensorwatch.pipeline.service.connect import connect
+    from sensorwatch.pipeline.service.loop import Service
     from sensorwatch.pipeline.service.signals import stop_on_signals
 
     setup_logging(verbose=True)

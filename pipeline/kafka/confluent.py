@@ -11,12 +11,10 @@ and listed in ``assigned_new`` until their state is restored; partitions taken a
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from sensorwatch.pipeline.errors import UserError
-from sensorwatch.pipeline.kafka import reach
-from sensorwatch.pipeline.kafka.source import QUIET_PROBE_S
+from sensorwatch.pipeline.kafka.source import QuietProbe
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.step import Partition, Polled
 
@@ -73,7 +71,7 @@ class ConfluentSource:
         self.assigned_new: set[Partition] = set()
         self.max_records = settings.max_poll_records
         self.assignments = 0
-        self._quiet_since = self._probed_at = time.monotonic()
+        self.probe = QuietProbe(settings)
         self.consumer = confluent_kafka.Consumer(config(settings))
         self.consumer.subscribe([settings.readings_topic], on_assign=self._assigned, on_revoke=self._revoked)
 
@@ -97,7 +95,6 @@ class ConfluentSource:
         out an unreachable broker as ``KafkaSource`` does."""
         timeout = (self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms) / 1000
         messages = self.consumer.consume(self.max_records, timeout)
-        now = time.monotonic()
         out: list[Polled] = []
         for m in messages:
             error = m.error()
@@ -107,12 +104,7 @@ class ConfluentSource:
                 raise RuntimeError(f"Kafka consumer: {error.str()}")
             else:  # transient (a broker going away, a partition end): librdkafka retries itself
                 log.debug("Kafka consumer: %s", error.str())
-        if out:
-            self._quiet_since = now
-        elif now - self._quiet_since >= QUIET_PROBE_S and now - self._probed_at >= QUIET_PROBE_S:
-            self._probed_at = now
-            if reach.unreachable(self.settings.bootstrap_servers) is not None:
-                reach.wait_for_broker(self.settings.bootstrap_servers, self.settings.broker_timeout_s)
+        self.probe.polled(bool(out))
         return out
 
     def resume(self, partitions: set[Partition]) -> None:

@@ -24,6 +24,25 @@ log = logging.getLogger("sensorwatch.pipeline")
 QUIET_PROBE_S = 5.0  # seconds without records before the broker is looked at
 
 
+class QuietProbe:
+    """After ``QUIET_PROBE_S`` without records, look whether the broker is still there (at most
+    that often), and if not, wait it out (``reach.wait_for_broker``: one line, backoff,
+    ``BrokerError`` after ``broker_timeout_s``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._quiet_since = self._probed_at = time.monotonic()
+
+    def polled(self, got_records: bool) -> None:
+        now = time.monotonic()
+        if got_records:
+            self._quiet_since = now
+        elif now - self._quiet_since >= QUIET_PROBE_S and now - self._probed_at >= QUIET_PROBE_S:
+            self._probed_at = now
+            if reach.unreachable(self.settings.bootstrap_servers) is not None:
+                reach.wait_for_broker(self.settings.bootstrap_servers, self.settings.broker_timeout_s)
+
+
 class _Listener(ConsumerRebalanceListener):
     def __init__(self, source: KafkaSource) -> None:
         self.source = source
@@ -53,7 +72,7 @@ class KafkaSource:
         self.assigned_new: set[Partition] = set()  # given, paused until their state is restored
         self.max_records = settings.max_poll_records  # the service lowers it when scoring is slow
         self.assignments = 0  # rebalances that gave this replica partitions
-        self._quiet_since = self._probed_at = time.monotonic()
+        self.probe = QuietProbe(settings)
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
@@ -65,13 +84,7 @@ class KafkaSource:
         not, waits it out (``reach.wait_for_broker``: one line, backoff, ``BrokerError`` after
         ``broker_timeout_s``)."""
         polled = self.consumer.poll(self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms, self.max_records)
-        now = time.monotonic()
-        if polled:
-            self._quiet_since = now
-        elif now - self._quiet_since >= QUIET_PROBE_S and now - self._probed_at >= QUIET_PROBE_S:
-            self._probed_at = now
-            if reach.unreachable(self.settings.bootstrap_servers) is not None:
-                reach.wait_for_broker(self.settings.bootstrap_servers, self.settings.broker_timeout_s)
+        self.probe.polled(bool(polled))
         return [
             Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
         ]

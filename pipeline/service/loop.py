@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from sensorwatch.models.cache import ChampionCache
@@ -30,9 +29,8 @@ from sensorwatch.pipeline.stream.step import (
 )
 
 if TYPE_CHECKING:
-    from kafka import KafkaProducer
-
     from sensorwatch.models.detector import Detector
+    from sensorwatch.pipeline.service.connect import Connection
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -79,50 +77,6 @@ def serving_decisions(settings: Settings, detector: Detector) -> dict[str, objec
     return decisions
 
 
-@dataclass
-class Connection:
-    """The Kafka side of one replica: its consumer in the group, its producer, the changelog topic."""
-
-    source: Source
-    producer: KafkaProducer
-    changelog_topic: str
-
-    def close(self) -> None:
-        self.source.close()
-        self.producer.close()
-
-
-def connect(settings: Settings, join_s: float = 0.0) -> Connection:
-    """Reach the broker, make sure of the changelog topic, make the consumer and the producer.
-
-    With ``join_s``, poll until the group has given this consumer its partitions (or ``join_s``
-    has passed): partitions given are paused until the service restores their state, so no
-    reading is fetched before there is a model to score it. ``serve`` does this on a thread while
-    the model loads and compiles, so the group's join wait is not added to start-up.
-    """
-    from sensorwatch.pipeline.kafka import changelog, clients, reach
-    from sensorwatch.pipeline.kafka.source import KafkaSource
-
-    reach.wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s)
-    topic = changelog.ensure_changelog(settings)
-    if settings.kafka_client == "confluent-kafka":
-        from sensorwatch.pipeline.kafka.confluent import ConfluentSource
-
-        source: Source = ConfluentSource(settings)
-    else:
-        source = KafkaSource(settings)
-    try:
-        producer = clients.producer(settings)
-        deadline = time.monotonic() + join_s
-        while not source.assigned and time.monotonic() < deadline:
-            if source.poll(100):  # cannot happen: what is given is paused
-                raise RuntimeError("records fetched before the service was ready")
-    except BaseException:
-        source.close()
-        raise
-    return Connection(source, producer, topic)
-
-
 class Service:
     """One scoring replica: a source, the processor and its state, the checkpoint and its sinks."""
 
@@ -154,7 +108,6 @@ class Service:
         self._quiet_checked = time.monotonic()
         self._scorer = ThreadPoolExecutor(1, thread_name_prefix="sensorwatch-score")
         self._pending: tuple[Windowed, Future, float] | None = None  # a poll being scored
-        self._busy = 0.0
         self.source.max_records = min(settings.max_poll_records, FIRST_POLL_RECORDS)
         self._model_version(detector.version)
 
@@ -167,6 +120,8 @@ class Service:
         made beforehand (the group joined while the model loaded); else one is made here."""
         from sensorwatch.pipeline.kafka import changelog
         from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
+
+        from sensorwatch.pipeline.service.connect import connect
 
         connection = connection or connect(settings)
         source, producer, topic = connection.source, connection.producer, connection.changelog_topic
