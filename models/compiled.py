@@ -7,10 +7,8 @@ Batches are padded to a few fixed sizes so the compiler traces a handful of shap
 
 from __future__ import annotations
 
-import os
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
@@ -53,24 +51,6 @@ def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     # "max": one channel far off is enough, however quiet the others are.
     score = keras.ops.max(err, axis=1) if reduce.startswith("max") else keras.ops.mean(err, axis=1)
     return score, err
-
-
-def keep_compiled(folder: Path) -> None:
-    """Keep the compiled forward passes in ``folder``, so a restart loads them instead of compiling
-    again (seconds of start-up on a CPU). Entries are keyed by the computation itself, so a new
-    model version adds its own and never reuses another's. A cache the user configured wins."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        flags = os.environ.get("TF_XLA_FLAGS", "")
-        if "tf_xla_persistent_cache_directory" not in flags:
-            folder.mkdir(parents=True, exist_ok=True)  # read by TensorFlow at its first XLA compile
-            os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
-    elif backend == "jax":
-        import jax
-
-        if not jax.config.jax_compilation_cache_dir:
-            folder.mkdir(parents=True, exist_ok=True)
-            jax.config.update("jax_compilation_cache_dir", str(folder))
 
 
 def _backend_compile(fn, window: int, channels: int):

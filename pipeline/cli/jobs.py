@@ -117,11 +117,12 @@ def _in_background(fn: Callable[..., T], *args: object) -> Future[T]:
 def _champion(settings: Settings) -> tuple[Detector, Store]:
     """The champion, from MLflow or its local copy, compiled (what was compiled before is kept in
     the cache folder and loaded, not compiled again)."""
+    from sensorwatch.models.compile_cache import keep_compiled
+
+    keep_compiled(settings.cache_dir / "compiled")  # before Keras is imported: TensorFlow reads it then
     from sensorwatch.models.cache import load_champion
-    from sensorwatch.models.compiled import keep_compiled
     from sensorwatch.pipeline.jobs.train import cache_of, store_of
 
-    keep_compiled(settings.cache_dir / "compiled")
     store = store_of(settings)
     return load_champion(store, settings.model_alias, cache_of(settings)).warm_up(), store
 
