@@ -85,9 +85,12 @@ class Settings(BaseSettings, Recipe):
     reload_interval_s: float = Field(
         30.0, ge=0, description="How often the service checks whether the champion alias moved (0: never)."
     )
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus metrics endpoint (0: off).")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the operator endpoints: /healthz (alive), /readyz (partitions, model, broker) and /metrics (Prometheus); 0: off.")
     log_every_s: float = Field(
         60.0, gt=0, description="Least time between two warnings of the same kind about the same asset."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="How log records are written to standard error: text lines, or json for log shippers (one object per line).",
     )
 
     # Models and MLflow

@@ -50,6 +50,9 @@ class ListSource:
         self.journal.append("commit")
         self.committed.update(offsets)
 
+    def lag(self) -> dict[int, int]:
+        return {}
+
     def close(self) -> None:
         self.closed = True
 

@@ -6,6 +6,7 @@ Importing it loads no Keras or TensorFlow: each command imports what it needs wh
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 from typer.exceptions import TyperException
@@ -13,7 +14,8 @@ from typer.exceptions import TyperException
 from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.cache import RegistryUnreachable
 from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
-from sensorwatch.pipeline.cli import dev, jobs, lifecycle, review
+from sensorwatch.pipeline.cli import dev, jobs, lifecycle, review, settings_cmd
+from sensorwatch.pipeline.cli.options import log_format_option
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
 
 app = typer.Typer(
@@ -26,12 +28,36 @@ evaluate_app = typer.Typer(no_args_is_help=True, help="Detection quality on publ
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(review.app, name="review")
 
+# Every command takes --log-format; `settings` declares it itself, as one of the settings it shows.
 for command in (
     dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect,
     lifecycle.retrain, lifecycle.promote, lifecycle.drift,
 ):
-    app.command()(command)
-evaluate_app.command("skab")(jobs.evaluate_skab)
+    app.command()(log_format_option(command))
+evaluate_app.command("skab")(log_format_option(jobs.evaluate_skab))
+for registered in review.app.registered_commands:
+    registered.callback = log_format_option(registered.callback)
+app.command()(settings_cmd.settings)
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"sensorwatch {version('sensorwatch')}")
+        except PackageNotFoundError:  # the source tree on the path, not installed
+            typer.echo("sensorwatch (not installed)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the installed version and exit.")
+    ] = False,
+) -> None:
+    pass  # the help is the app's own (above)
 
 # Problems of input, settings or environment: one line on stderr and exit status 2.
 KNOWN = (

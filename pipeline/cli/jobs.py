@@ -132,7 +132,7 @@ def serve(
     bootstrap_servers: Servers = None,
     group_id: Annotated[str | None, typer.Option(help="Consumer group.")] = None,
     tracking_uri: Tracking = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Prometheus metrics port (0: off).")] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Port of /healthz, /readyz and /metrics (0: off).")] = None,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Run the scoring service: one replica of the consumer group, deciding by the champion's recipe.
@@ -145,12 +145,17 @@ def serve(
         **(recipe or {}),
     ))
     from sensorwatch.pipeline.service.connect import connect
+    from sensorwatch.pipeline.service.health import Endpoints, Health
     from sensorwatch.pipeline.service.loop import Service
+    from sensorwatch.pipeline.service.metrics import ServiceMetrics
     from sensorwatch.pipeline.service.signals import stop_on_signals
 
     setup_logging(verbose=True)
     stop = threading.Event()
     stop_on_signals(stop)  # a stop asked for while the model loads ends the service before its first poll
+    # /healthz answers while the model loads (alive, not ready): an orchestrator waits, not restarts.
+    metrics, health = ServiceMetrics(), Health(settings)
+    endpoints = Endpoints(settings.metrics_port, metrics, health) if settings.metrics_port else None
     # The group is joined on a thread while the model loads and compiles: start-up pays for the
     # longer of the two, not both.
     held = _HeldBack()  # the join's news follows the model's, or is dropped with it
@@ -160,6 +165,8 @@ def serve(
         detector, store = _champion(settings)
     except BaseException:
         held.release(log_them=False)
+        if endpoints is not None:
+            endpoints.close()
         joining.add_done_callback(lambda f: f.exception() is None and f.result().close())
         raise
     # A join that already failed (refused login, bad certificate) is told in its own one line,
@@ -168,8 +175,13 @@ def serve(
     held.release(log_them=True, ours_only=failed)
     loaded_s = time.perf_counter() - began
     connection = joining.result()
-    log.info("champion version=%s loaded and compiled in %.1f s", detector.version, loaded_s)
-    stats = Service.on_kafka(settings, detector, store, connection).run(stop)
+    log.info(
+        "champion version=%s model=%s loaded and compiled in %.1f s; serving broker=%s group=%s topic=%s port=%s",
+        detector.version, settings.model_name, loaded_s, settings.bootstrap_servers, settings.group_id,
+        settings.readings_topic, endpoints.port if endpoints else "off",
+    )
+    service = Service.on_kafka(settings, detector, store, connection, metrics=metrics, health=health, endpoints=endpoints)
+    stats = service.run(stop)
     typer.echo(
         f"stopped: {stats.records} records, {stats.scored} scored, {stats.rejected} dead-lettered, "
         f"{stats.windows} windows, {stats.anomalies} anomalies"

@@ -1,8 +1,9 @@
-"""What the commands share: settings from flags, common options, and the recipe options.
+"""What the commands share: settings from flags, common options, logging, and the recipe options.
 
 ``recipe_options`` gives a command one option per field of the detector recipe (and ``--preset``),
 generated from ``Recipe`` itself, so ``train``, ``serve``, ``detect`` and ``evaluate`` accept the
-same options with the same help, and a new recipe field needs no CLI change.
+same options with the same help, and a new recipe field needs no CLI change. ``log_format_option``
+gives every command ``--log-format`` the same way (the command line adds it to each).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import typer
 
 from sensorwatch.models.presets import PRESETS
 from sensorwatch.models.recipe import Recipe
+from sensorwatch.pipeline.cli.jsonlog import JsonFormatter
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.settings import Settings
 
@@ -32,6 +34,13 @@ Servers = Annotated[
 ]
 Tracking = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
+LogFormat = Annotated[
+    Literal["text", "json"] | None,
+    typer.Option(
+        "--log-format", show_default=False,
+        help="Log records as text, or as one JSON object per line for log shippers (default: SENSORWATCH_LOG_FORMAT).",
+    ),
+]
 # The same names as sensorwatch.pipeline.data.csvfiles.TIME_UNITS (a test holds them equal): that
 # module brings pandas, which the command line does not load before a command runs.
 TimeUnit = Annotated[
@@ -49,13 +58,15 @@ def settings_from(**overrides: Any) -> Settings:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    given = {k: v for k, v in overrides.items() if v is not None}
+    given = {k: v for k, v in {**_shared_flags, **overrides}.items() if v is not None}
     try:
-        return Settings(**given)
+        settings = Settings(**given)
     except ValidationError as exc:
         raise UserError(_invalid(exc.errors()[0], given)) from None
     except SettingsError as exc:  # a value in the environment or .env that is not even parsed
         raise UserError(_unparsed(exc)) from None
+    _log_as(settings.log_format)  # a command may set up logging before it reads its settings
+    return settings
 
 
 def job_settings(**overrides: Any) -> Settings:
@@ -75,7 +86,8 @@ def job_settings(**overrides: Any) -> Settings:
     return settings
 
 
-def _env_name(field: str) -> str:
+def env_name(field: str) -> str:
+    """The variable a setting reads: ``SENSORWATCH_<FIELD>``."""
     return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
 
 
@@ -90,7 +102,7 @@ def _invalid(err: Any, given: dict[str, Any]) -> str:
         return f"{field.replace('_', '-')}: {inner}{msg}"
     value = err.get("input")
     shown = f" (it holds {value!r})" if isinstance(value, str) and len(value) <= 80 and repr(value) not in msg else ""
-    return f"{_env_name(field)}: {inner}{msg}{shown}"
+    return f"{env_name(field)}: {inner}{msg}{shown}"
 
 
 def _unparsed(exc: Exception) -> str:
@@ -105,7 +117,7 @@ def _unparsed(exc: Exception) -> str:
         why = f"not JSON ({cause.msg}): {text!r}"
     else:
         why = str(cause or exc).splitlines()[0]
-    return f"{_env_name(field)}{where}: {why}"
+    return f"{env_name(field)}{where}: {why}"
 
 
 def need_servers(settings: Settings) -> Settings:
@@ -129,12 +141,21 @@ def _log_stream() -> TextIO:
     return sys.stderr
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# The handler setup_logging installed (a host that configured logging itself, such as a test
+# runner, keeps its own format), and the format the settings chose.
+_ours: list[logging.Handler] = []
+_log_format = "text"
+
+
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=_log_stream() if not logging.getLogger().handlers else None,
-    )
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(_log_stream())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO if verbose else logging.WARNING)
+        _ours.append(handler)
+    _log_as(_log_format)
     import mlflow  # noqa: F401  (it sets its loggers' levels when imported: set ours after it)
 
     for noisy in ("kafka", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
@@ -156,6 +177,43 @@ _CHATTER = (
 
 def _not_chatter(record: logging.LogRecord) -> bool:
     return not any(record.name.startswith(name) and text in record.getMessage() for name, text in _CHATTER)
+
+
+def _log_as(log_format: str) -> None:
+    global _log_format
+    _log_format = log_format
+    for handler in _ours:
+        handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    # A library's warnings.warn() is printed over several lines: a log shipper gets it as a record.
+    logging.captureWarnings(log_format == "json" and bool(_ours))
+
+
+# Flags every command takes (``log_format_option``): settings_from puts them under the command's own.
+_shared_flags: dict[str, Any] = {}
+
+
+def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--log-format`` to ``command``; given, it overrides ``SENSORWATCH_LOG_FORMAT`` in the
+    settings the command reads, and so the format of its log records."""
+    extra = inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormat)
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, log_format: str | None = None, **kwargs: Any) -> Any:
+        _shared_flags.update(log_format=log_format)
+        try:
+            return command(*args, **kwargs)
+        finally:
+            _shared_flags.clear()
+
+    return _signed(wrapper, [*inspect.signature(command, eval_str=True).parameters.values(), extra])
+
+
+def _signed(wrapper: Callable[..., Any], params: list[inspect.Parameter]) -> Callable[..., Any]:
+    """``wrapper`` with ``params`` as its signature and type hints, which Typer reads (evaluated)."""
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _option_type(annotation: Any) -> type:
@@ -201,11 +259,7 @@ def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
         return command(*args, recipe=recipe, **kwargs)
 
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "recipe"]
-    # Typer reads the signature and the type hints: both must be the ones above, evaluated.
-    wrapper.__signature__ = inspect.Signature(own + extra)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in own + extra}
-    del wrapper.__wrapped__
-    return wrapper
+    return _signed(wrapper, own + extra)
 
 
 def _parse_json(name: str, text: str) -> Any:

@@ -72,6 +72,7 @@ class ConfluentSource:
         self.max_records = settings.max_poll_records
         self.assignments = 0
         self.probe = QuietProbe(settings)
+        self.positions: dict[int, int] = {}  # partition → the offset after the last record polled
         self.consumer = confluent_kafka.Consumer(config(settings))
         self.consumer.subscribe([settings.readings_topic], on_assign=self._assigned, on_revoke=self._revoked)
 
@@ -88,6 +89,8 @@ class ConfluentSource:
     def _revoked(self, consumer, partitions) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.assigned -= gone
+        for _, partition in gone:
+            self.positions.pop(partition, None)
         self.on_revoke(gone)
 
     def poll(self, timeout_ms: int | None = None) -> list[Polled]:
@@ -100,12 +103,23 @@ class ConfluentSource:
             error = m.error()
             if error is None:
                 out.append(Polled(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+                self.positions[m.partition()] = m.offset() + 1
             elif error.fatal():
                 raise RuntimeError(f"Kafka consumer: {error.str()}")
             else:  # transient (a broker going away, a partition end): librdkafka retries itself
                 log.debug("Kafka consumer: %s", error.str())
         self.probe.polled(bool(out))
         return out
+
+    def lag(self) -> dict[int, int]:
+        """Records on each assigned partition after the last one polled, by the partition end that
+        librdkafka last fetched (partitions not fetched from yet are left out)."""
+        lag = {}
+        for topic, partition in self.assigned:
+            _, end = self.consumer.get_watermark_offsets(self._kafka.TopicPartition(topic, partition), cached=True)
+            if end >= 0 and partition in self.positions:
+                lag[partition] = max(end - self.positions[partition], 0)
+        return lag
 
     def resume(self, partitions: set[Partition]) -> None:
         """Start fetching partitions whose state is restored."""

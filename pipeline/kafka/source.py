@@ -50,6 +50,8 @@ class _Listener(ConsumerRebalanceListener):
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in revoked}
         self.source.assigned -= gone
+        for _, partition in gone:
+            self.source.positions.pop(partition, None)
         self.source.on_revoke(gone)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
@@ -73,6 +75,7 @@ class KafkaSource:
         self.max_records = settings.max_poll_records  # the service lowers it when scoring is slow
         self.assignments = 0  # rebalances that gave this replica partitions
         self.probe = QuietProbe(settings)
+        self.positions: dict[int, int] = {}  # partition → the offset after the last record polled
         self.consumer = clients.consumer(settings)
         self.consumer.subscribe([settings.readings_topic], listener=_Listener(self))
 
@@ -85,9 +88,21 @@ class KafkaSource:
         ``broker_timeout_s``)."""
         polled = self.consumer.poll(self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms, self.max_records)
         self.probe.polled(bool(polled))
+        for tp, records in polled.items():
+            self.positions[tp.partition] = records[-1].offset + 1
         return [
             Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
         ]
+
+    def lag(self) -> dict[int, int]:
+        """Records on each assigned partition after the last one polled, as far as the last fetch
+        from it knows the partition's end (partitions not fetched from yet are left out)."""
+        lag = {}
+        for topic, partition in self.assigned:
+            end = self.consumer.highwater(TopicPartition(topic, partition))
+            if end is not None and partition in self.positions:
+                lag[partition] = max(end - self.positions[partition], 0)
+        return lag
 
     def resume(self, partitions: set[Partition]) -> None:
         """Start fetching partitions whose state is restored."""

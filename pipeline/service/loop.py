@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sensorwatch.models.cache import ChampionCache
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.registry import Store
 from sensorwatch.pipeline.service.checkpoint import Checkpoint, Sink
+from sensorwatch.pipeline.service.health import Endpoints, Health
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
 from sensorwatch.pipeline.service.reload import Reloader
 from sensorwatch.pipeline.service.report import Reporter, Stats
@@ -52,12 +53,15 @@ class Source(Protocol):
 
     def commit(self, offsets: dict[Partition, int]) -> None: ...
 
+    def lag(self) -> dict[int, int]: ...
+
     def close(self) -> None: ...
 
 
 Restore = Callable[[set[int], Processor], int]
 FIRST_POLL_RECORDS = 64
 PIPELINED_POLL_MS = 10  # the longest a poll waits for records while the one before is scored
+OBSERVE_EVERY_S = 1.0  # how often lag, state size and readiness are measured for the metrics
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
@@ -90,7 +94,12 @@ class Service:
         *,
         state: Sequence[Sink] = (),
         restore: Restore | None = None,
+        metrics: ServiceMetrics | None = None,
+        health: Health | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
+        """``metrics``, ``health`` and ``endpoints`` may be made before the model loads (``serve``
+        answers /healthz meanwhile); else they are made here, and the endpoints when the run starts."""
         self.settings = settings
         self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
         self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
@@ -100,7 +109,12 @@ class Service:
         )
         self.owners: dict[str, Partition] = {}  # asset id → partition: whose state goes where
         cache = ChampionCache(settings.cache_dir, store.model_name, settings.model_alias) if store else None
-        self.metrics = ServiceMetrics()
+        self.metrics = metrics or ServiceMetrics()
+        self.health = health or Health(settings)
+        self.health.partitions = lambda: self.source.assigned
+        self.metrics.ready.set_function(lambda: float(self.health.ready()[0]))  # asked when scraped
+        self.endpoints = endpoints
+        self._observed = float("-inf")
         self.reloader = Reloader(
             store, settings.model_alias, settings.reload_interval_s, cache=cache, on_refused=self.metrics.model_refused.inc
         )
@@ -113,11 +127,13 @@ class Service:
 
     @classmethod
     def on_kafka(
-        cls, settings: Settings, detector: Detector, store: Store | None = None, connection: Connection | None = None
+        cls, settings: Settings, detector: Detector, store: Store | None = None, connection: Connection | None = None,
+        **operator: Any,
     ) -> Service:
         """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
         as sinks; the state changelog, restored on assignment. ``connection`` is one ``connect``
-        made beforehand (the group joined while the model loaded); else one is made here."""
+        made beforehand (the group joined while the model loaded); else one is made here.
+        ``operator``: the metrics, health and endpoints, when made before (see ``__init__``)."""
         from sensorwatch.pipeline.kafka import changelog
         from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
 
@@ -128,7 +144,7 @@ class Service:
         sinks = [DeadLetterSink(producer, settings.dlq_topic), EventSink(producer, settings.anomalies_topic)]
         service = cls(
             settings, detector, source, sinks, store,
-            restore=lambda parts, processor: changelog.restore(settings, parts, processor),
+            restore=lambda parts, processor: changelog.restore(settings, parts, processor), **operator,
         )
         service.checkpoint.state.append(ChangelogSink(producer, topic, service.processor, service.owners))
         if settings.archive_uri:
@@ -163,10 +179,12 @@ class Service:
         While a poll is being scored the next one waits at most ``PIPELINED_POLL_MS`` for records:
         a quiet stream gets its events at once rather than after a full poll timeout.
         """
-        if self.settings.metrics_port:
-            self.metrics.serve(self.settings.metrics_port)
+        if self.settings.metrics_port and self.endpoints is None:
+            self.endpoints = Endpoints(self.settings.metrics_port, self.metrics, self.health)
         try:
             while not stop.is_set():
+                self.health.beat()
+                self._observe()
                 records = self.source.poll(PIPELINED_POLL_MS if self._pending is not None else None)
                 parsed = self._parse(records) if records else None
                 self._complete()
@@ -182,6 +200,9 @@ class Service:
             began = time.perf_counter()
             self._finish(drain(self.processor), began, force=True)  # what waits for its grace period
         finally:
+            self.health.stopped()
+            if self.endpoints is not None:
+                self.endpoints.close()
             self._scorer.shutdown(wait=True, cancel_futures=True)
             self.reloader.close()
             self.source.close()
@@ -273,5 +294,17 @@ class Service:
             del self.owners[a]
         self.source.assigned_new -= gone
 
+    def _observe(self) -> None:
+        """About once a second: each partition's lag and the state held, for the metrics."""
+        now = time.monotonic()
+        if now - self._observed < OBSERVE_EVERY_S:
+            return
+        self._observed = now
+        self.metrics.partitions_lag(self.source.lag())
+        assets, held = self.processor.windower.held()
+        self.metrics.state_assets.set(assets)
+        self.metrics.state_bytes.set(held)
+
     def _model_version(self, version: str) -> None:
         self.metrics.model_version.set(float(version) if version.isdigit() else 0)
+        self.health.model_version = version

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ServiceMetrics:
@@ -40,9 +40,21 @@ class ServiceMetrics:
             registry=r,
         )
         self.review_pending = Gauge("sensorwatch_review_pending", "Anomaly events waiting for MLflow", registry=r)
+        self.lag = Gauge(
+            "sensorwatch_consumer_lag", "Records on each assigned partition not yet read (high watermark minus position)",
+            ["partition"], registry=r,
+        )
+        self.state_assets = Gauge("sensorwatch_state_assets", "Assets whose window state this replica holds", registry=r)
+        self.state_bytes = Gauge(
+            "sensorwatch_state_window_bytes", "Bytes of the window buffers this replica holds", registry=r
+        )
+        self.ready = Gauge("sensorwatch_ready", "1 when the replica is ready (as /readyz says), else 0", registry=r)
 
-    def serve(self, port: int) -> None:
-        start_http_server(port, registry=self.registry)
+    def partitions_lag(self, lag: dict[int, int]) -> None:
+        """Lag of the partitions assigned now (those gone since are dropped)."""
+        self.lag.clear()
+        for partition, records in lag.items():
+            self.lag.labels(partition=str(partition)).set(records)
 
     def value(self, name: str, **labels: str) -> float:
         """A metric's current value (for summaries and tests)."""

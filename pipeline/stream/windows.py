@@ -138,6 +138,10 @@ class Windower:
     def assets(self) -> list[str]:
         return list(self._assets)
 
+    def held(self) -> tuple[int, int]:
+        """Assets held, and the bytes of their ring buffers (readings and times)."""
+        return len(self._assets), len(self._assets) * 2 * self.window * (4 * len(self.channels) + 8)
+
     def forget(self, asset_ids: Iterable[str]) -> None:
         """Drop assets' state, e.g. when their partition moves to another consumer."""
         for asset_id in asset_ids:
