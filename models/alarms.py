@@ -28,11 +28,29 @@ back to its training level:
 Every window is above the threshold here. The alarm opens at 10 (with so long a span its level
 stays near 10), clears when the score falls to 4, below half its level, and the aftermath at 4
 does not re-open it (the bar is about 5, half the level it cleared at); a new rise to 6 does.
+
+A process also drifts in normal operation (a temperature creeps, a bearing's vibration level
+wanders) further than a short training stretch showed, while faults arrive as changes. With
+``change_factor`` on, each window also brings its *change*: how far some channel's level steps
+inside the window, over the training steps' 99th percentile (``Detector.change``). An alarm opens
+only within ``change_within`` windows of a change above ``change_factor``; an open alarm is not
+affected, and a window without a change figure (a model trained before it existed) always passes:
+
+>>> rules = AlarmRules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=2)
+>>> state = rules.new_state()
+>>> [state.step(True, 5.0, c) for c in (0.1, 0.1, 3.0, 0.1, 0.1, 0.1)]
+[False, False, False, True, True, True]
+
+The first two anomalous windows show no change (a drift): no alarm. The third steps; it and the
+next make the two windows in a row that open the alarm, which then stays open.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+NEVER = 2**31 - 1  # ``since_change`` before any change: far beyond any change_within
 
 
 @dataclass(frozen=True)
@@ -49,6 +67,9 @@ class AlarmRules:
     clear_span: int = 30
     rearm_ratio: float = 0.0
     rearm_half_life: int = 300
+    change_factor: float = 0.0
+    change_within: int = 200
+    drift_windows: int = 0
 
     def __post_init__(self) -> None:
         if self.min_windows < 1 or self.merge_windows < 0 or self.suppress_windows < 0:
@@ -57,6 +78,8 @@ class AlarmRules:
             raise ValueError("clear_ratio must be in [0, 1) and rearm_ratio at least 0")
         if self.clear_span < 1 or self.rearm_half_life < 0:
             raise ValueError("clear_span must be at least 1 and rearm_half_life at least 0 (0: the bar never falls)")
+        if self.change_factor < 0.0 or self.change_within < 1 or self.drift_windows < 0:
+            raise ValueError("change_factor and drift_windows must be at least 0 and change_within at least 1")
 
     def new_state(self) -> AlarmState:
         return AlarmState(self)
@@ -66,8 +89,12 @@ class AlarmState:
     """One asset's alarm: ``step`` takes a window decision (and its smoothed score) and says whether
     an alarm is active."""
 
-    __slots__ = ("rules", "run", "since_last", "active", "opened", "closed", "quiet", "level", "bar", "_alpha", "_decay")
-    SAVED = ("run", "since_last", "active", "quiet", "level", "bar")
+    __slots__ = (
+        "rules", "run", "since_last", "active", "opened", "closed", "quiet", "level", "bar", "since_change", "held",
+        "_alpha", "_decay",
+    )
+    SAVED = ("run", "since_last", "active", "quiet", "level", "bar", "since_change", "held")
+    NEW = {"since_change": NEVER, "held": 0}  # state saved before these existed: as if no change was seen
 
     def __init__(self, rules: AlarmRules) -> None:
         self.rules = rules
@@ -79,13 +106,18 @@ class AlarmState:
         self.quiet = 0  # windows left during which no new alarm may open
         self.level = 0.0  # the open alarm's level: a running mean of its scores
         self.bar = 0.0  # what a score must exceed to count towards a new alarm, after one cleared
+        self.since_change = NEVER  # windows since the last change above change_factor
+        self.held = 0  # anomalous windows in a row held back as a drift
         self._alpha = 2.0 / (rules.clear_span + 1)
         self._decay = 0.5 ** (1.0 / rules.rearm_half_life) if rules.rearm_half_life else 1.0
 
-    def step(self, anomalous: bool, score: float = 0.0) -> bool:
-        """Advance by one window: its decision and the smoothed score behind it (the score only
-        matters when ``clear_ratio`` or ``rearm_ratio`` is on)."""
+    def step(self, anomalous: bool, score: float = 0.0, change: float = math.inf) -> bool:
+        """Advance by one window: its decision, the smoothed score behind it (it only matters when
+        ``clear_ratio`` or ``rearm_ratio`` is on) and its change (only with ``change_factor``)."""
         rules = self.rules
+        if not anomalous:
+            self.held = 0
+        self.since_change = 0 if change > rules.change_factor else min(self.since_change + 1, NEVER)
         self.opened = self.closed = False
         suppressed = self.quiet > 0
         if suppressed:
@@ -97,6 +129,11 @@ class AlarmState:
                 anomalous = False  # far below the alarm's own level: the fault is over
         elif self.bar > 0.0 and score <= self.bar:
             anomalous = False  # no higher than what the last alarm left behind
+        elif anomalous and rules.change_factor > 0.0 and self.since_change > rules.change_within:
+            # Away from training, but no change brought it there: a drift, held back; unless it
+            # lasts drift_windows, as a slowly growing fault (wear, fouling) does.
+            self.held += 1
+            anomalous = bool(rules.drift_windows) and self.held >= rules.drift_windows
         if anomalous:
             self.run += 1
             self.since_last = 0
@@ -120,5 +157,6 @@ class AlarmState:
 
     def load(self, saved: dict[str, float | int | bool]) -> AlarmState:
         for name in self.SAVED:
-            setattr(self, name, saved[name])
+            # State saved before the change rule existed: as if no change had been seen.
+            setattr(self, name, saved[name] if name in saved else self.NEW[name])
         return self

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensorwatch.models.backend import keras
+from sensorwatch.models.change import window_change
 from sensorwatch.models.compiled import Z_LIMIT, Forward, compile_forward
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.models.thresholds import Threshold, threshold_from_dict
@@ -24,6 +25,15 @@ class Detector:
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(scores, per-channel errors) for raw windows (n, W, C): one forward pass."""
         return self._compiled()(windows)
+
+    def change(self, windows: np.ndarray) -> np.ndarray | None:
+        """Each raw window's change (``sensorwatch.models.change``): above the recipe's
+        ``change_factor``, an alarm may open. None for a version trained before changes were fitted."""
+        if self.spec.change_scale is None or self.spec.change_level is None:
+            return None
+        mean, std, _ = self.spec.arrays()
+        z = np.clip((np.asarray(windows, np.float32) - mean) / std, -Z_LIMIT, Z_LIMIT)
+        return window_change(z, np.asarray(self.spec.change_scale), self.spec.change_level)
 
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
         """The model's reconstruction of raw windows (n, W, C), in the readings' own units: what a

@@ -24,7 +24,7 @@ PRESETS: dict[str, Recipe] = {
     "published": Recipe(
         window=30, units=64, latent=32, epochs=30, patience=4, batch_size=64, learning_rate=2e-3,
         score="mean", error_scale="train", threshold_on="validation", threshold_params={"factor": 1.5},
-        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0,
+        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0,
     ),
     # For processes that change operating point in normal operation (the simulated pumps follow a
     # load that steps and ramps every few minutes): the level term and the autocorrelation-weighted
@@ -34,7 +34,7 @@ PRESETS: dict[str, Recipe] = {
     "plant": Recipe(
         window=30, units=64, latent=32, patience=4, batch_size=64, learning_rate=2e-3,
         score="max", error_scale="train", threshold_on="validation", threshold_params={"quantile": 0.999, "factor": 1.0},
-        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0,
+        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0,
     ),
 }
 

@@ -107,6 +107,17 @@ class Recipe(BaseModel):
     rearm_half_life: int = Field(
         300, ge=0, description="Windows in which that bar halves (0: it never falls)."
     )
+    change_factor: float = Field(
+        1.25, ge=0, description="An alarm opens only after a change: some channel's level steps inside a window "
+        "by more than this times the training steps' 99th percentile (0: off).",
+    )
+    change_within: int = Field(
+        200, ge=1, description="Windows after such a change during which an alarm may open.",
+    )
+    drift_windows: int = Field(
+        300, ge=0, description="An anomaly held back for want of a change opens an alarm anyway once it has "
+        "lasted this many windows, as a slowly growing fault does (0: never).",
+    )
 
     # Cadence rules
     max_gap_intervals: float = Field(
@@ -132,6 +143,9 @@ class Recipe(BaseModel):
             clear_span=self.clear_span,
             rearm_ratio=self.rearm_ratio,
             rearm_half_life=self.rearm_half_life,
+            change_factor=self.change_factor,
+            change_within=self.change_within,
+            drift_windows=self.drift_windows,
         )
 
     def cadence(self, interval_ms: int) -> Cadence:
@@ -159,5 +173,5 @@ class Recipe(BaseModel):
 RECIPE_FIELDS: frozenset[str] = frozenset(Recipe.model_fields)
 DECISION_FIELDS: frozenset[str] = frozenset(
     {"stride", "threshold_scale", "min_windows", "merge_windows", "suppress_windows", "clear_ratio", "clear_span", "rearm_ratio",
-     "rearm_half_life", "max_gap_intervals", "grace_intervals", "max_gap_s", "grace_s"}
+     "rearm_half_life", "change_factor", "change_within", "drift_windows", "max_gap_intervals", "grace_intervals", "max_gap_s", "grace_s"}
 )

@@ -22,7 +22,9 @@ class DetectorSpec:
     typical interval between readings of its training data. ``mean``/``std`` scale raw channel
     values; ``error_scale`` divides each channel's reconstruction error so that every channel
     weighs the same in the score; ``threshold`` is the fitted threshold's own description
-    (``sensorwatch.models.thresholds.threshold_from_dict`` reads it).
+    (``sensorwatch.models.thresholds.threshold_from_dict`` reads it). ``change_scale`` divides each
+    channel's in-window step and ``change_level`` is the 99th percentile of the training windows'
+    largest scaled step (``sensorwatch.models.change``); versions trained before them have none.
     """
 
     channels: list[str]
@@ -32,11 +34,13 @@ class DetectorSpec:
     threshold: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe = field(default_factory=Recipe)
     interval_ms: int = LEGACY_INTERVAL_MS
+    change_scale: list[float] | None = None
+    change_level: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.channels)
-        for name in ("mean", "std", "error_scale"):
-            if len(getattr(self, name)) != n:
+        for name in ("mean", "std", "error_scale", "change_scale"):
+            if getattr(self, name) is not None and len(getattr(self, name)) != n:
                 raise ValueError(f"{name} has {len(getattr(self, name))} entries for {n} channels")
         if len(set(self.channels)) != n:
             raise ValueError("channel names must be unique")
@@ -81,6 +85,8 @@ class DetectorSpec:
             threshold=dict(data.get("threshold", {})),
             recipe=Recipe.model_validate(recipe),
             interval_ms=int(data.get("interval_ms", LEGACY_INTERVAL_MS)),
+            change_scale=[float(v) for v in data["change_scale"]] if data.get("change_scale") is not None else None,
+            change_level=float(data["change_level"]) if data.get("change_level") is not None else None,
         )
 
 

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from sensorwatch.models.backend import keras
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.compiled import compile_forward
+from sensorwatch.models.change import fit_change
 from sensorwatch.models.cadence import NoCadenceError, TimeSeries, TrainingDataError, describe_gaps, learn_interval, split_at_gaps
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
@@ -164,8 +165,10 @@ def fit_detector(
         keras.mixed_precision.set_global_policy("float32")
     history = {k: [float(v) for v in vs] for k, vs in fit.history.items()}
     log.info("trained epochs=%d loss=%.5f windows=%d interval_ms=%d", len(history["loss"]), history["loss"][-1], len(x_train), interval)
-    error_scale = _error_scale(model, mean, x_train, recipe, _autocorrelation(scaled))
+    autocorr = _autocorrelation(scaled)
+    error_scale = _error_scale(model, mean, x_train, recipe, autocorr)
     threshold, scores = _threshold(model, mean, error_scale, x_train, x_val, recipe)
+    change_scale, change_level = fit_change(_fit_windows(x_train, x_val, "all"), _slowness(recipe, autocorr))
     spec = DetectorSpec(
         channels=list(channels),
         mean=mean.tolist(),
@@ -174,6 +177,8 @@ def fit_detector(
         threshold=threshold,
         recipe=recipe,
         interval_ms=interval,
+        change_scale=change_scale.astype(float).tolist(),
+        change_level=change_level,
     )
     return TrainedDetector(model, spec, history, options, scores, len(x_train))
 
@@ -215,14 +220,23 @@ def _error_scale(model, mean, x_train, recipe: Recipe, autocorr: np.ndarray) -> 
     zeros, ones = np.zeros_like(mean), np.ones_like(mean)
     _, err_train = compile_forward(model, zeros, ones, ones, recipe.score)(x_train)
     error_scale = np.maximum(err_train.mean(axis=0), 1e-6)
-    if recipe.error_scale == "autocorr":
-        error_scale = error_scale * (1 + autocorr) / (1 - autocorr)
-    return error_scale
+    slowness = _slowness(recipe, autocorr)
+    return error_scale if slowness is None else error_scale * slowness
+
+
+def _slowness(recipe: Recipe, autocorr: np.ndarray) -> np.ndarray | None:
+    """``(1 + r) / (1 - r)`` per channel for the autocorrelation-aware scale, else None."""
+    return (1 + autocorr) / (1 - autocorr) if recipe.error_scale == "autocorr" else None
+
+
+def _fit_windows(x_train: np.ndarray, x_val: np.ndarray, on: str) -> np.ndarray:
+    """The windows a threshold is fitted on: the validation part or all of them."""
+    return x_val if on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
 
 
 def _threshold(model, mean, error_scale, x_train, x_val, recipe: Recipe) -> tuple[dict[str, Any], np.ndarray]:
     """The threshold fitted on validation (or all) window scores, and those scores."""
     zeros, ones = np.zeros_like(mean), np.ones_like(mean)
-    fit_on = x_val if recipe.threshold_on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
+    fit_on = _fit_windows(x_train, x_val, recipe.threshold_on)
     scores, _ = compile_forward(model, zeros, ones, error_scale, recipe.score)(fit_on)
     return make_threshold(recipe.threshold, **recipe.threshold_params).fit(scores).to_dict(), scores

@@ -79,10 +79,13 @@ class Processor:
         """Put readings that arrive at clock time ``now`` into their windows; the ready windows."""
         return self.windower.add(readings, now)
 
-    def score(self, batch: WindowBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Scores and per-channel errors of the batch's windows: one forward pass, touching no
-        state (the service runs it on a worker thread while it fetches the next poll)."""
-        return self.detector.score(batch.windows)
+    def score(self, batch: WindowBatch) -> tuple[np.ndarray, ...]:
+        """Scores and per-channel errors of the batch's windows (one forward pass), and their change
+        when the model has one, touching no state (the service runs it on a worker thread while it
+        fetches the next poll)."""
+        scores, errors = self.detector.score(batch.windows)
+        change = self.detector.change(batch.windows) if len(batch) else None
+        return (scores, errors) if change is None else (scores, errors, change)
 
     def flush(self, quiet_since: float | None = None) -> Decisions:
         """Score what the windower still holds back: everything (end of a file, shutdown), or that of
@@ -151,10 +154,12 @@ class Processor:
             track = self._tracks[asset_id] = AssetTrack(self.detector.new_threshold(), self.rules.new_state())
         return track
 
-    def decide(self, batch: WindowBatch, scored: tuple[np.ndarray, np.ndarray]) -> Decisions:
-        """Thresholds and alarm rules over a batch's windows and their ``score``s, in order."""
+    def decide(self, batch: WindowBatch, scored: tuple[np.ndarray, ...]) -> Decisions:
+        """Thresholds and alarm rules over a batch's windows and their ``score``s (scores, errors
+        and, when the model has them, changes), in order."""
         n = len(batch)
-        scores, errors = scored
+        scores, errors = scored[0], scored[1]
+        change = scored[2] if len(scored) > 2 else None
         levels = np.empty(n)
         anomalous = np.zeros(n, bool)
         alarm = np.zeros(n, bool)
@@ -168,7 +173,7 @@ class Processor:
             level = track.threshold.level()
             levels[i] = level * scale
             anomalous[i] = track.threshold.update(float(scores[i]) / scale)
-            alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last)
+            alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last, math.inf if change is None else float(change[i]))
             end_ms = int(batch.end_ms[i])
             if track.alarm.closed:
                 out.events.append(self._event(asset_id, track, end_ms, levels[i], "cleared"))

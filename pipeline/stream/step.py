@@ -149,7 +149,7 @@ def window(processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int,
     return Windowed(len(parsed.records), batch, origin, parsed.dead_letters, parsed.offsets, owners, replayed)
 
 
-def decide(processor: Processor, windowed: Windowed, scored: tuple[np.ndarray, np.ndarray]) -> StepOutput:
+def decide(processor: Processor, windowed: Windowed, scored: tuple[np.ndarray, ...]) -> StepOutput:
     """Thresholds and alarms over the scored windows, in order; the misplaced readings become dead letters."""
     w = windowed
     out = StepOutput(w.polled, processor.decide(w.batch, scored), w.dead_letters, w.offsets, w.owners, w.replayed)
