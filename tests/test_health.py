@@ -183,19 +183,24 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_s
 
 @pytest.mark.integration
 def test_serve_answers_health_while_loading_and_names_what_it_serves(service_settings, champion, tmp_path) -> None:
+    """``sensorwatch serve`` with the endpoints on, logging JSON for a log shipper."""
     settings = fresh(service_settings)
     port = free_port()
-    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, metrics_port=str(port))
+    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, metrics_port=str(port), log_format="json")
     log = tmp_path / "serve.log"
     try:
         assert wait_for(lambda: get(port, "/healthz")[0] == 200, 60), log.read_text()
         assert wait_for(lambda: get(port, "/readyz")[0] == 200, 90), (get(port, "/readyz"), log.read_text())
-        line = next(line for line in log.read_text().splitlines() if "champion version=" in line)
-        for part in (f"version={champion.version.version}", f"broker={settings.bootstrap_servers}",
-                     f"group={settings.group_id}", f"port={port}"):
-            assert part in line, line
         assert samples(port)[("sensorwatch_model_version", ())] == float(champion.version.version)
     finally:
         proc.terminate()
         proc.wait(60)
-    assert proc.returncode == 0, log.read_text()
+    said = log.read_text().splitlines()  # its stdout and stderr
+    assert proc.returncode == 0, said
+    assert said[-1].startswith("stopped: ")  # the summary is output, not a log record
+    records = [json.loads(line) for line in said[:-1]]
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    line = next(r["message"] for r in records if r["message"].startswith("champion version="))
+    for part in (f"version={champion.version.version}", f"broker={settings.bootstrap_servers}",
+                 f"group={settings.group_id}", f"port={port}"):
+        assert part in line, line

@@ -256,30 +256,4 @@ def test_the_flag_beats_the_variable_and_text_stays_the_default(tmp_path: Path) 
         assert lines and all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO sensorwatch", line) for line in lines), err
 
 
-@pytest.mark.integration
-def test_serve_logs_json_lines(service_settings, champion, plant_after_training, tmp_path: Path) -> None:
-    from helpers import committed, fresh, serve_process, wait_for
-
-    from sensorwatch.pipeline.dev.replay import produce_frame
-    from sensorwatch.pipeline.kafka import clients as kafka
-
-    settings = fresh(service_settings)
-    sim, _ = plant_after_training()
-    frame = sim.normal(100)
-    sent = produce_frame(settings, frame, progress=False)
-    producer = kafka.producer(settings)  # and one for the dead-letter topic
-    producer.send(settings.readings_topic, key=b"pump-01", value=b"{oops").get(timeout=10)
-    producer.close()
-    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, log_format="json")
-    try:
-        assert wait_for(lambda: committed(settings) >= sent + 1, 120), (tmp_path / "serve.log").read_text()
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    finally:
-        proc.kill()
-    said = (tmp_path / "serve.log").read_text().splitlines()  # its stdout and stderr
-    assert proc.returncode == 0, said
-    assert said[-1].startswith("stopped: ")  # the summary is output, not a log record
-    records = [json.loads(line) for line in said[:-1]]
-    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
-    assert any(r["message"].startswith("champion version=") for r in records)
+# serve's JSON logs: tests/test_health.py (the same start checks its endpoints).
