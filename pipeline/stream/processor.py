@@ -81,10 +81,10 @@ class Processor:
 
     def score(self, batch: WindowBatch) -> tuple[np.ndarray, ...]:
         """Scores and per-channel errors of the batch's windows (one forward pass), and their change
-        when the model has one, touching no state (the service runs it on a worker thread while it
-        fetches the next poll)."""
+        when the model has one and the alarm rules ask for it, touching no state (the service runs
+        it on a worker thread while it fetches the next poll)."""
         scores, errors = self.detector.score(batch.windows)
-        change = self.detector.change(batch.windows) if len(batch) else None
+        change = self.detector.change(batch.windows) if len(batch) and self.rules.change_factor > 0 else None
         return (scores, errors) if change is None else (scores, errors, change)
 
     def flush(self, quiet_since: float | None = None) -> Decisions:
