@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from sensorwatch.pipeline.errors import UserError
-from sensorwatch.pipeline.kafka.source import QuietProbe
+from sensorwatch.pipeline.kafka.source import QuietProbe, partition_lag
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.step import Partition, Polled
 
@@ -112,14 +112,13 @@ class ConfluentSource:
         return out
 
     def lag(self) -> dict[int, int]:
-        """Records on each assigned partition after the last one polled, by the partition end that
-        librdkafka last fetched (partitions not fetched from yet are left out)."""
-        lag = {}
-        for topic, partition in self.assigned:
-            _, end = self.consumer.get_watermark_offsets(self._kafka.TopicPartition(topic, partition), cached=True)
-            if end >= 0 and partition in self.positions:
-                lag[partition] = max(end - self.positions[partition], 0)
-        return lag
+        """Records on each assigned partition after the last one polled (``partition_lag``), by the
+        end librdkafka last fetched (negative while it knows none)."""
+        return partition_lag(self.assigned, self.positions, self._end)
+
+    def _end(self, topic: str, partition: int) -> int | None:
+        _, end = self.consumer.get_watermark_offsets(self._kafka.TopicPartition(topic, partition), cached=True)
+        return end if end >= 0 else None
 
     def resume(self, partitions: set[Partition]) -> None:
         """Start fetching partitions whose state is restored."""

@@ -24,6 +24,24 @@ log = logging.getLogger("sensorwatch.pipeline")
 QUIET_PROBE_S = 5.0  # seconds without records before the broker is looked at
 
 
+def partition_lag(
+    assigned: set[Partition], positions: dict[int, int], end: Callable[[str, int], int | None]
+) -> dict[int, int]:
+    """Records on each assigned partition after the last one polled (``positions``), by the end
+    offset the client last fetched (``end``: None where it knows none; such partitions, and those
+    not polled from yet, are left out).
+
+    >>> partition_lag({("r", 0), ("r", 1), ("r", 2)}, {0: 10, 1: 5}, lambda t, p: {0: 12, 2: 7}.get(p))
+    {0: 2}
+    """
+    lag = {}
+    for topic, partition in assigned:
+        last = end(topic, partition)
+        if last is not None and partition in positions:
+            lag[partition] = max(last - positions[partition], 0)
+    return lag
+
+
 class QuietProbe:
     """After ``QUIET_PROBE_S`` without records, look whether the broker is still there (at most
     that often), and if not, wait it out (``reach.wait_for_broker``: one line, backoff,
@@ -95,14 +113,8 @@ class KafkaSource:
         ]
 
     def lag(self) -> dict[int, int]:
-        """Records on each assigned partition after the last one polled, as far as the last fetch
-        from it knows the partition's end (partitions not fetched from yet are left out)."""
-        lag = {}
-        for topic, partition in self.assigned:
-            end = self.consumer.highwater(TopicPartition(topic, partition))
-            if end is not None and partition in self.positions:
-                lag[partition] = max(end - self.positions[partition], 0)
-        return lag
+        """Records on each assigned partition after the last one polled (``partition_lag``)."""
+        return partition_lag(self.assigned, self.positions, lambda t, p: self.consumer.highwater(TopicPartition(t, p)))
 
     def resume(self, partitions: set[Partition]) -> None:
         """Start fetching partitions whose state is restored."""

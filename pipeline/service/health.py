@@ -12,7 +12,6 @@ Both answer JSON with the reasons, 200 or 503.
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,8 +23,6 @@ from prometheus_client import make_wsgi_app
 from sensorwatch.pipeline.kafka import reach
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
 from sensorwatch.pipeline.settings import Settings
-
-log = logging.getLogger("sensorwatch.pipeline")
 
 BROKER_LOOK_S = 1.0  # the least time between two looks at the broker for /readyz
 

@@ -61,7 +61,7 @@ class Source(Protocol):
 Restore = Callable[[set[int], Processor], int]
 FIRST_POLL_RECORDS = 64
 PIPELINED_POLL_MS = 10  # the longest a poll waits for records while the one before is scored
-OBSERVE_EVERY_S = 1.0  # how often lag, state size and readiness are measured for the metrics
+OBSERVE_EVERY_S = 1.0  # how often lag and state size are measured for the metrics
 
 
 def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
@@ -300,10 +300,7 @@ class Service:
         if now - self._observed < OBSERVE_EVERY_S:
             return
         self._observed = now
-        self.metrics.partitions_lag(self.source.lag())
-        assets, held = self.processor.windower.held()
-        self.metrics.state_assets.set(assets)
-        self.metrics.state_bytes.set(held)
+        self.metrics.observe(self.source.lag(), *self.processor.windower.held())
 
     def _model_version(self, version: str) -> None:
         self.metrics.model_version.set(float(version) if version.isdigit() else 0)

@@ -50,11 +50,13 @@ class ServiceMetrics:
         )
         self.ready = Gauge("sensorwatch_ready", "1 when the replica is ready (as /readyz says), else 0", registry=r)
 
-    def partitions_lag(self, lag: dict[int, int]) -> None:
-        """Lag of the partitions assigned now (those gone since are dropped)."""
+    def observe(self, lag: dict[int, int], assets: int, state_bytes: int) -> None:
+        """Lag of the partitions assigned now (those gone since are dropped), and the state held."""
         self.lag.clear()
         for partition, records in lag.items():
             self.lag.labels(partition=str(partition)).set(records)
+        self.state_assets.set(assets)
+        self.state_bytes.set(state_bytes)
 
     def value(self, name: str, **labels: str) -> float:
         """A metric's current value (for summaries and tests)."""
