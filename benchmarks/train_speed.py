@@ -2,7 +2,8 @@
 and Keras backend, with and without mixed precision, and with the fused cuDNN kernel on and off.
 
 Synthetic windows (the speed does not depend on the values); the first epoch compiles and is not
-timed. Prints one JSON object and writes it to ``benchmarks/results/train_speed-<backend>-<device>.json``.
+timed. On a CPU with TensorFlow, the step is also timed compiled with XLA, as sensorwatch trains
+long runs there. Prints one JSON object and writes it to ``benchmarks/results/train_speed-<backend>-<device>.json``.
 Runs on whatever Keras finds: a GPU when there is one (``KERAS_BACKEND=jax`` or ``torch`` where
 TensorFlow is not installed), the CPU otherwise.
 
@@ -53,22 +54,22 @@ def device_name(keras) -> str:
     return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "cpu"
 
 
-def speed(keras, args, mixed: bool, cudnn: bool | str) -> dict[str, object]:
+def speed(keras, args, mixed: bool, cudnn: bool | str, jit: bool | str = "auto") -> dict[str, object]:
     """One configuration's speed, or the error that stopped it (a backend may lack a kernel)."""
     try:
-        return _speed(keras, args, mixed, cudnn)
+        return _speed(keras, args, mixed, cudnn, jit)
     except Exception as exc:  # reported in the result, not raised: the other runs still count
         keras.mixed_precision.set_global_policy("float32")
         return {"error": (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}
 
 
-def _speed(keras, args, mixed: bool, cudnn: bool | str) -> dict[str, object]:
+def _speed(keras, args, mixed: bool, cudnn: bool | str, jit: bool | str) -> dict[str, object]:
     from sensorwatch.models.autoencoder import build_autoencoder
 
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     keras.utils.set_random_seed(0)
     model = build_autoencoder(args.window, args.channels, args.units, use_cudnn=cudnn)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit)
     x = np.random.default_rng(0).normal(size=(args.windows, args.window, args.channels)).astype("float32")
     model.fit(x, x, batch_size=args.batch, epochs=1, verbose=0)  # compiles
     began = time.perf_counter()
@@ -97,6 +98,9 @@ def main() -> None:
     if gpu:
         runs["mixed_float16"] = speed(keras, args, True, "auto")
         runs["float32, cuDNN off"] = speed(keras, args, False, False)
+    elif keras.backend.backend() == "tensorflow":
+        # Keras leaves XLA off on a CPU; sensorwatch turns it on where it pays (TrainOptions.jit_compile).
+        runs["float32, XLA"] = speed(keras, args, False, "auto", True)
     result = {
         "benchmark": "train_speed", "backend": keras.backend.backend(), "keras": keras.__version__, "device": device,
         "host": platform.node(), **vars(args), "runs": runs,
@@ -107,6 +111,8 @@ def main() -> None:
             result["mixed_precision_speedup"] = round(rate["mixed_float16"] / rate["float32"], 2)
         if rate["float32, cuDNN off"]:
             result["cudnn_speedup"] = round(rate["float32"] / rate["float32, cuDNN off"], 2)
+    if rate.get("float32, XLA") and rate["float32"]:
+        result["xla_speedup"] = round(rate["float32, XLA"] / rate["float32"], 2)
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     name = f"train_speed-{result['backend']}-{'gpu' if gpu else 'cpu'}.json"

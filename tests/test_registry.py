@@ -10,7 +10,7 @@ from sensorwatch.models.registry import NoChampionError, alias_version, load_det
 from sensorwatch.models.cadence import TimeSeries, TrainingDataError
 from sensorwatch.models.presets import PRESETS
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.models.training import TrainOptions, fit_detector, make_windows
+from sensorwatch.models.training import TrainOptions, _mean_loss, _split, fit_detector, make_windows
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
 
 pytestmark = pytest.mark.integration
@@ -60,6 +60,21 @@ def test_training_learns_normal_data() -> None:
     losses = trained.history["loss"]
     assert losses[-1] < losses[0] / 2
     assert trained.spec.threshold["method"] == "reference" and trained.spec.threshold["value"] > 0
+
+
+def test_training_keeps_the_weights_of_its_best_epoch() -> None:
+    """Early stopping hands back the epoch with the lowest validation loss, not the last one, and
+    the validation loss it recorded is what the returned model scores on those windows."""
+    frame = Simulator(assets=1, seed=3).normal(700)
+    series = series_by_asset(frame)
+    recipe = Recipe(epochs=30, patience=2, learning_rate=0.05)
+    trained = fit_detector(series, CHANNELS, recipe, TrainOptions(progress=False))
+    val = trained.history["val_loss"]
+    assert len(val) == len(trained.history["loss"]) and np.argmin(val) < len(val) - 1  # it went past its best
+    mean, std, _ = trained.spec.arrays()
+    _, x_val = _split([(series[0].values - mean) / std], recipe)
+    assert _mean_loss(trained.model, x_val) == pytest.approx(min(val), rel=1e-3)
+    assert _mean_loss(trained.model, x_val) < val[-1]
 
 
 def test_too_little_data_is_refused() -> None:

@@ -12,7 +12,7 @@ from sensorwatch.models.registry import Store
 from sensorwatch.pipeline.review.sink import Flagger, ReviewSink
 from sensorwatch.pipeline.stream.processor import Decisions
 from sensorwatch.pipeline.stream.step import StepOutput
-from sensorwatch.pipeline.stream.windows import WindowBatch
+from sensorwatch.pipeline.stream.batch import WindowBatch
 from sensorwatch.schemas.records import AnomalyEvent, Reading, iso_ms
 
 W, C = 4, 2

@@ -231,5 +231,6 @@ def evaluate_skab(
     unknown = [m for m in chosen or [] if m not in METHOD_PARAMS]
     if unknown:
         raise UserError(f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}")
-    report = run(data or settings.skab_dir, out, settings.recipe(), methods=chosen, workers=workers)
+    report = run(data or settings.skab_dir, out, settings.recipe(), methods=chosen, workers=workers,
+                 compiled=settings.cache_dir / "compiled", seed=settings.seed)
     typer.echo(format_report(report))

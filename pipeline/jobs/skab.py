@@ -7,7 +7,9 @@ the same relative path, and compared with the file's ``anomaly`` (point metrics)
 score is computed, as SKAB does. One recipe serves every file; ``halves`` splits the files
 into a tuning half (every other file in sorted order) and a held-out half.
 
-Files run in ``workers`` processes; each loads the deep-learning stack once.
+Files run in ``workers`` processes; each loads the deep-learning stack once and trains every one of its
+files in one kept model, whose training step is compiled once (``TrainOptions.reuse_model``). With a
+``compiled`` folder, the workers keep those compiled programs there, and a later run loads them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from sensorwatch.models.compile_cache import keep_compiled
 from sensorwatch.models.metrics import NabTally, PointCounts, changepoints, nab_scores, nab_tally, point_counts
 from sensorwatch.models.recipe import Recipe
 
@@ -162,7 +165,7 @@ def _one_thread_per_worker(workers: int) -> Iterator[None]:
 
 
 def evaluate_file(
-    data_dir: Path, name: str, out_dir: Path | None, recipe: Recipe, methods: Sequence[str], train_rows: int
+    data_dir: Path, name: str, out_dir: Path | None, recipe: Recipe, methods: Sequence[str], train_rows: int, seed: int = 7
 ) -> list[FileResult]:
     """Train once on one file, decide it under each threshold method, write and score the decisions."""
     from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
@@ -172,7 +175,7 @@ def evaluate_file(
     start = time.perf_counter()
     frame = read_sensor_csv(data_dir / name)
     # Each worker keeps one model in memory and resets it between files.
-    trained = train_on(frame, train_rows, recipe, TrainOptions(progress=False, reuse_model=True))
+    trained = train_on(frame, train_rows, recipe, TrainOptions(seed=seed, progress=False, reuse_model=True))
     trained_s = time.perf_counter() - start
     truth = frame.labels.iloc[train_rows:]
     results = []
@@ -201,10 +204,12 @@ def evaluate_skab(
     train_rows: int = TRAIN_ROWS,
     workers: int = 2,
     progress: bool = True,
+    compiled: Path | None = None,
+    seed: int = 7,
 ) -> SkabReport:
     """Run the SKAB protocol on every file (or the named ``files``) and score it.
 
-    ``recipe`` defaults to the default (best benchmarked) one; ``methods`` (default: the recipe's
+    ``recipe`` defaults to the default (best benchmarked) one, trained from ``seed``; ``methods`` (default: the recipe's
     own threshold method) are compared on the same trained model per file.
     With more than one method, each method's predictions go under ``out_dir/<method>/``.
     """
@@ -217,8 +222,9 @@ def evaluate_skab(
     start = time.perf_counter()
     results: list[FileResult] = []
     bar = tqdm(total=len(names), desc="SKAB files", unit="file", disable=not progress)
-    with _one_thread_per_worker(workers), ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows) for n in names]
+    pool_args: dict[str, Any] = {"initializer": keep_compiled, "initargs": (Path(compiled),)} if compiled else {}
+    with _one_thread_per_worker(workers), ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **pool_args) as pool:
+        futures = [pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, seed) for n in names]
         for done in as_completed(futures):
             results.extend(done.result())
             bar.update()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
 from sensorwatch.pipeline.stream.step import StepOutput
-from sensorwatch.pipeline.stream.windows import Windowless
+from sensorwatch.pipeline.stream.batch import Windowless
 
 log = logging.getLogger("sensorwatch.pipeline")
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.pipeline.stream.tracks import AssetTrack
-from sensorwatch.pipeline.stream.windows import WindowBatch, Windower
+from sensorwatch.pipeline.stream.batch import WindowBatch
+from sensorwatch.pipeline.stream.windows import Windower
 from sensorwatch.schemas.records import AnomalyEvent, Reading, iso_ms
 
 if TYPE_CHECKING:  # loads Keras; the processor only calls it

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sensorwatch.pipeline.stream.processor import Decisions, Processor
-from sensorwatch.pipeline.stream.windows import WindowBatch
+from sensorwatch.pipeline.stream.batch import WindowBatch
 from sensorwatch.schemas.readings import parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 

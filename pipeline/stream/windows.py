@@ -22,46 +22,13 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from sensorwatch.pipeline.stream.batch import Collector, WindowBatch, Windowless
 from sensorwatch.schemas.records import Reading
-
-
-@dataclass(frozen=True, slots=True)
-class Windowless:
-    """A stretch of one asset's readings that a gap ended before it filled a window."""
-
-    asset_id: str
-    readings: int
-    gap_ms: int
-
-
-@dataclass
-class WindowBatch:
-    """Windows ready after one batch of readings, with what could not be placed."""
-
-    asset_ids: list[str]
-    start_ms: np.ndarray
-    end_ms: np.ndarray
-    windows: np.ndarray  # (n, window, channels), float32
-    late: list[Reading] = field(default_factory=list)
-    duplicates: list[Reading] = field(default_factory=list)
-    released: int = 0  # readings that entered a window buffer
-    gaps: int = 0  # buffers reset by a gap
-    windowless: list[Windowless] = field(default_factory=list)
-    touched: set[str] = field(default_factory=set)  # assets whose buffers changed
-    # With ``Windower.keep_released``: the readings that entered a buffer, in release order (an
-    # archive of what was scored): asset ids, event times and channel rows.
-    released_ids: list[str] | None = None
-    released_ts: np.ndarray | None = None
-    released_rows: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.asset_ids)
 
 
 class _Asset:
@@ -161,7 +128,7 @@ class Windower:
 
     def add(self, readings: Iterable[Reading], now: float = 0.0) -> WindowBatch:
         """Take a batch of readings (arriving at clock time ``now``); return the windows that became ready."""
-        out = _Collector(self.window, len(self.channels), self.keep_released)
+        out = Collector(self.window, len(self.channels), self.keep_released)
         touched: dict[str, _Asset] = {}
         assets, channels, window, width = self._assets, self.channels, self.window, len(self.channels)
         for r in readings:
@@ -191,7 +158,7 @@ class Windower:
     def flush(self, quiet_since: float | None = None) -> WindowBatch:
         """Release every reading still waiting for its grace period (at shutdown or end of file);
         with ``quiet_since``, only those of assets that received nothing after that clock time."""
-        out = _Collector(self.window, len(self.channels), self.keep_released)
+        out = Collector(self.window, len(self.channels), self.keep_released)
         for asset_id, st in self._assets.items():
             if st.pending and (quiet_since is None or st.seen_at <= quiet_since):
                 self._release(asset_id, st, st.pending[-1][0], out)
@@ -216,7 +183,7 @@ class Windower:
         n = min(st.filled, self.window)
         return bool(n and (st.ring_ts[st.pos - n : st.pos] == ts).any())
 
-    def _release(self, asset_id: str, st: _Asset, upto: int, out: _Collector) -> None:
+    def _release(self, asset_id: str, st: _Asset, upto: int, out: Collector) -> None:
         """Move the asset's waiting readings up to event time ``upto`` into its ring, a gap-free run
         at a time, and emit the windows they complete (a few array operations per asset and poll)."""
         pending = st.pending
@@ -247,7 +214,7 @@ class Windower:
                 last = t
         self._append(asset_id, st, ts[a:], rows[a:], out)
 
-    def _append(self, asset_id: str, st: _Asset, ts: np.ndarray, rows: np.ndarray, out: _Collector) -> None:
+    def _append(self, asset_id: str, st: _Asset, ts: np.ndarray, rows: np.ndarray, out: Collector) -> None:
         """Append gap-free readings in time order to the asset's ring; emit the first full window,
         then one every ``stride`` readings."""
         w, k = self.window, len(ts)
@@ -291,37 +258,3 @@ class Windower:
 
 def _ts_of(item: tuple[int, list[float]]) -> int:
     return item[0]
-
-
-class _Collector:
-    def __init__(self, window: int, channels: int, keep_released: bool = False) -> None:
-        self.batch = WindowBatch([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, window, channels), np.float32))
-        self.channels = channels
-        # Per release, the asset id, its event times and its rows.
-        self.released: list[tuple[str, np.ndarray, np.ndarray]] | None = [] if keep_released else None
-        self._windows: list[np.ndarray] = []
-        self._start: list[np.ndarray] = []
-        self._end: list[np.ndarray] = []
-
-    def add(self, asset_id: str, windows: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-        """One asset's consecutive windows (n, window, channels) with their first and last event times."""
-        self.batch.asset_ids.extend([asset_id] * len(windows))
-        self._windows.append(windows)
-        self._start.append(start)
-        self._end.append(end)
-
-    def finish(self) -> WindowBatch:
-        if self._windows:
-            self.batch.windows = np.concatenate(self._windows) if len(self._windows) > 1 else self._windows[0]
-            self.batch.start_ms = np.concatenate(self._start)
-            self.batch.end_ms = np.concatenate(self._end)
-        if self.released is not None:
-            self.batch.released_ids = [a for a, ts, _ in self.released for _ in range(len(ts))]
-            self.batch.released_ts = (
-                np.concatenate([ts for _, ts, _ in self.released]) if self.released else np.zeros(0, np.int64)
-            )
-            self.batch.released_rows = (
-                np.concatenate([r for _, _, r in self.released]) if self.released
-                else np.zeros((0, self.channels), np.float32)
-            )
-        return self.batch
