@@ -1,14 +1,13 @@
-"""MLflow: log a training run, register the model version, move the alias, load the champion."""
+"""MLflow: the store and its checks, model versions and their aliases, loading the champion (a training
+run is logged and registered by ``sensorwatch.models.register``)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
@@ -17,9 +16,8 @@ import numpy as np
 
 from sensorwatch.models.spec import DetectorSpec
 
-if TYPE_CHECKING:  # both load Keras: imported where a model is logged or loaded
+if TYPE_CHECKING:  # loads Keras: imported where a model is loaded
     from sensorwatch.models.detector import Detector
-    from sensorwatch.models.training import TrainedDetector
 
 log = logging.getLogger("sensorwatch.models")
 
@@ -178,93 +176,6 @@ def experiment_id(client: Any, store: Store, name: str | None = None) -> str:
         if exp is None:
             raise
         return exp.experiment_id
-
-
-def _requirements() -> list[str]:
-    """What loading the model needs: Keras and its backend, as installed. Said outright, because
-    MLflow would otherwise load the model in a subprocess to infer them (seconds per version)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from sensorwatch.models.backend import keras
-
-    needs = [f"keras=={keras.__version__}"]
-    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(keras.backend.backend())
-    if backend:
-        try:
-            needs.append(f"{backend}=={version(backend)}")
-        except PackageNotFoundError:
-            pass
-    return needs
-
-
-def _loss_figure(history: dict[str, list[float]]):
-    """A figure outside pyplot's registry, so a long-running process that retrains keeps no figures."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 3.5))
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    for key, values in history.items():
-        if "loss" in key:
-            ax.plot(range(1, len(values) + 1), values, label=key)
-    ax.set(xlabel="epoch", ylabel="MSE (scaled)", title="training loss", yscale="log")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def log_training(
-    trained: TrainedDetector, store: Store, params: dict[str, Any] | None = None, alias: str | None = None,
-    tags: dict[str, str] | None = None, documents: dict[str, Any] | None = None,
-) -> RegisteredVersion:
-    """Log params, per-epoch losses, the model (Keras flavor, with signature and the detector spec
-    as metadata), ``detector.json`` and a loss plot; register a version; optionally set ``alias``.
-    ``tags`` go on the run and the version; ``documents`` (file name → JSON-able) beside the model."""
-    mlflow = mlflow_for(store, writing=True)
-    from mlflow.models import infer_signature
-
-    sample = np.zeros((2, trained.spec.window, len(trained.spec.channels)), np.float32)
-    signature = infer_signature(sample, np.asarray(trained.model(sample)))
-    with mlflow.start_run(experiment_id=experiment_id(mlflow, store)) as run:
-        mlflow.log_params({**trained.recipe.model_dump(), **asdict(trained.options), "interval_ms": trained.spec.interval_ms,
-                           "channels": ",".join(trained.spec.channels), **(params or {})})
-        for key, values in trained.history.items():
-            for step, value in enumerate(values):
-                mlflow.log_metric(key, value, step=step)
-        mlflow.log_metric("epochs_trained", len(trained.history.get("loss", [])))
-        mlflow.log_metric("threshold", float(trained.spec.threshold.get("value") or 0.0))
-        digest = model_digest(trained.model, trained.spec)
-        mlflow.set_tag(DIGEST_TAG, digest)
-        mlflow.log_dict(trained.spec.to_dict(), "detector.json")
-        for name, document in (documents or {}).items():
-            mlflow.log_dict(document, name)
-        mlflow.set_tags(tags or {})
-        mlflow.log_figure(_loss_figure(trained.history), "loss.png")
-        info = mlflow.keras.log_model(
-            trained.model,
-            name="model",
-            signature=signature,
-            metadata={"detector": trained.spec.to_dict()},
-            pip_requirements=_requirements(),
-        )
-        # MLflow prints its registration notes straight to stderr; they go to our log instead.
-        with contextlib.redirect_stderr(io.StringIO()) as said:
-            registered = mlflow.register_model(info.model_uri, store.model_name)
-        log.debug("mlflow said: %s", said.getvalue().strip())
-    from mlflow import MlflowClient
-
-    version = str(registered.version)
-    client = MlflowClient()
-    kept = {DIGEST_TAG: digest, **(tags or {})}
-    if trained.calibration_scores is not None and len(trained.calibration_scores):
-        kept[P99_TAG] = f"{float(np.quantile(trained.calibration_scores, 0.99)):.9g}"
-    for key, value in kept.items():
-        client.set_model_version_tag(store.model_name, version, key, value)
-    if alias:
-        set_alias(store, version, alias)
-    log.info("registered model=%s version=%s run=%s alias=%s", store.model_name, version, run.info.run_id, alias)
-    return RegisteredVersion(store.model_name, version, run.info.run_id)
 
 
 def set_alias(store: Store, version: str, alias: str = "champion") -> None:

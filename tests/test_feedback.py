@@ -343,7 +343,8 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     """The stream through the service's sinks (archive, review runs in MLflow) with the champion
     registered in a store of its own; one alarm on a fault labelled confirmed, and alarms on no
     fault labelled false-positive (the stream of their assets only)."""
-    from sensorwatch.models.registry import load_detector, log_training
+    from sensorwatch.models.registry import load_detector
+    from sensorwatch.models.register import log_training
     from sensorwatch.pipeline.archive import ArchiveSink, read_archive
     from sensorwatch.pipeline.jobs.train import store_of
     from sensorwatch.pipeline.review.sink import ReviewSink

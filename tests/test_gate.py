@@ -53,7 +53,8 @@ def test_a_challenger_that_misses_confirmed_anomalies_the_champion_finds_is_not_
 def test_a_managed_promotion_moves_the_alias_and_records_who_when_why_and_the_figures(champion, tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import alias_version, log_training
+    from sensorwatch.models.registry import alias_version
+    from sensorwatch.models.register import log_training
     from sensorwatch.pipeline.jobs.retrain import promote
     from sensorwatch.pipeline.jobs.train import store_of
 

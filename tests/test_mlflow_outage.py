@@ -15,7 +15,8 @@ from helpers import committed, fresh, read_all, serve_process, wait_for
 from mlflow_server import MlflowServer
 
 from sensorwatch.models.cache import ChampionCache, RegistryUnreachable, load_champion
-from sensorwatch.models.registry import IntegrityError, Store, StoreError, load_detector, log_training
+from sensorwatch.models.registry import IntegrityError, Store, StoreError, load_detector
+from sensorwatch.models.register import log_training
 from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.service.reload import Reloader

@@ -75,7 +75,8 @@ def test_with_mlflow_out_of_reach_the_buffer_holds_the_newest_and_counts_what_it
 def test_a_tuned_threshold_scale_reaches_a_running_processor_and_keeps_its_alarms(champion, tmp_path) -> None:
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import SCALE_TAG, load_detector, log_training
+    from sensorwatch.models.registry import SCALE_TAG, load_detector
+    from sensorwatch.models.register import log_training
     from sensorwatch.pipeline.service.reload import Reloader
     from sensorwatch.pipeline.stream.processor import Processor
 

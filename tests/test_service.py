@@ -151,7 +151,8 @@ def test_replicas_in_one_group_share_the_partitions(service_settings, champion, 
 
 
 def test_a_new_champion_is_picked_up_without_restart(service_settings, champion) -> None:
-    from sensorwatch.models.registry import log_training, set_alias
+    from sensorwatch.models.registry import set_alias
+    from sensorwatch.models.register import log_training
 
     settings = fresh(service_settings).model_copy(update={"reload_interval_s": 0.01})
     service = Service.on_kafka(settings, load_detector(champion.store, "champion"), champion.store)
@@ -181,7 +182,8 @@ def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeat
     import pyarrow.dataset as ds
 
     from sensorwatch.models.autoencoder import build_autoencoder
-    from sensorwatch.models.registry import Store, log_training
+    from sensorwatch.models.registry import Store
+    from sensorwatch.models.register import log_training
     from sensorwatch.models.training import TrainedDetector, TrainOptions
     from sensorwatch.pipeline.archive import read_archive
     from helpers import committed

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.cadence import TimeSeries
-from sensorwatch.models.registry import RegisteredVersion, Store, log_training
+from sensorwatch.models.registry import RegisteredVersion, Store
+from sensorwatch.models.register import log_training
 from sensorwatch.pipeline.data.csvfiles import SourceError, read_sensor_csv
 from sensorwatch.pipeline.settings import Settings
 

@@ -8,7 +8,6 @@ keeps "running" without committing is worse than one that exits.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -16,12 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sensorwatch.models.cache import ChampionCache
-from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.registry import Store
 from sensorwatch.pipeline.service.checkpoint import Checkpoint, Sink
 from sensorwatch.pipeline.service.health import Endpoints, Health
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
-from sensorwatch.pipeline.service.reload import Reloader
+from sensorwatch.pipeline.service.reload import Reloader, serving_decisions
 from sensorwatch.pipeline.service.report import Reporter, Stats
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.processor import Processor
@@ -32,8 +30,6 @@ from sensorwatch.pipeline.stream.step import (
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
     from sensorwatch.pipeline.service.connect import Connection
-
-log = logging.getLogger("sensorwatch.pipeline")
 
 
 class Source(Protocol):
@@ -62,23 +58,6 @@ Restore = Callable[[set[int], Processor], int]
 FIRST_POLL_RECORDS = 64
 PIPELINED_POLL_MS = 10  # the longest a poll waits for records while the one before is scored
 OBSERVE_EVERY_S = 1.0  # how often lag and state size are measured for the metrics
-
-
-def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
-    """The decision fields the settings set on purpose: they hold for this version and the next
-    ones. Model fields set for serving are reported and left as the version has them."""
-    decisions, fixed = Recipe.split(settings.recipe_overrides())
-    recipe = detector.spec.recipe
-    fixed = {k: v for k, v in fixed.items() if getattr(recipe, k) != v}
-    if fixed:
-        log.warning(
-            "ignored for serving, fixed by model version %s: %s (train a new version to change them)",
-            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())),
-        )
-    changed = {k: v for k, v in decisions.items() if getattr(recipe, k) != v}
-    if changed:
-        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in changed.items()))
-    return decisions
 
 
 class Service:

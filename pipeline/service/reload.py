@@ -2,7 +2,8 @@
 version is loaded, checked and warmed up, then handed to the processor between two polls, and kept
 as the local copy to start from. A registry out of reach, or a version refused (its files changed
 since registration, a model that does not fit its spec), is logged and the check is made again
-later: the service keeps scoring with the model in hand meanwhile."""
+later: the service keeps scoring with the model in hand meanwhile. The decision fields set in the
+settings hold for every version served (``serving_decisions``)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,32 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.cache import ChampionCache
+from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.registry import Store, alias_version, load_detector, version_scale, with_scale
 from sensorwatch.pipeline.stream.processor import Processor
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
+    from sensorwatch.pipeline.settings import Settings
 
 log = logging.getLogger("sensorwatch.pipeline")
+
+
+def serving_decisions(settings: Settings, detector: Detector) -> dict[str, object]:
+    """The decision fields the settings set on purpose: they hold for this version and the next
+    ones. Model fields set for serving are reported and left as the version has them."""
+    decisions, fixed = Recipe.split(settings.recipe_overrides())
+    recipe = detector.spec.recipe
+    fixed = {k: v for k, v in fixed.items() if getattr(recipe, k) != v}
+    if fixed:
+        log.warning(
+            "ignored for serving, fixed by model version %s: %s (train a new version to change them)",
+            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())),
+        )
+    changed = {k: v for k, v in decisions.items() if getattr(recipe, k) != v}
+    if changed:
+        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in changed.items()))
+    return decisions
 
 
 class Reloader:
