@@ -81,3 +81,22 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     series = series_by_asset(frame)
     trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
     return Champion(store_of(settings), version, trained.spec, trained)
+
+
+@pytest.fixture(scope="module")
+def fuzz_inputs() -> Iterator[None]:
+    """Print how many inputs each fuzz test of a module tried (``fuzzing.TRIED``), when it ends."""
+    from fuzzing import TRIED
+
+    yield
+    print(f"\nfuzz inputs tried: {sum(TRIED.values())} " + " ".join(f"{k}={v}" for k, v in sorted(TRIED.items())))
+    TRIED.clear()
+
+
+@pytest.fixture(scope="module")
+def stream(champion):
+    """The champion's plant after its training data with injected faults, decided at scale 1
+    (``alarmstream.fault_stream``): the alarms the feedback tests tune and review."""
+    from alarmstream import fault_stream
+
+    return fault_stream(champion)
