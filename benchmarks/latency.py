@@ -40,6 +40,7 @@ import uuid
 from pathlib import Path
 
 import numpy as np
+from latency_clients import produce, read_events, wait_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVICE = "service_kafka-python_stride_1"  # throughput.py's run of the default client and stride
@@ -117,55 +118,6 @@ def stream_frame(args, normal_sim, faulty_sim, per_asset: int):
     return frame, faults, faulty_assets, faults_per_asset
 
 
-def produce(servers: str, topic: str, assets: list[str], ts: np.ndarray, values: np.ndarray,
-            channels: list[str], rate: float, ready, go, out) -> None:
-    """Producer process: encode every reading, then send them paced at ``rate``, noting each send time."""
-    from sensorwatch.pipeline.dev.replay import Pacer
-    from sensorwatch.pipeline.kafka import clients
-    from sensorwatch.pipeline.settings import Settings
-    from sensorwatch.schemas.readings import encode_reading
-    from sensorwatch.schemas.records import Reading
-
-    rows = values.tolist()
-    messages = [encode_reading(Reading(a, int(t), dict(zip(channels, row)))) for a, t, row in zip(assets, ts.tolist(), rows)]
-    keys = [a.encode() for a in assets]
-    client = clients.producer(Settings(bootstrap_servers=servers))
-    errors: list[Exception] = []
-    sent_at = np.zeros(len(messages))
-    ready.set()
-    go.wait()
-    pacer = Pacer(rate)
-    try:
-        for i, (key, value) in enumerate(zip(keys, messages)):
-            pacer.wait(i)
-            sent_at[i] = time.time()
-            client.send(topic, key=key, value=value).add_errback(errors.append)
-        client.flush()
-    finally:
-        client.close()
-    out.put((sent_at, len(errors), repr(errors[0]) if errors else None))
-
-
-def read_events(servers: str, topic: str, fetch_wait_ms: int, ready, stop, out) -> None:
-    """Reader process: every record of the anomalies topic with the wall time it was received."""
-    from sensorwatch.pipeline.kafka import clients
-    from sensorwatch.pipeline.settings import Settings
-
-    consumer = clients.consumer(Settings(bootstrap_servers=servers), topic, standalone=True,
-                                fetch_max_wait_ms=fetch_wait_ms)
-    got: list[tuple[float, bytes]] = []
-    try:
-        while not stop.is_set():
-            polled = consumer.poll(timeout_ms=100)
-            now = time.time()
-            got.extend((now, r.value) for records in polled.values() for r in records)
-            if not ready.is_set() and consumer.assignment():
-                ready.set()
-    finally:
-        consumer.close()
-    out.put(got)
-
-
 def figures(values_s: list[float]) -> dict[str, float | int]:
     """Count and percentiles of durations given in seconds, in milliseconds."""
     if not values_s:
@@ -174,16 +126,6 @@ def figures(values_s: list[float]) -> dict[str, float | int]:
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return {"count": len(ms), "p50": round(p50, 1), "p90": round(p90, 1), "p99": round(p99, 1),
             "max": round(float(ms.max()), 1)}
-
-
-def wait_for(what: str, done, timeout_s: float, alive=lambda: True) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not done():
-        if not alive():
-            raise RuntimeError(f"stopped while waiting for {what}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"no {what} in {timeout_s:.0f} s")
-        time.sleep(0.05)
 
 
 def main() -> None:
