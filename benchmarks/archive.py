@@ -27,7 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=40_000, help="Readings in all.")
     parser.add_argument("--poll", type=int, default=2000, help="Records per poll.")
-    parser.add_argument("--flush-every", type=int, default=5, help="Polls per checkpoint (archive flush).")
+    parser.add_argument(
+        "--flush-every", type=int, default=5, help="Polls per checkpoint (archive flush)."
+    )
     args = parser.parse_args()
 
     from sensorwatch.models.autoencoder import build_autoencoder
@@ -41,13 +43,33 @@ def main() -> None:
 
     recipe = preset("plant")
     n = len(CHANNELS)
-    spec = DetectorSpec(list(CHANNELS), [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": 1e9},
-                        recipe=recipe, interval_ms=1000)
-    detector = Detector(build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1").warm_up()
+    spec = DetectorSpec(
+        list(CHANNELS),
+        [0.0] * n,
+        [1.0] * n,
+        [1.0] * n,
+        {"method": "reference", "value": 1e9},
+        recipe=recipe,
+        interval_ms=1000,
+    )
+    detector = Detector(
+        build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1"
+    ).warm_up()
     frame = Simulator(assets=8, seed=1).normal(args.readings // 8)
     records = [
-        Polled("r", 0, i, r["asset_id"].encode(), orjson.dumps(
-            {"asset_id": r["asset_id"], "ts": int(r["ts_ms"]), "values": {c: float(r[c]) for c in CHANNELS}}))
+        Polled(
+            "r",
+            0,
+            i,
+            r["asset_id"].encode(),
+            orjson.dumps(
+                {
+                    "asset_id": r["asset_id"],
+                    "ts": int(r["ts_ms"]),
+                    "values": {c: float(r[c]) for c in CHANNELS},
+                }
+            ),
+        )
         for i, r in enumerate(frame.to_dict("records"))
     ]
     polls = [records[i : i + args.poll] for i in range(0, len(records), args.poll)]
@@ -76,15 +98,22 @@ def main() -> None:
     archived, sink_s, size = run(True)
     count = len(records)
     result = {
-        "benchmark": "archive", "host": platform.node(), "cores": os.cpu_count(), "readings": count,
-        "poll": args.poll, "flush_every_polls": args.flush_every,
-        "scoring_per_s": round(count / plain), "scoring_and_archive_per_s": round(count / archived),
-        "archive_time_ratio": round(archived / plain, 2), "archive_alone_per_s": round(count / sink_s),
+        "benchmark": "archive",
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "readings": count,
+        "poll": args.poll,
+        "flush_every_polls": args.flush_every,
+        "scoring_per_s": round(count / plain),
+        "scoring_and_archive_per_s": round(count / archived),
+        "archive_time_ratio": round(archived / plain, 2),
+        "archive_alone_per_s": round(count / sink_s),
         "parquet_bytes_per_reading": round(size / count, 1),
     }
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "archive.json").write_text(json.dumps(result, indent=2) + "\n")
+
 
 if __name__ == "__main__":
     main()

@@ -81,10 +81,15 @@ def train_detector(args, sim):
     series = series_by_asset(history[history["asset_id"].isin(chosen)])
     recipe = preset("plant").updated(epochs=args.epochs, train_stride=args.train_stride)
     began = time.perf_counter()
-    trained = fit_detector(series, list(CHANNELS), recipe, TrainOptions(seed=args.seed, progress=False))
+    trained = fit_detector(
+        series, list(CHANNELS), recipe, TrainOptions(seed=args.seed, progress=False)
+    )
     info = {
-        "assets": len(series), "readings_per_asset": args.train_readings, "epochs": len(trained.history["loss"]),
-        "windows": trained.windows, "seconds": round(time.perf_counter() - began, 1),
+        "assets": len(series),
+        "readings_per_asset": args.train_readings,
+        "epochs": len(trained.history["loss"]),
+        "windows": trained.windows,
+        "seconds": round(time.perf_counter() - began, 1),
         "threshold": round(float(trained.spec.threshold.get("value", float("nan"))), 3),
     }
     return Detector(trained.model, trained.spec, version="1"), info
@@ -108,12 +113,16 @@ def stream_frame(args, normal_sim, faulty_sim, per_asset: int):
     if faults_per_asset:
         with_faults, all_faults = faulty_sim.with_faults(main, faults_per_asset=faults_per_asset)
         count = round(args.faulty * len(normal_sim.asset_ids))
-        picked = np.random.default_rng(args.seed).choice(len(normal_sim.asset_ids), count, replace=False)
+        picked = np.random.default_rng(args.seed).choice(
+            len(normal_sim.asset_ids), count, replace=False
+        )
         faulty_assets = {normal_sim.asset_ids[i] for i in picked}
         faults = [f for f in all_faults if f.asset_id in faulty_assets]
         rows = normal["asset_id"].isin(faulty_assets).to_numpy()
         channels = [c for c in normal.columns if c not in ("asset_id", "ts_ms")]
-        normal.loc[rows, channels] = with_faults.loc[rows, channels].to_numpy()  # same rows, same order
+        normal.loc[rows, channels] = with_faults.loc[
+            rows, channels
+        ].to_numpy()  # same rows, same order
     frame = pd.concat([normal, normal_sim.normal(TAIL)], ignore_index=True)
     return frame, faults, faulty_assets, faults_per_asset
 
@@ -124,28 +133,55 @@ def figures(values_s: list[float]) -> dict[str, float | int]:
         return {"count": 0}
     ms = np.asarray(values_s) * 1000
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"count": len(ms), "p50": round(p50, 1), "p90": round(p90, 1), "p99": round(p99, 1),
-            "max": round(float(ms.max()), 1)}
+    return {
+        "count": len(ms),
+        "p50": round(p50, 1),
+        "p90": round(p90, 1),
+        "p99": round(p99, 1),
+        "max": round(float(ms.max()), 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=None,
-                        help="Readings per second to produce (default: half the measured service maximum, else 5000).")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="Readings per second to produce (default: half the measured service maximum, else 5000).",
+    )
     parser.add_argument("--assets", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=60.0, help="How long readings are produced.")
-    parser.add_argument("--faulty", type=float, default=0.5, help="Share of the assets with injected faults.")
-    parser.add_argument("--faults-per-asset", type=int, default=2, help="At most (fewer when the stream is short).")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="How long readings are produced."
+    )
+    parser.add_argument(
+        "--faulty", type=float, default=0.5, help="Share of the assets with injected faults."
+    )
+    parser.add_argument(
+        "--faults-per-asset", type=int, default=2, help="At most (fewer when the stream is short)."
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--train-assets", type=int, default=8)
-    parser.add_argument("--train-readings", type=int, default=3000, help="Normal readings per training asset.")
+    parser.add_argument(
+        "--train-readings", type=int, default=3000, help="Normal readings per training asset."
+    )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--train-stride", type=int, default=5)
-    parser.add_argument("--commit-interval", type=float, default=None,
-                        help="The service's commit_interval_s (default: the settings' default).")
-    parser.add_argument("--no-archive", action="store_true", help="Run the service without its archive.")
-    parser.add_argument("--reader-fetch-wait-ms", type=int, default=10,
-                        help="fetch_max_wait_ms of the anomaly reader (small, so it adds little itself).")
+    parser.add_argument(
+        "--commit-interval",
+        type=float,
+        default=None,
+        help="The service's commit_interval_s (default: the settings' default).",
+    )
+    parser.add_argument(
+        "--no-archive", action="store_true", help="Run the service without its archive."
+    )
+    parser.add_argument(
+        "--reader-fetch-wait-ms",
+        type=int,
+        default=10,
+        help="fetch_max_wait_ms of the anomaly reader (small, so it adds little itself).",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if not 0 <= args.faulty <= 1 or args.assets < 1 or args.seconds <= 0:
@@ -176,28 +212,59 @@ def main() -> None:
 
     ctx = mp.get_context("spawn")  # children without this process's TensorFlow and threads
     topics = clients.service_topics(Settings())
-    with tempfile.TemporaryDirectory() as tmp, \
-            EmbeddedBroker(topics, partitions=args.partitions, log_dir=Path(tmp) / "broker") as broker:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        EmbeddedBroker(topics, partitions=args.partitions, log_dir=Path(tmp) / "broker") as broker,
+    ):
         servers = broker.bootstrap_servers
         overrides: dict[str, object] = {
-            "bootstrap_servers": servers, "group_id": f"latency-{uuid.uuid4().hex[:8]}", "reload_interval_s": 0,
+            "bootstrap_servers": servers,
+            "group_id": f"latency-{uuid.uuid4().hex[:8]}",
+            "reload_interval_s": 0,
             "archive_uri": "" if args.no_archive else str(Path(tmp) / "archive"),
         }
         if args.commit_interval is not None:
             overrides["commit_interval_s"] = args.commit_interval
         settings = Settings(**overrides)
-        clients.ensure_topics(settings, clients.service_topics(settings), partitions=args.partitions)
+        clients.ensure_topics(
+            settings, clients.service_topics(settings), partitions=args.partitions
+        )
 
         reader_ready, reader_stop, reader_out = ctx.Event(), ctx.Event(), ctx.Queue()
-        reader = ctx.Process(target=read_events, name="anomaly-reader", daemon=True, args=(
-            servers, settings.anomalies_topic, args.reader_fetch_wait_ms, reader_ready, reader_stop, reader_out))
+        reader = ctx.Process(
+            target=read_events,
+            name="anomaly-reader",
+            daemon=True,
+            args=(
+                servers,
+                settings.anomalies_topic,
+                args.reader_fetch_wait_ms,
+                reader_ready,
+                reader_stop,
+                reader_out,
+            ),
+        )
         reader.start()
         producer_ready, go, producer_out = ctx.Event(), ctx.Event(), ctx.Queue()
         assets = frame["asset_id"].tolist()
         ts = frame["ts_ms"].to_numpy(np.int64)
-        producer = ctx.Process(target=produce, name="producer", daemon=True, args=(
-            servers, settings.readings_topic, assets, ts, frame[list(CHANNELS)].to_numpy(np.float64),
-            list(CHANNELS), rate, producer_ready, go, producer_out))
+        producer = ctx.Process(
+            target=produce,
+            name="producer",
+            daemon=True,
+            args=(
+                servers,
+                settings.readings_topic,
+                assets,
+                ts,
+                frame[list(CHANNELS)].to_numpy(np.float64),
+                list(CHANNELS),
+                rate,
+                producer_ready,
+                go,
+                producer_out,
+            ),
+        )
         producer.start()
 
         service = Service.on_kafka(settings, detector)
@@ -214,8 +281,15 @@ def main() -> None:
         runner.start()
         try:
             wait_for("anomaly reader", reader_ready.is_set, 60, reader.is_alive)
-            wait_for("partition assignment", lambda: len(service.source.assigned) == args.partitions
-                     and not service.source.assigned_new, 60, runner.is_alive)
+            wait_for(
+                "partition assignment",
+                lambda: (
+                    len(service.source.assigned) == args.partitions
+                    and not service.source.assigned_new
+                ),
+                60,
+                runner.is_alive,
+            )
             wait_for("producer", producer_ready.is_set, 120, producer.is_alive)
             go.set()
             sent_at, send_errors, first_error = producer_out.get(timeout=args.seconds * 3 + 120)
@@ -223,12 +297,21 @@ def main() -> None:
             producer.join(30)
             if send_errors:
                 raise RuntimeError(f"{send_errors} readings were not delivered: {first_error}")
-            wait_for("service catching up", lambda: service.stats.records >= len(frame), 300, runner.is_alive)
+            wait_for(
+                "service catching up",
+                lambda: service.stats.records >= len(frame),
+                300,
+                runner.is_alive,
+            )
             caught_up = time.time() - produced_by
-            time.sleep(3.0)  # the last alarms out and read (a quiet asset's last readings wait ~2 s)
+            time.sleep(
+                3.0
+            )  # the last alarms out and read (a quiet asset's last readings wait ~2 s)
         finally:
             reader_stop.set()
-            received = reader_out.get(timeout=60) if reader.is_alive() or not reader_out.empty() else []
+            received = (
+                reader_out.get(timeout=60) if reader.is_alive() or not reader_out.empty() else []
+            )
             reader.join(30)
             stop.set()
             runner.join(120)
@@ -244,7 +327,14 @@ def main() -> None:
     tolerance = spec.window * spec.interval_ms
     match = Match.of([e for _, e in opened], faults, tolerance)
     false_ids = {e.event_id for e in match.false_alarms}
-    latency, latency_faults, grace_wait, in_service, delivery, delay_readings = [], [], [], [], [], []
+    latency, latency_faults, grace_wait, in_service, delivery, delay_readings = (
+        [],
+        [],
+        [],
+        [],
+        [],
+        [],
+    )
     unmatched = 0
     for at, e in opened:
         end = e.end_ms
@@ -262,35 +352,67 @@ def main() -> None:
             grace_wait.append(released - t0)
             in_service.append(detected - released)
     for f in faults:
-        ends = [e.end_ms for _, e in opened if e.asset_id == f.asset_id and f.start_ms <= e.end_ms <= f.end_ms + tolerance]
+        ends = [
+            e.end_ms
+            for _, e in opened
+            if e.asset_id == f.asset_id and f.start_ms <= e.end_ms <= f.end_ms + tolerance
+        ]
         if ends:
             delay_readings.append((min(ends) - f.start_ms) // spec.interval_ms)
 
     s = service.stats
     streamed_s = float(sent_at[-1] - sent_at[0]) if len(sent_at) > 1 else 0.0
     result: dict[str, object] = {
-        "benchmark": "latency", "host": platform.node(), "cores": os.cpu_count(),
-        "rate": round(rate), "rate_from": rate_from, "rate_achieved": round(len(frame) / max(streamed_s, 1e-9)),
-        "assets": args.assets, "partitions": args.partitions, "seconds": round(streamed_s, 1),
-        "readings": len(frame), "readings_per_asset": per_asset,
+        "benchmark": "latency",
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "rate": round(rate),
+        "rate_from": rate_from,
+        "rate_achieved": round(len(frame) / max(streamed_s, 1e-9)),
+        "assets": args.assets,
+        "partitions": args.partitions,
+        "seconds": round(streamed_s, 1),
+        "readings": len(frame),
+        "readings_per_asset": per_asset,
         "per_asset_interval_ms": round(1000 * args.assets / rate, 1),
-        "window": spec.window, "grace_readings": grace_ms // spec.interval_ms,
+        "window": spec.window,
+        "grace_readings": grace_ms // spec.interval_ms,
         "min_windows": spec.recipe.min_windows,
-        "commit_interval_s": settings.commit_interval_s, "archive": bool(settings.archive_uri),
+        "commit_interval_s": settings.commit_interval_s,
+        "archive": bool(settings.archive_uri),
         "training": training,
-        "faults": {"assets_with_faults": len(faulty_assets), "per_asset": faults_per_asset,
-                   "injected": len(faults), "detected": len(match.detected)},
-        "alarms": {"opened": len(opened), "on_injected_faults": len(opened) - len(match.false_alarms),
-                   "false_alarms": len(match.false_alarms), "without_produced_reading": unmatched},
+        "faults": {
+            "assets_with_faults": len(faulty_assets),
+            "per_asset": faults_per_asset,
+            "injected": len(faults),
+            "detected": len(match.detected),
+        },
+        "alarms": {
+            "opened": len(opened),
+            "on_injected_faults": len(opened) - len(match.false_alarms),
+            "false_alarms": len(match.false_alarms),
+            "without_produced_reading": unmatched,
+        },
         "latency_ms": figures(latency),
         "latency_ms_injected_faults": figures(latency_faults),
-        "parts_ms": {"grace_wait": figures(grace_wait), "service": figures(in_service),
-                     "delivery": figures(delivery)},
+        "parts_ms": {
+            "grace_wait": figures(grace_wait),
+            "service": figures(in_service),
+            "delivery": figures(delivery),
+        },
         "detection_delay_readings": (
-            {"p50": float(np.median(delay_readings)), "max": int(max(delay_readings))} if delay_readings else {}
+            {"p50": float(np.median(delay_readings)), "max": int(max(delay_readings))}
+            if delay_readings
+            else {}
         ),
-        "service": {"records": s.records, "rejected": s.rejected, "windows": s.windows, "polls": s.batches,
-                    "readings_per_poll": round(s.records / max(s.batches, 1)), "caught_up_s": round(caught_up, 2)},
+        "service": {
+            "records": s.records,
+            "rejected": s.rejected,
+            "windows": s.windows,
+            "polls": s.batches,
+            "readings_per_poll": round(s.records / max(s.batches, 1)),
+            "caught_up_s": round(caught_up, 2),
+        },
     }
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)

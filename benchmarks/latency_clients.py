@@ -11,8 +11,18 @@ import time
 import numpy as np
 
 
-def produce(servers: str, topic: str, assets: list[str], ts: np.ndarray, values: np.ndarray,
-            channels: list[str], rate: float, ready, go, out) -> None:
+def produce(
+    servers: str,
+    topic: str,
+    assets: list[str],
+    ts: np.ndarray,
+    values: np.ndarray,
+    channels: list[str],
+    rate: float,
+    ready,
+    go,
+    out,
+) -> None:
     """Producer process: encode every reading, then send them paced at ``rate``, noting each send time."""
     from sensorwatch.pipeline.dev.replay import Pacer
     from sensorwatch.pipeline.kafka import clients
@@ -21,7 +31,10 @@ def produce(servers: str, topic: str, assets: list[str], ts: np.ndarray, values:
     from sensorwatch.schemas.records import Reading
 
     rows = values.tolist()
-    messages = [encode_reading(Reading(a, int(t), dict(zip(channels, row)))) for a, t, row in zip(assets, ts.tolist(), rows)]
+    messages = [
+        encode_reading(Reading(a, int(t), dict(zip(channels, row))))
+        for a, t, row in zip(assets, ts.tolist(), rows)
+    ]
     keys = [a.encode() for a in assets]
     client = clients.producer(Settings(bootstrap_servers=servers))
     errors: list[Exception] = []
@@ -45,8 +58,9 @@ def read_events(servers: str, topic: str, fetch_wait_ms: int, ready, stop, out) 
     from sensorwatch.pipeline.kafka import clients
     from sensorwatch.pipeline.settings import Settings
 
-    consumer = clients.consumer(Settings(bootstrap_servers=servers), topic, standalone=True,
-                                fetch_max_wait_ms=fetch_wait_ms)
+    consumer = clients.consumer(
+        Settings(bootstrap_servers=servers), topic, standalone=True, fetch_max_wait_ms=fetch_wait_ms
+    )
     got: list[tuple[float, bytes]] = []
     try:
         while not stop.is_set():

@@ -71,7 +71,15 @@ def asset_id(prefix: str, i: int) -> str:
     return f"{prefix}-{i:06d}"
 
 
-def batches(prefix: str, assets: int, per_asset: int, channels: list[str], batch: int, interval_ms: int, seed: int = 0):
+def batches(
+    prefix: str,
+    assets: int,
+    per_asset: int,
+    channels: list[str],
+    batch: int,
+    interval_ms: int,
+    seed: int = 0,
+):
     """Readings of ``assets`` assets, ``per_asset`` each, time-major (as a plant's stream arrives), in
     lists of at most ``batch``: built per batch, so only one batch of ``Reading``s lives at a time.
     Ids are made afresh per reading, as a consumer decoding messages makes them."""
@@ -83,7 +91,10 @@ def batches(prefix: str, assets: int, per_asset: int, channels: list[str], batch
         for lo in range(0, assets, batch):
             hi = min(lo + batch, assets)
             rows = rng.normal(size=(hi - lo, len(channels))).tolist()
-            yield [Reading(asset_id(prefix, i), ts, dict(zip(channels, row))) for i, row in zip(range(lo, hi), rows)]
+            yield [
+                Reading(asset_id(prefix, i), ts, dict(zip(channels, row)))
+                for i, row in zip(range(lo, hi), rows)
+            ]
 
 
 def deep_size(obj: object, seen: set[int]) -> int:
@@ -119,7 +130,9 @@ def breakdown(processor, asset: str) -> dict[str, int]:
     st = windower._assets[asset]
     track = tracks.get(asset)
     # What every asset shares: the alarm rules, the fitted threshold's parameters.
-    seen = {id(processor.rules), id(processor.detector)} | {id(v) for v in processor.detector.spec.threshold.values()}
+    seen = {id(processor.rules), id(processor.detector)} | {
+        id(v) for v in processor.detector.spec.threshold.values()
+    }
     parts: dict[str, int] = {}
     parts["window_ring"] = deep_size(st.ring, seen) + deep_size(st.ring_ts, seen)
     parts["window_pending"] = deep_size(st.pending, seen) + deep_size(st.pending_ts, seen)
@@ -130,8 +143,10 @@ def breakdown(processor, asset: str) -> dict[str, int]:
         parts["track_object"] = deep_size(track, seen)
     keys = [k for k in windower._assets if k == asset][:1] + [k for k in tracks if k == asset][:1]
     parts["asset_id_strings"] = sum(deep_size(k, seen) for k in keys)
-    parts["dict_slots"] = round(sys.getsizeof(windower._assets) / max(len(windower._assets), 1)
-                                + sys.getsizeof(tracks) / max(len(tracks), 1))
+    parts["dict_slots"] = round(
+        sys.getsizeof(windower._assets) / max(len(windower._assets), 1)
+        + sys.getsizeof(tracks) / max(len(tracks), 1)
+    )
     parts["total"] = sum(parts.values())
     return parts
 
@@ -147,7 +162,9 @@ def measure(assets: int, per_asset: int, batch: int, preset: str) -> dict[str, o
     spec = detector.spec
     channels = list(spec.channels)
     processor = Processor(detector)
-    for readings in batches("warm", WARM_ASSETS, per_asset, channels, batch, spec.interval_ms, seed=1):
+    for readings in batches(
+        "warm", WARM_ASSETS, per_asset, channels, batch, spec.interval_ms, seed=1
+    ):
         processor.process(readings)
     processor.flush()
     processor.forget(processor.windower.assets())
@@ -173,26 +190,52 @@ def measure(assets: int, per_asset: int, batch: int, preset: str) -> dict[str, o
     delta, delta_trimmed = with_state - baseline, trimmed - baseline
     per = delta / assets
     return {
-        "assets": assets, "window": spec.window, "channels": len(channels), "readings": fed, "windows_scored": windows, "feed_s": round(seconds, 2),
-        "readings_per_s": round(fed / seconds), "assets_with_windows": held, "assets_with_tracks": tracked,
-        "baseline_rss_mib": round(baseline / 2**20, 1), "state_rss_mib": round(with_state / 2**20, 1),
-        "state_rss_trimmed_mib": round(trimmed / 2**20, 1), "peak_rss_mib": round(_proc_status("VmHWM") / 2**20, 1),
-        "state_mib": round(delta / 2**20, 1), "state_bytes": delta, "state_bytes_trimmed": delta_trimmed,
-        "bytes_per_asset": round(per), "bytes_per_asset_trimmed": round(delta_trimmed / assets),
+        "assets": assets,
+        "window": spec.window,
+        "channels": len(channels),
+        "readings": fed,
+        "windows_scored": windows,
+        "feed_s": round(seconds, 2),
+        "readings_per_s": round(fed / seconds),
+        "assets_with_windows": held,
+        "assets_with_tracks": tracked,
+        "baseline_rss_mib": round(baseline / 2**20, 1),
+        "state_rss_mib": round(with_state / 2**20, 1),
+        "state_rss_trimmed_mib": round(trimmed / 2**20, 1),
+        "peak_rss_mib": round(_proc_status("VmHWM") / 2**20, 1),
+        "state_mib": round(delta / 2**20, 1),
+        "state_bytes": delta,
+        "state_bytes_trimmed": delta_trimmed,
+        "bytes_per_asset": round(per),
+        "bytes_per_asset_trimmed": round(delta_trimmed / assets),
         "assets_per_gb": round(1e9 / per) if per > 0 else None,
         "live_bytes_one_asset": breakdown(processor, sample),
         "exported_state_bytes": len(encoded),
-        "exported_arrays_bytes": sum(a.nbytes for a in exported["window"].values() if isinstance(a, np.ndarray)),
+        "exported_arrays_bytes": sum(
+            a.nbytes for a in exported["window"].values() if isinstance(a, np.ndarray)
+        ),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assets", default="1000,10000,100000", help="Sizes, comma-separated; each in its own process.")
-    parser.add_argument("--per-asset", type=int, default=35, help="Readings per asset (window 30 + a few).")
-    parser.add_argument("--batch", type=int, default=2000, help="Readings per Processor.process call.")
-    parser.add_argument("--preset", default="plant", help="Recipe the untrained detector is shaped by.")
-    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: measure one size, print a JSON line
+    parser.add_argument(
+        "--assets",
+        default="1000,10000,100000",
+        help="Sizes, comma-separated; each in its own process.",
+    )
+    parser.add_argument(
+        "--per-asset", type=int, default=35, help="Readings per asset (window 30 + a few)."
+    )
+    parser.add_argument(
+        "--batch", type=int, default=2000, help="Readings per Processor.process call."
+    )
+    parser.add_argument(
+        "--preset", default="plant", help="Recipe the untrained detector is shaped by."
+    )
+    parser.add_argument(
+        "--one", type=int, help=argparse.SUPPRESS
+    )  # a child: measure one size, print a JSON line
     args = parser.parse_args()
 
     if args.one is not None:
@@ -202,8 +245,18 @@ def main() -> None:
     sizes = [int(s) for s in args.assets.split(",") if s.strip()]
     runs = []
     for n in sizes:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--per-asset", str(args.per_asset),
-               "--batch", str(args.batch), "--preset", args.preset]
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--one",
+            str(n),
+            "--per-asset",
+            str(args.per_asset),
+            "--batch",
+            str(args.batch),
+            "--preset",
+            args.preset,
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         if done.returncode != 0 or not lines:
@@ -215,11 +268,18 @@ def main() -> None:
     runs.sort(key=lambda r: r["assets"])
     largest = runs[-1]
     result: dict[str, object] = {
-        "benchmark": "memory", "host": platform.node(), "cores": os.cpu_count(), "preset": args.preset,
-        "window": runs[0]["window"], "channels": runs[0]["channels"], "readings_per_asset": args.per_asset, "batch": args.batch,
+        "benchmark": "memory",
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "preset": args.preset,
+        "window": runs[0]["window"],
+        "channels": runs[0]["channels"],
+        "readings_per_asset": args.per_asset,
+        "batch": args.batch,
         "runs": runs,
         # The largest size has the least fixed overhead per asset: the figure to plan with.
-        "bytes_per_asset": largest["bytes_per_asset"], "assets_per_gb": largest["assets_per_gb"],
+        "bytes_per_asset": largest["bytes_per_asset"],
+        "assets_per_gb": largest["assets_per_gb"],
         "bytes_per_asset_trimmed": largest["bytes_per_asset_trimmed"],
         "live_bytes_per_asset": largest["live_bytes_one_asset"]["total"],
         "exported_state_bytes": largest["exported_state_bytes"],
@@ -227,9 +287,12 @@ def main() -> None:
     if len(runs) > 1:
         # The slope between the two largest sizes: what one more asset costs, less any fixed overhead.
         small, span = runs[-2], largest["assets"] - runs[-2]["assets"]
-        result["marginal_bytes_per_asset"] = round((largest["state_bytes"] - small["state_bytes"]) / span)
+        result["marginal_bytes_per_asset"] = round(
+            (largest["state_bytes"] - small["state_bytes"]) / span
+        )
         result["marginal_bytes_per_asset_trimmed"] = round(
-            (largest["state_bytes_trimmed"] - small["state_bytes_trimmed"]) / span)
+            (largest["state_bytes_trimmed"] - small["state_bytes_trimmed"]) / span
+        )
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "memory.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -38,7 +38,9 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def naive_consume(bootstrap: str, topic: str, detector, seconds: float, limit: int) -> dict[str, float]:
+def naive_consume(
+    bootstrap: str, topic: str, detector, seconds: float, limit: int
+) -> dict[str, float]:
     """The tutorial loop: one record, one json.loads, one deque append, one predict per full window."""
     from kafka import KafkaConsumer
 
@@ -46,7 +48,9 @@ def naive_consume(bootstrap: str, topic: str, detector, seconds: float, limit: i
     channels, window = list(spec.channels), spec.window
     mean, std, _ = spec.arrays()
     threshold = detector.new_threshold().level()
-    model.predict(np.zeros((1, window, len(channels)), np.float32), verbose=0)  # builds predict's function
+    model.predict(
+        np.zeros((1, window, len(channels)), np.float32), verbose=0
+    )  # builds predict's function
 
     consumer = KafkaConsumer(
         topic,
@@ -59,7 +63,9 @@ def naive_consume(bootstrap: str, topic: str, detector, seconds: float, limit: i
         # starts at the first record).
         consumer_timeout_ms=60_000,
     )
-    buffers: dict[str, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=window))
+    buffers: dict[str, collections.deque] = collections.defaultdict(
+        lambda: collections.deque(maxlen=window)
+    )
     readings = windows = anomalies = 0
     predict_s = 0.0
     began = first_window = None
@@ -92,7 +98,10 @@ def naive_consume(bootstrap: str, topic: str, detector, seconds: float, limit: i
         raise RuntimeError("the naive consumer read nothing")
     steady_s = now - first_window if first_window is not None else 0.0
     return {
-        "readings": readings, "windows": windows, "anomalies": anomalies, "seconds": round(now - began, 2),
+        "readings": readings,
+        "windows": windows,
+        "anomalies": anomalies,
+        "seconds": round(now - began, 2),
         "fill_readings": at_first if first_window is not None else readings,
         "readings_per_s": round((readings - at_first) / steady_s, 1) if steady_s > 0 else None,
         "windows_per_s": round(windows / steady_s, 1) if steady_s > 0 else None,
@@ -107,8 +116,12 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=200)
     parser.add_argument("--readings", type=int, default=1000, help="Readings per asset.")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=30.0, help="Stop consuming after this long.")
-    parser.add_argument("--limit", type=int, default=0, help="Stop after this many records (0: all produced).")
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="Stop consuming after this long."
+    )
+    parser.add_argument(
+        "--limit", type=int, default=0, help="Stop after this many records (0: all produced)."
+    )
     args = parser.parse_args()
 
     from throughput import detector_for
@@ -120,19 +133,38 @@ def main() -> None:
     from sensorwatch.pipeline.settings import Settings
 
     detector = detector_for()
-    frame = Simulator(assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000).normal(args.readings)
+    frame = Simulator(
+        assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000
+    ).normal(args.readings)
     total = len(frame)
     topics = clients.service_topics(Settings())
-    with EmbeddedBroker(topics, partitions=args.partitions) as broker, tempfile.TemporaryDirectory() as tmp:
-        base = Settings(bootstrap_servers=broker.bootstrap_servers, archive_uri=str(Path(tmp) / "archive"))
+    with (
+        EmbeddedBroker(topics, partitions=args.partitions) as broker,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        base = Settings(
+            bootstrap_servers=broker.bootstrap_servers, archive_uri=str(Path(tmp) / "archive")
+        )
         clients.ensure_topics(base, clients.service_topics(base), partitions=args.partitions)
         produce_frame(base, frame, progress=False)
-        run = naive_consume(broker.bootstrap_servers, base.readings_topic, detector, args.seconds,
-                            min(args.limit or total, total))
+        run = naive_consume(
+            broker.bootstrap_servers,
+            base.readings_topic,
+            detector,
+            args.seconds,
+            min(args.limit or total, total),
+        )
     result: dict[str, object] = {
-        "benchmark": "naive", "host": platform.node(), "cores": os.cpu_count(), "produced": total,
-        "assets": args.assets, "channels": len(detector.spec.channels), "window": detector.spec.window,
-        "partitions": args.partitions, "limit_s": args.seconds, **run,
+        "benchmark": "naive",
+        "host": platform.node(),
+        "cores": os.cpu_count(),
+        "produced": total,
+        "assets": args.assets,
+        "channels": len(detector.spec.channels),
+        "window": detector.spec.window,
+        "partitions": args.partitions,
+        "limit_s": args.seconds,
+        **run,
     }
     throughput = RESULTS / "throughput.json"
     if throughput.exists() and run["readings_per_s"]:

@@ -11,18 +11,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.jobs.skab import METHOD_PARAMS, evaluate_skab, format_report
+from sensorwatch.pipeline.settings import Settings
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Settings().skab_dir, help="SKAB data folder.")
-    parser.add_argument("--out", type=Path, default=Path(".sensorwatch/skab"), help="Where predictions go.")
-    parser.add_argument("--workers", type=int, default=2, help="Processes (one file each at a time).")
-    parser.add_argument("--methods", default=",".join(METHOD_PARAMS), help="Threshold methods, comma-separated.")
+    parser.add_argument(
+        "--out", type=Path, default=Path(".sensorwatch/skab"), help="Where predictions go."
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="Processes (one file each at a time)."
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHOD_PARAMS), help="Threshold methods, comma-separated."
+    )
     args = parser.parse_args()
-    report = evaluate_skab(args.data, args.out, methods=args.methods.split(","), workers=args.workers)
+    report = evaluate_skab(
+        args.data, args.out, methods=args.methods.split(","), workers=args.workers
+    )
     print(format_report(report))
 
 

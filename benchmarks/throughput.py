@@ -54,17 +54,28 @@ def detector_for(window_preset: str = "plant"):
 
     recipe = preset(window_preset)
     n = len(CHANNELS)
-    spec = DetectorSpec(list(CHANNELS), [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": 1e30},
-                        recipe=recipe, interval_ms=1000)
-    return Detector(build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1").warm_up()
+    spec = DetectorSpec(
+        list(CHANNELS),
+        [0.0] * n,
+        [1.0] * n,
+        [1.0] * n,
+        {"method": "reference", "value": 1e30},
+        recipe=recipe,
+        interval_ms=1000,
+    )
+    return Detector(
+        build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1"
+    ).warm_up()
 
 
 def raw_consumption(settings, total: int) -> float:
     """Readings per second a bare kafka-python group consumer reaches: poll, decode, commit."""
     from sensorwatch.pipeline.kafka import clients
 
-    consumer = clients.consumer(settings.model_copy(update={"group_id": f"raw-{uuid.uuid4().hex[:8]}"}),
-                                settings.readings_topic)
+    consumer = clients.consumer(
+        settings.model_copy(update={"group_id": f"raw-{uuid.uuid4().hex[:8]}"}),
+        settings.readings_topic,
+    )
     seen, began = 0, None
     try:
         while seen < total:
@@ -111,7 +122,11 @@ def raw_confluent(settings, total: int) -> float:
 def forward_only(detector, total: int, batch: int) -> float:
     """Windows per second of the compiled forward pass alone, in batches of one poll's windows."""
     spec = detector.spec
-    x = np.random.default_rng(0).normal(size=(batch, spec.window, len(spec.channels))).astype(np.float32)
+    x = (
+        np.random.default_rng(0)
+        .normal(size=(batch, spec.window, len(spec.channels)))
+        .astype(np.float32)
+    )
     detector.score(x)
     began, done = time.perf_counter(), 0
     while done < total:
@@ -137,8 +152,9 @@ def replica(settings_json: str) -> None:
     print(json.dumps(dataclasses.asdict(stats)), flush=True)
 
 
-def end_to_end(settings, fields: dict[str, object], total: int, replicas: int,
-               profile: Path | None = None) -> dict[str, float]:
+def end_to_end(
+    settings, fields: dict[str, object], total: int, replicas: int, profile: Path | None = None
+) -> dict[str, float]:
     """``replicas`` service processes in one group, from the first commit until every record is
     committed; start-up is from spawning the processes to that first commit."""
     from kafka import KafkaAdminClient
@@ -147,13 +163,36 @@ def end_to_end(settings, fields: dict[str, object], total: int, replicas: int,
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     started = time.perf_counter()
     command = [sys.executable, __file__, "--replica", json.dumps(fields)]
-    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for _ in range(replicas)]
-    spies = [] if profile is None else [  # attached: they write their profile when the replica exits
-        subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--threads", "--format", "raw",
-                          "--rate", "200", "--pid", str(p.pid), "-o", str(profile.with_suffix(f".{i}.txt"))],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for i, p in enumerate(procs)]
+    procs = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for _ in range(replicas)
+    ]
+    spies = (
+        []
+        if profile is None
+        else [  # attached: they write their profile when the replica exits
+            subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("py-spy")),
+                    "record",
+                    "--threads",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "200",
+                    "--pid",
+                    str(p.pid),
+                    "-o",
+                    str(profile.with_suffix(f".{i}.txt")),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i, p in enumerate(procs)
+        ]
+    )
     first = first_at = None
     try:
         while True:
@@ -166,7 +205,9 @@ def end_to_end(settings, fields: dict[str, object], total: int, replicas: int,
             if now - started > 900:
                 raise RuntimeError(f"the service committed {done} of {total} in 900 s")
             if any(p.poll() is not None for p in procs):
-                raise RuntimeError(f"a replica exited (code {[p.returncode for p in procs]}) after {done} of {total}")
+                raise RuntimeError(
+                    f"a replica exited (code {[p.returncode for p in procs]}) after {done} of {total}"
+                )
             time.sleep(0.05)
     finally:
         for p in procs:
@@ -181,9 +222,14 @@ def end_to_end(settings, fields: dict[str, object], total: int, replicas: int,
         for spy in spies:
             spy.wait(60)
         admin.close()
-    return {"readings_per_s": round((total - first) / max(now - first_at, 1e-9)),
-            "first_commit_s": round(first_at - started, 2),
-            **{k: round(sum(s.get(k, 0) for s in stats), 2) for k in ("records", "windows", "batches", "busy_s", "scoring_s")}}
+    return {
+        "readings_per_s": round((total - first) / max(now - first_at, 1e-9)),
+        "first_commit_s": round(first_at - started, 2),
+        **{
+            k: round(sum(s.get(k, 0) for s in stats), 2)
+            for k in ("records", "windows", "batches", "busy_s", "scoring_s")
+        },
+    }
 
 
 def main() -> None:
@@ -193,9 +239,17 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--strides", default="1,5")
     parser.add_argument("--clients", default="kafka-python,confluent-kafka")
-    parser.add_argument("--replicas", default="1,2", help="Replica counts to run (at stride 1, kafka-python).")
-    parser.add_argument("--out", default="throughput.json", help="Name of the result file in benchmarks/results/.")
-    parser.add_argument("--profile", type=Path, help="Folder for py-spy profiles of the replicas (collapsed stacks).")
+    parser.add_argument(
+        "--replicas", default="1,2", help="Replica counts to run (at stride 1, kafka-python)."
+    )
+    parser.add_argument(
+        "--out", default="throughput.json", help="Name of the result file in benchmarks/results/."
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="Folder for py-spy profiles of the replicas (collapsed stacks).",
+    )
     parser.add_argument("--replica", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replica:
@@ -208,18 +262,31 @@ def main() -> None:
     from sensorwatch.pipeline.settings import Settings
 
     detector = detector_for()
-    frame = Simulator(assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000).normal(args.readings)
+    frame = Simulator(
+        assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000
+    ).normal(args.readings)
     total = len(frame)
     topics = clients.service_topics(Settings())
-    with EmbeddedBroker(topics, partitions=args.partitions) as broker, tempfile.TemporaryDirectory() as tmp:
-        common = {"bootstrap_servers": broker.bootstrap_servers, "archive_uri": str(Path(tmp) / "archive"),
-                  "reload_interval_s": 0}
+    with (
+        EmbeddedBroker(topics, partitions=args.partitions) as broker,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        common = {
+            "bootstrap_servers": broker.bootstrap_servers,
+            "archive_uri": str(Path(tmp) / "archive"),
+            "reload_interval_s": 0,
+        }
         base = Settings(**common)
         clients.ensure_topics(base, clients.service_topics(base), partitions=args.partitions)
         produce_frame(base, frame, progress=False)
         result: dict[str, object] = {
-            "benchmark": "throughput", "host": platform.node(), "cores": os.cpu_count(), "readings": total,
-            "assets": args.assets, "channels": len(detector.spec.channels), "window": detector.spec.window,
+            "benchmark": "throughput",
+            "host": platform.node(),
+            "cores": os.cpu_count(),
+            "readings": total,
+            "assets": args.assets,
+            "channels": len(detector.spec.channels),
+            "window": detector.spec.window,
             "partitions": args.partitions,
         }
         clients_ = args.clients.split(",")
@@ -229,35 +296,60 @@ def main() -> None:
         result["raw_consumption_per_s"] = {c: round(r) for c, r in raw.items()}
         forward = forward_only(detector, total, base.max_poll_records)
         result["forward_windows_per_s"] = round(forward)
-        runs = [(client, stride, 1) for client in clients_ for stride in (int(s) for s in args.strides.split(","))]
-        runs += [("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1]
+        runs = [
+            (client, stride, 1)
+            for client in clients_
+            for stride in (int(s) for s in args.strides.split(","))
+        ]
+        runs += [
+            ("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1
+        ]
         for client, stride, replicas in runs:
             # A topic of its own for each run: the state changelog goes by the readings topic, and
             # a run must not restore the state of the one before (it would skip every reading).
             run_id = uuid.uuid4().hex[:8]
-            fields = {**common, "group_id": f"bench-{run_id}", "readings_topic": f"readings-{run_id}",
-                      "stride": stride, "kafka_client": client}
-            clients.ensure_topics(Settings(**fields), [fields["readings_topic"]], partitions=args.partitions)
+            fields = {
+                **common,
+                "group_id": f"bench-{run_id}",
+                "readings_topic": f"readings-{run_id}",
+                "stride": stride,
+                "kafka_client": client,
+            }
+            clients.ensure_topics(
+                Settings(**fields), [fields["readings_topic"]], partitions=args.partitions
+            )
             produce_frame(Settings(**fields), frame, progress=False)
-            name = f"service_{client}_stride_{stride}" + (f"_replicas_{replicas}" if replicas > 1 else "")
+            name = f"service_{client}_stride_{stride}" + (
+                f"_replicas_{replicas}" if replicas > 1 else ""
+            )
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
-            run = end_to_end(Settings(**fields), fields, total, replicas, args.profile and args.profile / name)
+            run = end_to_end(
+                Settings(**fields), fields, total, replicas, args.profile and args.profile / name
+            )
             run["vs_raw_kafka_python"] = round(run["readings_per_s"] / raw["kafka-python"], 2)
             if client != "kafka-python":
                 run["vs_raw_same_client"] = round(run["readings_per_s"] / raw[client], 2)
-            run["windows_vs_forward"] = round(run["windows"] / (total / run["readings_per_s"]) / forward, 2)
+            run["windows_vs_forward"] = round(
+                run["windows"] / (total / run["readings_per_s"]) / forward, 2
+            )
             # The scoring stage alone: windows per second of forward pass inside the service.
             if run["scoring_s"]:  # (a service that does not time its forward pass apart reports 0)
-                run["scoring_stage_windows_per_s"] = round(run["windows"] / run["scoring_s"] * replicas)
-                run["scoring_stage_vs_forward"] = round(run["scoring_stage_windows_per_s"] / forward, 2)
+                run["scoring_stage_windows_per_s"] = round(
+                    run["windows"] / run["scoring_s"] * replicas
+                )
+                run["scoring_stage_vs_forward"] = round(
+                    run["scoring_stage_windows_per_s"] / forward, 2
+                )
             result[name] = run
             print(name, run, file=sys.stderr, flush=True)
         one = result.get("service_kafka-python_stride_1")
         for n in (int(r) for r in args.replicas.split(",")):
             several = result.get(f"service_kafka-python_stride_1_replicas_{n}")
             if one and several:
-                result[f"replicas_{n}_scaling"] = round(several["readings_per_s"] / one["readings_per_s"], 2)
+                result[f"replicas_{n}_scaling"] = round(
+                    several["readings_per_s"] / one["readings_per_s"], 2
+                )
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")

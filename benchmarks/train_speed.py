@@ -31,8 +31,11 @@ def cudnn_eligible(model) -> dict[str, bool]:
         if type(layer).__name__ == "LSTM":
             c = layer.get_config()
             out[layer.name] = (
-                c["activation"] == "tanh" and c["recurrent_activation"] == "sigmoid" and c["recurrent_dropout"] == 0
-                and not c["unroll"] and c["use_bias"]
+                c["activation"] == "tanh"
+                and c["recurrent_activation"] == "sigmoid"
+                and c["recurrent_dropout"] == 0
+                and not c["unroll"]
+                and c["use_bias"]
             )
     return out
 
@@ -51,10 +54,16 @@ def device_name(keras) -> str:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "cpu"
+    return (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        if gpus
+        else "cpu"
+    )
 
 
-def speed(keras, args, mixed: bool, cudnn: bool | str, jit: bool | str = "auto") -> dict[str, object]:
+def speed(
+    keras, args, mixed: bool, cudnn: bool | str, jit: bool | str = "auto"
+) -> dict[str, object]:
     """One configuration's speed, or the error that stopped it (a backend may lack a kernel)."""
     try:
         return _speed(keras, args, mixed, cudnn, jit)
@@ -70,14 +79,21 @@ def _speed(keras, args, mixed: bool, cudnn: bool | str, jit: bool | str) -> dict
     keras.utils.set_random_seed(0)
     model = build_autoencoder(args.window, args.channels, args.units, use_cudnn=cudnn)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=jit)
-    x = np.random.default_rng(0).normal(size=(args.windows, args.window, args.channels)).astype("float32")
+    x = (
+        np.random.default_rng(0)
+        .normal(size=(args.windows, args.window, args.channels))
+        .astype("float32")
+    )
     model.fit(x, x, batch_size=args.batch, epochs=1, verbose=0)  # compiles
     began = time.perf_counter()
     model.fit(x, x, batch_size=args.batch, epochs=args.epochs, verbose=0)
     seconds = time.perf_counter() - began
     keras.mixed_precision.set_global_policy("float32")
-    return {"windows_per_s": round(args.windows * args.epochs / seconds), "seconds": round(seconds, 2),
-            "cudnn_eligible": all(cudnn_eligible(model).values())}
+    return {
+        "windows_per_s": round(args.windows * args.epochs / seconds),
+        "seconds": round(seconds, 2),
+        "cudnn_eligible": all(cudnn_eligible(model).values()),
+    }
 
 
 def main() -> None:
@@ -87,7 +103,9 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=32)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--windows", type=int, default=65_536, help="Training windows per epoch.")
-    parser.add_argument("--epochs", type=int, default=3, help="Timed epochs (after one that compiles).")
+    parser.add_argument(
+        "--epochs", type=int, default=3, help="Timed epochs (after one that compiles)."
+    )
     args = parser.parse_args()
 
     from sensorwatch.models.backend import keras
@@ -102,8 +120,13 @@ def main() -> None:
         # Keras leaves XLA off on a CPU; sensorwatch turns it on where it pays (TrainOptions.jit_compile).
         runs["float32, XLA"] = speed(keras, args, False, "auto", True)
     result = {
-        "benchmark": "train_speed", "backend": keras.backend.backend(), "keras": keras.__version__, "device": device,
-        "host": platform.node(), **vars(args), "runs": runs,
+        "benchmark": "train_speed",
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "device": device,
+        "host": platform.node(),
+        **vars(args),
+        "runs": runs,
     }
     rate = {name: run.get("windows_per_s") for name, run in runs.items()}
     if gpu and rate["float32"]:

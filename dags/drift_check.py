@@ -8,7 +8,7 @@ retraining DAG is triggered. Otherwise the trigger is skipped.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, get_current_context, task
@@ -21,7 +21,7 @@ DAG_ID = "sensorwatch_drift_check"
 @dag(
     dag_id=DAG_ID,
     schedule=Settings().drift_schedule,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["sensorwatch"],

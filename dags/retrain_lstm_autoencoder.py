@@ -11,7 +11,7 @@ Parsing this file imports Airflow and the settings only: no Keras, MLflow or pan
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from airflow.sdk import dag, get_current_context, task
 
@@ -23,14 +23,18 @@ DAG_ID = "retrain_lstm_autoencoder"
 def _logical_day() -> str:
     """The run's logical date (a manual run may have none: then the end of its data interval, or today)."""
     context = get_current_context()
-    moment = context.get("logical_date") or context.get("data_interval_end") or datetime.now(timezone.utc)
+    moment = (
+        context.get("logical_date")
+        or context.get("data_interval_end")
+        or datetime.now(UTC)
+    )
     return moment.date().isoformat()
 
 
 @dag(
     dag_id=DAG_ID,
     schedule=Settings().retrain_schedule,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     tags=["sensorwatch"],
@@ -73,7 +77,9 @@ def retrain_lstm_autoencoder() -> None:
         from sensorwatch.pipeline.jobs import review
 
         settings = Settings()
-        done = review.tune(settings, apply=settings.promotion_mode == "managed", by="retraining DAG")
+        done = review.tune(
+            settings, apply=settings.promotion_mode == "managed", by="retraining DAG"
+        )
         return done.tuning.scale
 
     day = validate()

@@ -73,13 +73,19 @@ class AlarmRules:
 
     def __post_init__(self) -> None:
         if self.min_windows < 1 or self.merge_windows < 0 or self.suppress_windows < 0:
-            raise ValueError("min_windows must be at least 1, merge and suppress windows at least 0")
+            raise ValueError(
+                "min_windows must be at least 1, merge and suppress windows at least 0"
+            )
         if not 0.0 <= self.clear_ratio < 1.0 or self.rearm_ratio < 0.0:
             raise ValueError("clear_ratio must be in [0, 1) and rearm_ratio at least 0")
         if self.clear_span < 1 or self.rearm_half_life < 0:
-            raise ValueError("clear_span must be at least 1 and rearm_half_life at least 0 (0: the bar never falls)")
+            raise ValueError(
+                "clear_span must be at least 1 and rearm_half_life at least 0 (0: the bar never falls)"
+            )
         if self.change_factor < 0.0 or self.change_within < 1 or self.drift_windows < 0:
-            raise ValueError("change_factor and drift_windows must be at least 0 and change_within at least 1")
+            raise ValueError(
+                "change_factor and drift_windows must be at least 0 and change_within at least 1"
+            )
 
     def new_state(self) -> AlarmState:
         return AlarmState(self)
@@ -90,11 +96,25 @@ class AlarmState:
     an alarm is active."""
 
     __slots__ = (
-        "rules", "run", "since_last", "active", "opened", "closed", "quiet", "level", "bar", "since_change", "held",
-        "_alpha", "_decay",
+        "rules",
+        "run",
+        "since_last",
+        "active",
+        "opened",
+        "closed",
+        "quiet",
+        "level",
+        "bar",
+        "since_change",
+        "held",
+        "_alpha",
+        "_decay",
     )
     SAVED = ("run", "since_last", "active", "quiet", "level", "bar", "since_change", "held")
-    NEW = {"since_change": NEVER, "held": 0}  # state saved before these existed: as if no change was seen
+    NEW = {
+        "since_change": NEVER,
+        "held": 0,
+    }  # state saved before these existed: as if no change was seen
 
     def __init__(self, rules: AlarmRules) -> None:
         self.rules = rules

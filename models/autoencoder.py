@@ -5,9 +5,12 @@ from __future__ import annotations
 from sensorwatch.models.backend import keras
 
 
-
 def build_autoencoder(
-    window: int, channels: int, units: int = 64, latent: int | None = None, use_cudnn: bool | str = "auto"
+    window: int,
+    channels: int,
+    units: int = 64,
+    latent: int | None = None,
+    use_cudnn: bool | str = "auto",
 ) -> keras.Model:
     """An LSTM encoder to a latent vector, repeated over the window, and an LSTM decoder.
 

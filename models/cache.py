@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.registry import (
-    IntegrityError, NoChampionError, Store, StoreError, check_fit, load_detector, model_digest,
+    IntegrityError,
+    NoChampionError,
+    Store,
+    StoreError,
+    check_fit,
+    load_detector,
+    model_digest,
 )
 from sensorwatch.models.spec import DetectorSpec
 
@@ -94,10 +100,14 @@ class ChampionCache:
             manifest = json.loads((self.path / MANIFEST).read_text())
             files, version = dict(manifest["files"]), str(manifest["version"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"the local champion copy in {self.path} is unreadable ({exc}); refusing it") from None
+            raise IntegrityError(
+                f"the local champion copy in {self.path} is unreadable ({exc}); refusing it"
+            ) from None
         for name in (MODEL, SPEC):
             if not (self.path / name).is_file() or _sha256(self.path / name) != files.get(name):
-                raise IntegrityError(f"{self.path / name} does not match its recorded digest; refusing the local copy")
+                raise IntegrityError(
+                    f"{self.path / name} does not match its recorded digest; refusing the local copy"
+                )
         what = f"the local copy of version {version} in {self.path}"
         spec = DetectorSpec.from_dict(json.loads((self.path / SPEC).read_text()))
         model = keras.saving.load_model(self.path / MODEL, safe_mode=True, compile=False)
@@ -121,11 +131,16 @@ def load_champion(store: Store, alias: str, cache: ChampionCache | None) -> Dete
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if cache is None or not cache.exists():
             where = f" and no local copy of the champion is in {cache.path}" if cache else ""
-            raise RegistryUnreachable(f"MLflow at {store.tracking_uri} cannot be asked for the champion ({why}){where}") from None
+            raise RegistryUnreachable(
+                f"MLflow at {store.tracking_uri} cannot be asked for the champion ({why}){where}"
+            ) from None
         detector = cache.load()
         log.warning(
             "MLflow at %s cannot be asked for the champion (%s): serving the local copy of version=%s from %s",
-            store.tracking_uri, why, detector.version, cache.path,
+            store.tracking_uri,
+            why,
+            detector.version,
+            cache.path,
         )
         return detector
     if cache is not None:

@@ -46,10 +46,14 @@ class NoCadenceError(TrainingDataError):
 
 def learn_interval(times: Sequence[np.ndarray]) -> int:
     """The median positive step between consecutive readings of every series, in ms (at least 1)."""
-    steps = np.concatenate([np.diff(np.asarray(t, np.int64)) for t in times] or [np.zeros(0, np.int64)])
+    steps = np.concatenate(
+        [np.diff(np.asarray(t, np.int64)) for t in times] or [np.zeros(0, np.int64)]
+    )
     positive = steps[steps > 0]
     if positive.size == 0:
-        raise NoCadenceError("no two readings at different times: the sampling interval cannot be learned")
+        raise NoCadenceError(
+            "no two readings at different times: the sampling interval cannot be learned"
+        )
     return max(1, int(np.median(positive)))
 
 
@@ -57,7 +61,11 @@ def split_at_gaps(series: TimeSeries, max_gap_ms: int) -> list[TimeSeries]:
     """The stretches of ``series`` between gaps longer than ``max_gap_ms`` (the ones a stream resets at)."""
     cuts = np.flatnonzero(np.diff(np.asarray(series.ts_ms, np.int64)) > max_gap_ms) + 1
     bounds = np.r_[0, cuts, len(series)]
-    return [TimeSeries(series.ts_ms[a:b], series.values[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [
+        TimeSeries(series.ts_ms[a:b], series.values[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:])
+        if b > a
+    ]
 
 
 def describe_gaps(times: np.ndarray, max_gap_ms: int) -> str:

@@ -16,7 +16,12 @@ from sensorwatch.models.backend import keras
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
-BUCKETS = (8, 32, 128, 512)  # a large batch runs as chunks of the largest: little padding, few shapes
+BUCKETS = (
+    8,
+    32,
+    128,
+    512,
+)  # a large batch runs as chunks of the largest: little padding, few shapes
 
 
 def _bucket(n: int) -> int:
@@ -94,7 +99,9 @@ def compile_forward(
         # A weak reference: the cache must not keep a replaced model alive.
         ref = weakref.ref(model)
         per_model[reduce] = _backend_compile(
-            lambda x, m, s, e: _errors(ref(), m, s, e, x, reduce), int(model.input_shape[1]), len(mean)
+            lambda x, m, s, e: _errors(ref(), m, s, e, x, reduce),
+            int(model.input_shape[1]),
+            len(mean),
         )
     fn = per_model[reduce]
 

@@ -70,7 +70,9 @@ class PointCounts:
     tn: int = 0
 
     def __add__(self, other: PointCounts) -> PointCounts:
-        return PointCounts(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn)
+        return PointCounts(
+            self.tp + other.tp, self.fp + other.fp, self.fn + other.fn, self.tn + other.tn
+        )
 
     @property
     def f1(self) -> float:
@@ -93,7 +95,9 @@ def point_counts(true: Iterable[int] | np.ndarray, pred: Iterable[int] | np.ndar
     t, p = np.asarray(true) == 1, np.asarray(pred) == 1
     if t.shape != p.shape:
         raise ValueError(f"true has {t.shape} labels, pred {p.shape}")
-    return PointCounts(int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum()), int((~t & ~p).sum()))
+    return PointCounts(
+        int((t & p).sum()), int((~t & p).sum()), int((t & ~p).sum()), int((~t & ~p).sum())
+    )
 
 
 def changepoints(labels: Iterable[int] | np.ndarray) -> np.ndarray:
@@ -167,7 +171,9 @@ class NabTally:
         return score, profile.a_fn * self.windows, profile.a_tp * self.windows
 
 
-def nab_tally(true_cp: np.ndarray, pred_cp: np.ndarray, ts_ms: np.ndarray, window_ms: int = NAB_WINDOW_MS) -> NabTally:
+def nab_tally(
+    true_cp: np.ndarray, pred_cp: np.ndarray, ts_ms: np.ndarray, window_ms: int = NAB_WINDOW_MS
+) -> NabTally:
     """Match one file's predicted changepoints (0/1 per row) to its true ones (0/1 per row)."""
     ts = np.asarray(ts_ms, np.int64)
     if not len(ts) == len(true_cp) == len(pred_cp):

@@ -22,9 +22,23 @@ PRESETS: dict[str, Recipe] = {
     # The published LSTM-AE recipe, for comparison: window 30, mean error, 99th percentile x 1.5
     # of validation scores, a plain alarm (3 windows, merged over 30), no clearing rules.
     "published": Recipe(
-        window=30, units=64, latent=32, epochs=30, patience=4, batch_size=64, learning_rate=2e-3,
-        score="mean", error_scale="train", threshold_on="validation", threshold_params={"factor": 1.5},
-        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0,
+        window=30,
+        units=64,
+        latent=32,
+        epochs=30,
+        patience=4,
+        batch_size=64,
+        learning_rate=2e-3,
+        score="mean",
+        error_scale="train",
+        threshold_on="validation",
+        threshold_params={"factor": 1.5},
+        min_windows=3,
+        merge_windows=30,
+        suppress_windows=0,
+        clear_ratio=0.0,
+        rearm_ratio=0.0,
+        change_factor=0.0,
     ),
     # For processes that change operating point in normal operation (the simulated pumps follow a
     # load that steps and ramps every few minutes): the level term and the autocorrelation-weighted
@@ -32,9 +46,22 @@ PRESETS: dict[str, Recipe] = {
     # Window 30, the largest channel's error, the top of the validation scores as threshold, and
     # a plain alarm. The demo's faults are all found with it (README, demo).
     "plant": Recipe(
-        window=30, units=64, latent=32, patience=4, batch_size=64, learning_rate=2e-3,
-        score="max", error_scale="train", threshold_on="validation", threshold_params={"quantile": 0.999, "factor": 1.0},
-        min_windows=3, merge_windows=30, suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0,
+        window=30,
+        units=64,
+        latent=32,
+        patience=4,
+        batch_size=64,
+        learning_rate=2e-3,
+        score="max",
+        error_scale="train",
+        threshold_on="validation",
+        threshold_params={"quantile": 0.999, "factor": 1.0},
+        min_windows=3,
+        merge_windows=30,
+        suppress_windows=0,
+        clear_ratio=0.0,
+        rearm_ratio=0.0,
+        change_factor=0.0,
     ),
 }
 

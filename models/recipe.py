@@ -54,15 +54,24 @@ class Recipe(BaseModel):
     # Model and training
     window: int = Field(20, ge=2, description="Window length W in readings.")
     units: int = Field(32, ge=1, description="LSTM units of the encoder and the decoder.")
-    latent: int = Field(4, ge=1, description="Width of the latent vector between encoder and decoder.")
+    latent: int = Field(
+        4, ge=1, description="Width of the latent vector between encoder and decoder."
+    )
     epochs: int = Field(30, ge=1, description="Most training epochs (early stopping ends sooner).")
-    patience: int = Field(5, ge=1, description="Epochs without a better validation loss before training stops.")
+    patience: int = Field(
+        5, ge=1, description="Epochs without a better validation loss before training stops."
+    )
     batch_size: int = Field(32, ge=1, description="Training batch size.")
     learning_rate: float = Field(3e-3, gt=0, description="Adam learning rate.")
     validation: float = Field(
-        0.2, ge=0, lt=1, description="Share at the end of each training series held out for early stopping."
+        0.2,
+        ge=0,
+        lt=1,
+        description="Share at the end of each training series held out for early stopping.",
     )
-    train_stride: int = Field(1, ge=1, description="Stride between training windows (thins long histories).")
+    train_stride: int = Field(
+        1, ge=1, description="Stride between training windows (thins long histories)."
+    )
 
     # Scoring
     score: Score = Field(
@@ -75,62 +84,95 @@ class Recipe(BaseModel):
         description="Per-channel error scale: the mean training error, or that times (1+r)/(1-r) for a "
         "channel with lag-1 autocorrelation r (slow channels weigh less).",
     )
-    stride: int = Field(1, ge=1, description="Stride S: a window is scored every S readings of an asset.")
+    stride: int = Field(
+        1, ge=1, description="Stride S: a window is scored every S readings of an asset."
+    )
 
     # Threshold
     threshold: ThresholdMethod = Field(
-        "reference", description="Threshold method: reference, zscore, spot or dynamic (models/thresholds)."
+        "reference",
+        description="Threshold method: reference, zscore, spot or dynamic (models/thresholds).",
     )
     threshold_params: dict[str, float] = Field(
         default_factory=lambda: {"factor": 2.0},
         description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.99, "factor": 2.0}).',
     )
     threshold_on: Literal["validation", "all"] = Field(
-        "all", description="Training windows the threshold is fitted on: the validation part or all."
+        "all",
+        description="Training windows the threshold is fitted on: the validation part or all.",
     )
     threshold_scale: float = Field(
-        1.0, gt=0, description="Multiplier on every asset's fitted threshold when deciding "
+        1.0,
+        gt=0,
+        description="Multiplier on every asset's fitted threshold when deciding "
         "(sensorwatch review tune sets it from reviewed anomalies).",
     )
 
     # Alarm rules (in windows)
-    min_windows: int = Field(10, ge=1, description="Anomalous windows in a row before an alarm opens.")
-    merge_windows: int = Field(3, ge=0, description="Normal windows an open alarm bridges before it closes.")
-    suppress_windows: int = Field(30, ge=0, description="Windows after an alarm closes before another may open.")
-    clear_ratio: float = Field(
-        0.2, ge=0, lt=1, description="An alarm clears once scores fall below this fraction of its own level (0: off)."
+    min_windows: int = Field(
+        10, ge=1, description="Anomalous windows in a row before an alarm opens."
     )
-    clear_span: int = Field(30, ge=1, description="Windows the alarm's level averages over (exponentially weighted).")
+    merge_windows: int = Field(
+        3, ge=0, description="Normal windows an open alarm bridges before it closes."
+    )
+    suppress_windows: int = Field(
+        30, ge=0, description="Windows after an alarm closes before another may open."
+    )
+    clear_ratio: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="An alarm clears once scores fall below this fraction of its own level (0: off).",
+    )
+    clear_span: int = Field(
+        30, ge=1, description="Windows the alarm's level averages over (exponentially weighted)."
+    )
     rearm_ratio: float = Field(
-        0.2, ge=0, description="After an alarm clears, new ones need scores above this fraction of its level (0: off)."
+        0.2,
+        ge=0,
+        description="After an alarm clears, new ones need scores above this fraction of its level (0: off).",
     )
     rearm_half_life: int = Field(
         300, ge=0, description="Windows in which that bar halves (0: it never falls)."
     )
     change_factor: float = Field(
-        1.25, ge=0, description="An alarm opens only after a change: some channel's level steps inside a window "
+        1.25,
+        ge=0,
+        description="An alarm opens only after a change: some channel's level steps inside a window "
         "by more than this times the training steps' 99th percentile (0: off).",
     )
     change_within: int = Field(
-        200, ge=1, description="Windows after such a change during which an alarm may open.",
+        200,
+        ge=1,
+        description="Windows after such a change during which an alarm may open.",
     )
     drift_windows: int = Field(
-        300, ge=0, description="An anomaly held back for want of a change opens an alarm anyway once it has "
+        300,
+        ge=0,
+        description="An anomaly held back for want of a change opens an alarm anyway once it has "
         "lasted this many windows, as a slowly growing fault does (0: never).",
     )
 
     # Cadence rules
     max_gap_intervals: float = Field(
-        10.0, gt=1, description="A gap longer than this many learned intervals resets an asset's window."
+        10.0,
+        gt=1,
+        description="A gap longer than this many learned intervals resets an asset's window.",
     )
     grace_intervals: float = Field(
-        2.0, ge=0, description="Readings up to this many learned intervals out of order are re-ordered."
+        2.0,
+        ge=0,
+        description="Readings up to this many learned intervals out of order are re-ordered.",
     )
     max_gap_s: float | None = Field(
-        None, gt=0, description="Absolute gap in seconds that resets a window (overrides max_gap_intervals)."
+        None,
+        gt=0,
+        description="Absolute gap in seconds that resets a window (overrides max_gap_intervals).",
     )
     grace_s: float | None = Field(
-        None, ge=0, description="Absolute grace in seconds for out-of-order readings (overrides grace_intervals)."
+        None,
+        ge=0,
+        description="Absolute grace in seconds for out-of-order readings (overrides grace_intervals).",
     )
 
     def alarm_rules(self) -> AlarmRules:
@@ -151,8 +193,14 @@ class Recipe(BaseModel):
     def cadence(self, interval_ms: int) -> Cadence:
         """Gap and grace in milliseconds for data sampled every ``interval_ms``."""
         interval_ms = max(1, int(interval_ms))
-        gap = self.max_gap_s * 1000 if self.max_gap_s is not None else self.max_gap_intervals * interval_ms
-        grace = self.grace_s * 1000 if self.grace_s is not None else self.grace_intervals * interval_ms
+        gap = (
+            self.max_gap_s * 1000
+            if self.max_gap_s is not None
+            else self.max_gap_intervals * interval_ms
+        )
+        grace = (
+            self.grace_s * 1000 if self.grace_s is not None else self.grace_intervals * interval_ms
+        )
         return Cadence(interval_ms, max(1, round(gap)), round(grace))
 
     def updated(self, **changes: Any) -> Recipe:
@@ -161,7 +209,9 @@ class Recipe(BaseModel):
             return Recipe.model_validate({**self.model_dump(), **changes})
         except ValidationError as exc:
             err = exc.errors()[0]
-            raise ValueError(f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}") from None
+            raise ValueError(
+                f"{'.'.join(map(str, err['loc'])) or 'recipe'}: {err['msg']}"
+            ) from None
 
     @staticmethod
     def split(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -172,6 +222,22 @@ class Recipe(BaseModel):
 
 RECIPE_FIELDS: frozenset[str] = frozenset(Recipe.model_fields)
 DECISION_FIELDS: frozenset[str] = frozenset(
-    {"stride", "threshold_scale", "min_windows", "merge_windows", "suppress_windows", "clear_ratio", "clear_span", "rearm_ratio",
-     "rearm_half_life", "change_factor", "change_within", "drift_windows", "max_gap_intervals", "grace_intervals", "max_gap_s", "grace_s"}
+    {
+        "stride",
+        "threshold_scale",
+        "min_windows",
+        "merge_windows",
+        "suppress_windows",
+        "clear_ratio",
+        "clear_span",
+        "rearm_ratio",
+        "rearm_half_life",
+        "change_factor",
+        "change_within",
+        "drift_windows",
+        "max_gap_intervals",
+        "grace_intervals",
+        "max_gap_s",
+        "grace_s",
+    }
 )

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sensorwatch.models.registry import (
-    DIGEST_TAG, P99_TAG, RegisteredVersion, Store, experiment_id, mlflow_for, model_digest, set_alias,
+    DIGEST_TAG,
+    P99_TAG,
+    RegisteredVersion,
+    Store,
+    experiment_id,
+    mlflow_for,
+    model_digest,
+    set_alias,
 )
 
 if TYPE_CHECKING:  # loads Keras: imported where a model is trained
@@ -29,7 +36,9 @@ def _requirements() -> list[str]:
     from sensorwatch.models.backend import keras
 
     needs = [f"keras=={keras.__version__}"]
-    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(keras.backend.backend())
+    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(
+        keras.backend.backend()
+    )
     if backend:
         try:
             needs.append(f"{backend}=={version(backend)}")
@@ -56,8 +65,12 @@ def _loss_figure(history: dict[str, list[float]]):
 
 
 def log_training(
-    trained: TrainedDetector, store: Store, params: dict[str, Any] | None = None, alias: str | None = None,
-    tags: dict[str, str] | None = None, documents: dict[str, Any] | None = None,
+    trained: TrainedDetector,
+    store: Store,
+    params: dict[str, Any] | None = None,
+    alias: str | None = None,
+    tags: dict[str, str] | None = None,
+    documents: dict[str, Any] | None = None,
 ) -> RegisteredVersion:
     """Log params, per-epoch losses, the model (Keras flavor, with signature and the detector spec
     as metadata), ``detector.json`` and a loss plot; register a version; optionally set ``alias``.
@@ -68,8 +81,15 @@ def log_training(
     sample = np.zeros((2, trained.spec.window, len(trained.spec.channels)), np.float32)
     signature = infer_signature(sample, np.asarray(trained.model(sample)))
     with mlflow.start_run(experiment_id=experiment_id(mlflow, store)) as run:
-        mlflow.log_params({**trained.recipe.model_dump(), **asdict(trained.options), "interval_ms": trained.spec.interval_ms,
-                           "channels": ",".join(trained.spec.channels), **(params or {})})
+        mlflow.log_params(
+            {
+                **trained.recipe.model_dump(),
+                **asdict(trained.options),
+                "interval_ms": trained.spec.interval_ms,
+                "channels": ",".join(trained.spec.channels),
+                **(params or {}),
+            }
+        )
         for key, values in trained.history.items():
             for step, value in enumerate(values):
                 mlflow.log_metric(key, value, step=step)
@@ -104,5 +124,11 @@ def log_training(
         client.set_model_version_tag(store.model_name, version, key, value)
     if alias:
         set_alias(store, version, alias)
-    log.info("registered model=%s version=%s run=%s alias=%s", store.model_name, version, run.info.run_id, alias)
+    log.info(
+        "registered model=%s version=%s run=%s alias=%s",
+        store.model_name,
+        version,
+        run.info.run_id,
+        alias,
+    )
     return RegisteredVersion(store.model_name, version, run.info.run_id)

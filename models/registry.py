@@ -54,7 +54,18 @@ class IntegrityError(ValueError):
 
 
 # Schemes MLflow can track to; ``postgresql+psycopg2`` and the like count by their first part.
-SCHEMES = {"sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+SCHEMES = {
+    "sqlite",
+    "file",
+    "http",
+    "https",
+    "postgresql",
+    "mysql",
+    "mssql",
+    "databricks",
+    "databricks-uc",
+    "uc",
+}
 DIGEST_TAG = "sensorwatch.digest"
 P99_TAG = "sensorwatch.calibration_p99"  # the 99th percentile of the training window scores (drift checks)
 # The threshold scale reviewed anomalies chose for a version (``sensorwatch review tune --apply``):
@@ -122,13 +133,17 @@ def mlflow_for(store: Store, writing: bool = False):
     """The ``mlflow`` module pointed at ``store``, once ``check_store`` has passed it."""
     import mlflow
     from mlflow.environment_variables import (
-        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR, MLFLOW_HTTP_REQUEST_MAX_RETRIES, MLFLOW_HTTP_REQUEST_TIMEOUT,
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR,
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES,
+        MLFLOW_HTTP_REQUEST_TIMEOUT,
         MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT,
     )
 
     check_store(store, writing)
     MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR.set(False)  # one model's files: no bars in a service's log
-    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.set(True)  # a run's link is ours to print, not on stdout per run
+    MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT.set(
+        True
+    )  # a run's link is ours to print, not on stdout per run
     # A tracking server out of reach is reported after about timeout_s × (retries + 1), not minutes.
     MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(store.retries)
     MLFLOW_HTTP_REQUEST_TIMEOUT.set(max(1, math.ceil(store.timeout_s)))
@@ -167,10 +182,16 @@ def experiment_id(client: Any, store: Store, name: str | None = None) -> str:
     if exp is not None:
         return exp.experiment_id
     served = urlparse(store.tracking_uri).scheme in ("http", "https")
-    location = Path(store.artifact_root).absolute().as_uri() if store.artifact_root and not served else None
+    location = (
+        Path(store.artifact_root).absolute().as_uri()
+        if store.artifact_root and not served
+        else None
+    )
     try:
         # An experiment of model runs, so MLflow's UI opens it on its runs, not on GenAI traces.
-        return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: "custom_model_development"})
+        return client.create_experiment(
+            name, artifact_location=location, tags={KIND_TAG: "custom_model_development"}
+        )
     except Exception:  # made meanwhile by another replica
         exp = client.get_experiment_by_name(name)
         if exp is None:
@@ -207,7 +228,9 @@ def _does_not_exist(exc: Exception) -> bool:
     """Whether MLflow said the registered model or its alias does not exist (and nothing else)."""
     code = getattr(exc, "error_code", "")
     # MLflow reports a missing alias as an invalid parameter whose message says "not found".
-    return code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc))
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)
+    )
 
 
 def load_detector(store: Store, alias: str = "champion") -> Detector:
@@ -241,7 +264,10 @@ def load_version(store: Store, version: str) -> Detector:
     tags = MlflowClient().get_model_version(store.model_name, version).tags
     recorded = tags.get(DIGEST_TAG)
     if recorded is None:
-        log.warning("%s has no recorded digest (registered before digests were kept): it is not checked", what)
+        log.warning(
+            "%s has no recorded digest (registered before digests were kept): it is not checked",
+            what,
+        )
     elif recorded != model_digest(model, spec):
         raise IntegrityError(
             f"{what} does not match the digest recorded when it was registered: "

@@ -85,8 +85,12 @@ class DetectorSpec:
             threshold=dict(data.get("threshold", {})),
             recipe=Recipe.model_validate(recipe),
             interval_ms=int(data.get("interval_ms", LEGACY_INTERVAL_MS)),
-            change_scale=[float(v) for v in data["change_scale"]] if data.get("change_scale") is not None else None,
-            change_level=float(data["change_level"]) if data.get("change_level") is not None else None,
+            change_scale=[float(v) for v in data["change_scale"]]
+            if data.get("change_scale") is not None
+            else None,
+            change_level=float(data["change_level"])
+            if data.get("change_level") is not None
+            else None,
         )
 
 

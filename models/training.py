@@ -11,11 +11,18 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm.auto import tqdm
 
-from sensorwatch.models.backend import keras
 from sensorwatch.models.autoencoder import build_autoencoder
-from sensorwatch.models.compiled import compile_forward
+from sensorwatch.models.backend import keras
+from sensorwatch.models.cadence import (
+    NoCadenceError,
+    TimeSeries,
+    TrainingDataError,
+    describe_gaps,
+    learn_interval,
+    split_at_gaps,
+)
 from sensorwatch.models.change import fit_change
-from sensorwatch.models.cadence import NoCadenceError, TimeSeries, TrainingDataError, describe_gaps, learn_interval, split_at_gaps
+from sensorwatch.models.compiled import compile_forward
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
 from sensorwatch.models.thresholds import make_threshold
@@ -85,7 +92,9 @@ def _split(series: Sequence[np.ndarray], recipe: Recipe) -> tuple[np.ndarray, np
     return x_train, x_val
 
 
-def training_stretches(series: Sequence[TimeSeries], recipe: Recipe) -> tuple[list[np.ndarray], int]:
+def training_stretches(
+    series: Sequence[TimeSeries], recipe: Recipe
+) -> tuple[list[np.ndarray], int]:
     """The value stretches a stream would window (cut at the recipe's gaps), and the learned interval.
 
     Raises ``TrainingDataError`` saying why when no stretch holds one window.
@@ -97,7 +106,9 @@ def training_stretches(series: Sequence[TimeSeries], recipe: Recipe) -> tuple[li
     except NoCadenceError as exc:
         raise TrainingDataError(str(exc)) from None
     gap = recipe.cadence(interval).max_gap_ms
-    stretches = [part.values for s in series for part in split_at_gaps(s, gap) if len(part) >= recipe.window]
+    stretches = [
+        part.values for s in series for part in split_at_gaps(s, gap) if len(part) >= recipe.window
+    ]
     if not stretches:
         longest = max(len(part) for s in series for part in split_at_gaps(s, gap))
         biggest = max(series, key=len)
@@ -135,11 +146,19 @@ def fit_detector(
         history = _train(model, x_train, x_val, recipe, options)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    log.info("trained epochs=%d loss=%.5f windows=%d interval_ms=%d", len(history["loss"]), history["loss"][-1], len(x_train), interval)
+    log.info(
+        "trained epochs=%d loss=%.5f windows=%d interval_ms=%d",
+        len(history["loss"]),
+        history["loss"][-1],
+        len(x_train),
+        interval,
+    )
     autocorr = _autocorrelation(scaled)
     error_scale = _error_scale(model, mean, x_train, recipe, autocorr)
     threshold, scores = _threshold(model, mean, error_scale, x_train, x_val, recipe)
-    change_scale, change_level = fit_change(_fit_windows(x_train, x_val, "all"), _slowness(recipe, autocorr))
+    change_scale, change_level = fit_change(
+        _fit_windows(x_train, x_val, "all"), _slowness(recipe, autocorr)
+    )
     spec = DetectorSpec(
         channels=list(channels),
         mean=mean.tolist(),
@@ -158,7 +177,13 @@ def fit_detector(
 JIT_PAYS_OFF_STEPS = 1000
 
 
-def _train(model: keras.Model, x_train: np.ndarray, x_val: np.ndarray, recipe: Recipe, options: TrainOptions) -> dict[str, list[float]]:
+def _train(
+    model: keras.Model,
+    x_train: np.ndarray,
+    x_val: np.ndarray,
+    recipe: Recipe,
+    options: TrainOptions,
+) -> dict[str, list[float]]:
     """Mini-batch epochs in a seeded shuffled order, stopped early when the validation loss (or,
     without validation windows, the training loss) has not improved for ``patience`` epochs; the best
     epoch's weights are kept. Returns the per-epoch losses (``loss``, ``val_loss``).
@@ -173,7 +198,13 @@ def _train(model: keras.Model, x_train: np.ndarray, x_val: np.ndarray, recipe: R
     history: dict[str, list[float]] = {"loss": [], **({"val_loss": []} if validate else {})}
     best, best_weights, waited = np.inf, None, 0
     size = min(recipe.batch_size, len(x_train))
-    with tqdm(total=recipe.epochs, desc="training", unit="epoch", disable=not options.progress, leave=False) as bar:
+    with tqdm(
+        total=recipe.epochs,
+        desc="training",
+        unit="epoch",
+        disable=not options.progress,
+        leave=False,
+    ) as bar:
         for _ in range(recipe.epochs):
             order = rng.permutation(len(x_train))
             total = 0.0
@@ -222,9 +253,20 @@ def _jit(options: TrainOptions, steps: int) -> bool | str:
 _KEPT: dict[tuple[Any, ...], tuple[keras.Model, list[np.ndarray]]] = {}
 
 
-def _model(recipe: Recipe, options: TrainOptions, channels: int, jit: bool | str = "auto") -> keras.Model:
+def _model(
+    recipe: Recipe, options: TrainOptions, channels: int, jit: bool | str = "auto"
+) -> keras.Model:
     """A compiled autoencoder at its seeded initial weights, built anew or reset (``reuse_model``)."""
-    key = (recipe.window, channels, recipe.units, recipe.latent, recipe.learning_rate, options.seed, options.mixed_precision, jit)
+    key = (
+        recipe.window,
+        channels,
+        recipe.units,
+        recipe.latent,
+        recipe.learning_rate,
+        options.seed,
+        options.mixed_precision,
+        jit,
+    )
     if options.reuse_model and key in _KEPT:
         model, initial = _KEPT[key]
         model.set_weights(initial)
@@ -274,7 +316,9 @@ def _fit_windows(x_train: np.ndarray, x_val: np.ndarray, on: str) -> np.ndarray:
     return x_val if on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
 
 
-def _threshold(model, mean, error_scale, x_train, x_val, recipe: Recipe) -> tuple[dict[str, Any], np.ndarray]:
+def _threshold(
+    model, mean, error_scale, x_train, x_val, recipe: Recipe
+) -> tuple[dict[str, Any], np.ndarray]:
     """The threshold fitted on validation (or all) window scores, and those scores."""
     zeros, ones = np.zeros_like(mean), np.ones_like(mean)
     fit_on = _fit_windows(x_train, x_val, recipe.threshold_on)

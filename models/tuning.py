@@ -46,7 +46,10 @@ def fires(margin: float, scale: float) -> bool:
 
 
 def tune_scale(
-    confirmed: Sequence[float], false: Sequence[float], current: float, bounds: tuple[float, float] = (0.5, 3.0)
+    confirmed: Sequence[float],
+    false: Sequence[float],
+    current: float,
+    bounds: tuple[float, float] = (0.5, 3.0),
 ) -> Tuning:
     """The threshold scale for alarms reviewed as ``confirmed`` and ``false`` (their margins).
 
@@ -66,7 +69,17 @@ def tune_scale(
     confirmed = [m for m in confirmed if m > 0]
     false = [m for m in false if m > 0]
     if not confirmed and not false:
-        return Tuning(current, current, bounds, 0, 0, 0, 0, 0, f"scale {current:g} stays: no reviewed alarms with a margin")
+        return Tuning(
+            current,
+            current,
+            bounds,
+            0,
+            0,
+            0,
+            0,
+            0,
+            f"scale {current:g} stays: no reviewed alarms with a margin",
+        )
     cap = min(confirmed, default=float("inf"))  # at or above it, a confirmed alarm would not fire
     droppable = [m * STEP for m in false if m * STEP < cap]
     wanted = max([current if current < cap else cap / STEP, *droppable])
@@ -74,8 +87,12 @@ def tune_scale(
     kept = sum(fires(m, scale) for m in confirmed)
     dropped = sum(not fires(m, scale) for m in false)
     firing = len(false) - dropped
-    verb = f"scale {current:g} stays" if abs(scale - current) < 1e-9 else f"scale {current:g} → {scale:.4g}"
-    why = (f"{verb}: keeps {kept} of {len(confirmed)} confirmed alarms, drops {dropped} of {len(false)} false positives")
+    verb = (
+        f"scale {current:g} stays"
+        if abs(scale - current) < 1e-9
+        else f"scale {current:g} → {scale:.4g}"
+    )
+    why = f"{verb}: keeps {kept} of {len(confirmed)} confirmed alarms, drops {dropped} of {len(false)} false positives"
     notes = []
     if firing:
         above = sum(1 for m in false if m * STEP >= cap)

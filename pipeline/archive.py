@@ -75,15 +75,21 @@ class ArchiveSink:
                 data[channel] = pa.array(batch.released_rows[:, j].astype(np.float64))
             self._readings.append(pa.table(data))
         if len(batch):
-            self._scores.append(pa.table({
-                "asset_id": pa.array(batch.asset_ids, pa.string()),
-                "ts_ms": pa.array(batch.end_ms, pa.int64()),
-                "window_start_ms": pa.array(batch.start_ms, pa.int64()),
-                "score": pa.array(np.asarray(out.decisions.scores, np.float64)),
-                "threshold": pa.array(np.asarray(out.decisions.levels, np.float64)),
-                "anomalous": pa.array(np.asarray(out.decisions.anomalous, bool)),
-                "model_version": pa.array([self.processor.detector.version] * len(batch), pa.string()),
-            }))
+            self._scores.append(
+                pa.table(
+                    {
+                        "asset_id": pa.array(batch.asset_ids, pa.string()),
+                        "ts_ms": pa.array(batch.end_ms, pa.int64()),
+                        "window_start_ms": pa.array(batch.start_ms, pa.int64()),
+                        "score": pa.array(np.asarray(out.decisions.scores, np.float64)),
+                        "threshold": pa.array(np.asarray(out.decisions.levels, np.float64)),
+                        "anomalous": pa.array(np.asarray(out.decisions.anomalous, bool)),
+                        "model_version": pa.array(
+                            [self.processor.detector.version] * len(batch), pa.string()
+                        ),
+                    }
+                )
+            )
 
     def flush(self) -> None:
         for name, tables in (("readings", self._readings), ("scores", self._scores)):
@@ -134,12 +140,15 @@ def read_archive(
     }
 
 
-def _read(fs: pafs.FileSystem, folder: str, start_ms: int | None, end_ms: int | None) -> pd.DataFrame:
+def _read(
+    fs: pafs.FileSystem, folder: str, start_ms: int | None, end_ms: int | None
+) -> pd.DataFrame:
     info = fs.get_file_info(folder)
     if info.type == pafs.FileType.NotFound:
         return pd.DataFrame()
     days = sorted(
-        i.base_name.removeprefix("day=") for i in fs.get_file_info(pafs.FileSelector(folder))
+        i.base_name.removeprefix("day=")
+        for i in fs.get_file_info(pafs.FileSelector(folder))
         if i.type == pafs.FileType.Directory and i.base_name.startswith("day=")
     )
     lo = None if start_ms is None else str(_day(np.array([start_ms]))[0])
@@ -149,7 +158,8 @@ def _read(fs: pafs.FileSystem, folder: str, start_ms: int | None, end_ms: int | 
         if (lo is not None and day < lo) or (hi is not None and day > hi):
             continue
         files = sorted(
-            i.path for i in fs.get_file_info(pafs.FileSelector(f"{folder}/day={day}"))
+            i.path
+            for i in fs.get_file_info(pafs.FileSelector(f"{folder}/day={day}"))
             if i.type == pafs.FileType.File and not i.base_name.startswith((".", "_"))
         )
         tables.extend(pq.read_table(f, filesystem=fs) for f in files)

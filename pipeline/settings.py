@@ -29,12 +29,21 @@ class Settings(BaseSettings, Recipe):
 
     # Kafka
     bootstrap_servers: str = Field(
-        "", description="Kafka bootstrap servers, comma-separated (`sensorwatch broker` starts a local one)."
+        "",
+        description="Kafka bootstrap servers, comma-separated (`sensorwatch broker` starts a local one).",
     )
-    readings_topic: str = Field("sensor-readings", description="Topic the sensor readings arrive on.")
-    anomalies_topic: str = Field("sensor-anomalies", description="Topic anomaly events are published to.")
-    dlq_topic: str = Field("sensor-readings.dlq", description="Dead-letter topic for rejected records.")
-    group_id: str = Field("sensorwatch-scorers", description="Consumer group of the scoring service.")
+    readings_topic: str = Field(
+        "sensor-readings", description="Topic the sensor readings arrive on."
+    )
+    anomalies_topic: str = Field(
+        "sensor-anomalies", description="Topic anomaly events are published to."
+    )
+    dlq_topic: str = Field(
+        "sensor-readings.dlq", description="Dead-letter topic for rejected records."
+    )
+    group_id: str = Field(
+        "sensorwatch-scorers", description="Consumer group of the scoring service."
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="Kafka security protocol."
     )
@@ -42,12 +51,25 @@ class Settings(BaseSettings, Recipe):
         None, description="SASL mechanism, when the protocol uses SASL."
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (never written to logs, errors or MLflow).")
-    ssl_cafile: Path | None = Field(None, description="CA certificate (PEM) that signed the brokers' certificates, for SSL and SASL_SSL.")
-    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM), when the brokers ask clients for one.")
-    ssl_keyfile: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
-    ssl_password: SecretStr | None = Field(None, description="Password of the client's private key, if it has one.")
-    ssl_check_hostname: bool = Field(True, description="Check that a broker's certificate names the host connected to.")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (never written to logs, errors or MLflow)."
+    )
+    ssl_cafile: Path | None = Field(
+        None,
+        description="CA certificate (PEM) that signed the brokers' certificates, for SSL and SASL_SSL.",
+    )
+    ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM), when the brokers ask clients for one."
+    )
+    ssl_keyfile: Path | None = Field(
+        None, description="Private key (PEM) of the client certificate."
+    )
+    ssl_password: SecretStr | None = Field(
+        None, description="Password of the client's private key, if it has one."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to."
+    )
     kafka_client: Literal["kafka-python", "confluent-kafka"] = Field(
         "kafka-python",
         description="Client the service reads readings with: kafka-python, or librdkafka's confluent-kafka (the `fast` extra: decodes in C, less CPU per record).",
@@ -55,23 +77,33 @@ class Settings(BaseSettings, Recipe):
     max_poll_records: int = Field(2000, ge=1, description="Most records one poll returns.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
     max_poll_interval_ms: int = Field(
-        30_000, ge=1000, description="Kafka's limit between polls before the group evicts a consumer."
+        30_000,
+        ge=1000,
+        description="Kafka's limit between polls before the group evicts a consumer.",
     )
     session_timeout_ms: int = Field(
-        10_000, ge=1000, description="Consumer group session timeout; a group join waits about half of it."
+        10_000,
+        ge=1000,
+        description="Consumer group session timeout; a group join waits about half of it.",
     )
     max_message_bytes: int = Field(
         65_536, ge=256, description="Larger reading messages are dead-lettered as oversized."
     )
     max_future_s: float = Field(
-        300.0, gt=0, description="Readings stamped further than this ahead of the clock are rejected."
+        300.0,
+        gt=0,
+        description="Readings stamped further than this ahead of the clock are rejected.",
     )
     broker_timeout_s: float = Field(
-        60.0, gt=0, description="How long the service waits out an unreachable broker before it exits non-zero."
+        60.0,
+        gt=0,
+        description="How long the service waits out an unreachable broker before it exits non-zero.",
     )
 
     commit_interval_s: float = Field(
-        5.0, ge=0, description="How often the service checkpoints: outputs and archive flushed, state written, offsets committed (0: after every poll).",
+        5.0,
+        ge=0,
+        description="How often the service checkpoints: outputs and archive flushed, state written, offsets committed (0: after every poll).",
     )
     archive_uri: str = Field(
         str(STATE_DIR / "archive"),
@@ -79,18 +111,30 @@ class Settings(BaseSettings, Recipe):
     )
 
     # Detector recipe: its fields are declared on Recipe; this picks the named starting point.
-    preset: str = Field("default", description=f"Named detector recipe to start from: {', '.join(PRESETS)}.")
+    preset: str = Field(
+        "default", description=f"Named detector recipe to start from: {', '.join(PRESETS)}."
+    )
 
     # Service
     reload_interval_s: float = Field(
-        30.0, ge=0, description="How often the service checks whether the champion alias moved (0: never)."
+        30.0,
+        ge=0,
+        description="How often the service checks whether the champion alias moved (0: never).",
     )
-    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the operator endpoints: /healthz (alive), /readyz (partitions, model, broker) and /metrics (Prometheus); 0: off.")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of the operator endpoints: /healthz (alive), /readyz (partitions, model, broker) and /metrics (Prometheus); 0: off.",
+    )
     log_every_s: float = Field(
-        60.0, gt=0, description="Least time between two warnings of the same kind about the same asset."
+        60.0,
+        gt=0,
+        description="Least time between two warnings of the same kind about the same asset.",
     )
     log_format: Literal["text", "json"] = Field(
-        "text", description="How log records are written to standard error: text lines, or json for log shippers (one object per line).",
+        "text",
+        description="How log records are written to standard error: text lines, or json for log shippers (one object per line).",
     )
 
     # Models and MLflow
@@ -102,70 +146,119 @@ class Settings(BaseSettings, Recipe):
     )
     experiment: str = Field("sensorwatch", description="MLflow experiment of the training runs.")
     model_name: str = Field("sensorwatch-lstm-ae", description="Registered model name.")
-    model_alias: str = Field("champion", description="Alias the service loads and training promotes.")
+    model_alias: str = Field(
+        "champion", description="Alias the service loads and training promotes."
+    )
     mlflow_timeout_s: float = Field(
         10.0, gt=0, description="How long one request to an MLflow tracking server may take."
     )
     mlflow_retries: int = Field(
-        2, ge=0, le=10, description="How many times a failed MLflow request is tried again (with backoff)."
+        2,
+        ge=0,
+        le=10,
+        description="How many times a failed MLflow request is tried again (with backoff).",
     )
     cache_dir: Path = Field(
         STATE_DIR / "champion",
         description="Where the service keeps a checked copy of the last champion it loaded, to start from when MLflow is out of reach.",
     )
     review_experiment: str = Field(
-        "sensorwatch-anomalies", description="MLflow experiment the service logs each anomaly to, for review (a run per alarm).",
+        "sensorwatch-anomalies",
+        description="MLflow experiment the service logs each anomaly to, for review (a run per alarm).",
     )
     review_buffer: int = Field(
-        10_000, ge=0, description="Most anomaly events held for MLflow while it is slow or down; the oldest are dropped beyond (0: no review logging).",
+        10_000,
+        ge=0,
+        description="Most anomaly events held for MLflow while it is slow or down; the oldest are dropped beyond (0: no review logging).",
     )
     review_drain_s: float = Field(
-        15.0, ge=0, description="How long a stopping service waits for MLflow to take the anomalies it still holds.",
+        15.0,
+        ge=0,
+        description="How long a stopping service waits for MLflow to take the anomalies it still holds.",
     )
     review_ui_url: str = Field(
-        "", description="Address of MLflow's UI for review links (default: the tracking server's, else http://127.0.0.1:5000).",
+        "",
+        description="Address of MLflow's UI for review links (default: the tracking server's, else http://127.0.0.1:5000).",
     )
     tune_scale_min: float = Field(
-        0.5, gt=0, description="Lowest threshold scale that tuning from reviewed anomalies may choose.",
+        0.5,
+        gt=0,
+        description="Lowest threshold scale that tuning from reviewed anomalies may choose.",
     )
     tune_scale_max: float = Field(
-        3.0, gt=0, description="Highest threshold scale that tuning from reviewed anomalies may choose.",
+        3.0,
+        gt=0,
+        description="Highest threshold scale that tuning from reviewed anomalies may choose.",
     )
-    mixed_precision: bool = Field(False, description="Train with float16 compute (GPUs with tensor cores).")
+    mixed_precision: bool = Field(
+        False, description="Train with float16 compute (GPUs with tensor cores)."
+    )
     seed: int = Field(7, description="Seed for the simulator and training.")
 
     # Retraining (dags/)
-    retrain_schedule: str = Field("@daily", description="When the retraining DAG runs (an Airflow schedule: a preset or cron).")
+    retrain_schedule: str = Field(
+        "@daily",
+        description="When the retraining DAG runs (an Airflow schedule: a preset or cron).",
+    )
     retrain_lookback_days: int = Field(
-        7, ge=2, description="Days of archive a retraining uses; the newest is held out to compare champion and challenger."
+        7,
+        ge=2,
+        description="Days of archive a retraining uses; the newest is held out to compare champion and challenger.",
     )
     promotion_mode: Literal["managed", "manual"] = Field(
-        "managed", description="managed: the gate moves the champion alias; manual: a new version is only tagged challenger.",
+        "managed",
+        description="managed: the gate moves the champion alias; manual: a new version is only tagged challenger.",
     )
     promote_margin_false_alarms: float = Field(
-        0.5, ge=0, description="Fewer false alarms per 10,000 readings a challenger needs (at no loss of recall) to be promoted.",
+        0.5,
+        ge=0,
+        description="Fewer false alarms per 10,000 readings a challenger needs (at no loss of recall) to be promoted.",
     )
     promote_margin_recall: float = Field(
-        0.05, ge=0, le=1, description="Higher recall a challenger needs (at no more false alarms) to be promoted.",
+        0.05,
+        ge=0,
+        le=1,
+        description="Higher recall a challenger needs (at no more false alarms) to be promoted.",
     )
     labels_path: Path | None = Field(
-        None, description="CSV of labelled events (asset_id, start_ms, end_ms) the gate counts recall on, e.g. the simulator's --labels.",
+        None,
+        description="CSV of labelled events (asset_id, start_ms, end_ms) the gate counts recall on, e.g. the simulator's --labels.",
     )
     validation_sigmas: float = Field(
-        10.0, gt=0, description="Training data must stay within the champion's training mean ± this many standard deviations.",
+        10.0,
+        gt=0,
+        description="Training data must stay within the champion's training mean ± this many standard deviations.",
     )
-    validation_max_missing: float = Field(0.2, ge=0, lt=1, description="Largest share of missing readings (by the learned cadence) training data may have.")
-    validation_min_rows: int = Field(200, ge=1, description="Fewest archived readings per asset to train on.")
-    drift_schedule: str = Field("@hourly", description="When the drift check DAG runs (an Airflow schedule).")
-    drift_window_hours: float = Field(24.0, gt=0, description="Recent hours of window scores the drift check compares with training.")
+    validation_max_missing: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description="Largest share of missing readings (by the learned cadence) training data may have.",
+    )
+    validation_min_rows: int = Field(
+        200, ge=1, description="Fewest archived readings per asset to train on."
+    )
+    drift_schedule: str = Field(
+        "@hourly", description="When the drift check DAG runs (an Airflow schedule)."
+    )
+    drift_window_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Recent hours of window scores the drift check compares with training.",
+    )
     drift_ratio: float = Field(
-        3.0, gt=1, description="Drift: more than this many times the 1 % of windows that were above the training 99th percentile.",
+        3.0,
+        gt=1,
+        description="Drift: more than this many times the 1 % of windows that were above the training 99th percentile.",
     )
-    drift_min_windows: int = Field(500, ge=1, description="Fewest recent windows the drift check needs to decide.")
+    drift_min_windows: int = Field(
+        500, ge=1, description="Fewest recent windows the drift check needs to decide."
+    )
 
     # Benchmarks
     skab_dir: Path = Field(
-        Path("../shared/datasets/skab"), description="The SKAB benchmark data (valve1/, valve2/, other/)."
+        Path("../shared/datasets/skab"),
+        description="The SKAB benchmark data (valve1/, valve2/, other/).",
     )
 
     @field_validator("ssl_cafile", "ssl_certfile", "ssl_keyfile")
@@ -177,14 +270,18 @@ class Settings(BaseSettings, Recipe):
 
     @model_validator(mode="after")
     def _complete_security(self) -> Settings:
-        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
             raise ValueError(
                 f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username and sasl_password"
             )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ValueError("ssl_certfile and ssl_keyfile go together: set both or neither")
         if self.tune_scale_min > self.tune_scale_max:
-            raise ValueError(f"tune_scale_min {self.tune_scale_min:g} is above tune_scale_max {self.tune_scale_max:g}")
+            raise ValueError(
+                f"tune_scale_min {self.tune_scale_min:g} is above tune_scale_max {self.tune_scale_max:g}"
+            )
         return self
 
     @field_validator("preset")
@@ -196,7 +293,10 @@ class Settings(BaseSettings, Recipe):
     def recipe_overrides(self) -> dict[str, Any]:
         """Recipe fields set on purpose (flags, environment, ``.env``), and a preset chosen explicitly."""
         chosen = preset(self.preset).model_dump() if "preset" in self.model_fields_set else {}
-        return {**chosen, **{f: getattr(self, f) for f in sorted(self.model_fields_set & RECIPE_FIELDS)}}
+        return {
+            **chosen,
+            **{f: getattr(self, f) for f in sorted(self.model_fields_set & RECIPE_FIELDS)},
+        }
 
     def recipe(self) -> Recipe:
         """The recipe to train with: the preset, with every recipe field set on purpose on top."""

@@ -28,8 +28,12 @@ def encode_event(event: AnomalyEvent) -> bytes:
     # orjson would write NaN as null, which breaks the schema for every reader downstream.
     numbers = (event.score, event.threshold, event.margin, *event.contributions.values())
     if not all(map(isfinite, numbers)):
-        raise ValueError(f"anomaly event of {event.asset_id!r}: non-finite score, threshold or contribution")
-    return orjson.dumps({**event.to_dict(), "duration_s": event.duration_s}, option=orjson.OPT_SERIALIZE_NUMPY)
+        raise ValueError(
+            f"anomaly event of {event.asset_id!r}: non-finite score, threshold or contribution"
+        )
+    return orjson.dumps(
+        {**event.to_dict(), "duration_s": event.duration_s}, option=orjson.OPT_SERIALIZE_NUMPY
+    )
 
 
 def decode_event(data: bytes) -> AnomalyEvent:

@@ -49,7 +49,11 @@ def load_schema(name: str) -> dict[str, Any]:
     """The schema ``name`` (``"reading"`` or ``"anomaly"``) as a fresh dict."""
     if name not in SCHEMA_NAMES:
         raise ValueError(f"unknown schema {name!r}; known: {', '.join(SCHEMA_NAMES)}")
-    text = resources.files("sensorwatch.schemas").joinpath(f"{name}.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("sensorwatch.schemas")
+        .joinpath(f"{name}.schema.json")
+        .read_text(encoding="utf-8")
+    )
     return json.loads(text)
 
 

@@ -43,8 +43,15 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
-_JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean",
-               type(None): "null", list: "list", dict: "object"}
+_JSON_TYPES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+    list: "list",
+    dict: "object",
+}
 
 
 class _Invalid(Exception):
@@ -105,8 +112,9 @@ def parse_batch(
     oks: list[Reading] = []
     errs: list[Rejected] = []
     for key, value in records:
-        result = parse_reading(value, key, channels=chans, now_ms=now,
-                               max_future_ms=max_future_ms, max_bytes=max_bytes)
+        result = parse_reading(
+            value, key, channels=chans, now_ms=now, max_future_ms=max_future_ms, max_bytes=max_bytes
+        )
         if isinstance(result, Reading):
             oks.append(result)
         else:
@@ -122,18 +130,25 @@ def encode_reading(reading: Reading) -> bytes:
     """
     # orjson would write NaN as null, a message no consumer accepts: fail at the producer instead.
     if not all(map(isfinite, reading.values.values())):
-        raise ValueError(f"reading of {reading.asset_id!r} at {reading.ts_ms} has a non-finite value")
+        raise ValueError(
+            f"reading of {reading.asset_id!r} at {reading.ts_ms} has a non-finite value"
+        )
     doc = {"asset_id": reading.asset_id, "ts": reading.ts_ms, "values": reading.values}
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _reading(doc: object, channels: frozenset[str] | None, now_ms: int | None, max_future_ms: int) -> Reading:
+def _reading(
+    doc: object, channels: frozenset[str] | None, now_ms: int | None, max_future_ms: int
+) -> Reading:
     if type(doc) is not dict:
         raise _Invalid(f"not an object: got {_type(doc)}")
     if doc.keys() != _FIELD_SET:
         _check_fields(doc)
-    return Reading(_asset_id(doc["asset_id"]), _ts_ms(doc["ts"], now_ms, max_future_ms),
-                   _values(doc["values"], channels))
+    return Reading(
+        _asset_id(doc["asset_id"]),
+        _ts_ms(doc["ts"], now_ms, max_future_ms),
+        _values(doc["values"], channels),
+    )
 
 
 def _check_fields(doc: dict[str, object]) -> None:
@@ -169,7 +184,9 @@ def _ts_ms(ts: object, now_ms: int | None, max_future_ms: int) -> int:
     elif kind is float:
         raise _Invalid(f"ts: epoch milliseconds must be an integer, got {ts!r}")
     else:
-        raise _Invalid(f"ts: must be an ISO-8601 string or integer epoch milliseconds, got {_type(ts)}")
+        raise _Invalid(
+            f"ts: must be an ISO-8601 string or integer epoch milliseconds, got {_type(ts)}"
+        )
     ahead = ms - (_now_ms() if now_ms is None else now_ms)
     if ahead > max_future_ms:
         shown = _clip(ts) if kind is str else f"{ms} ({iso_ms(ms)})"
@@ -216,7 +233,9 @@ def _values(values: object, channels: frozenset[str] | None) -> dict[str, float]
 def _check_channels(values: dict[str, object], channels: frozenset[str]) -> None:
     unknown = [name for name in values if name not in channels]
     if unknown:
-        raise _Invalid(f"values: unknown channel{'s' if len(unknown) > 1 else ''} {_names(unknown)}")
+        raise _Invalid(
+            f"values: unknown channel{'s' if len(unknown) > 1 else ''} {_names(unknown)}"
+        )
     missing = sorted(channels - values.keys())
     raise _Invalid(f"values: missing channel{'s' if len(missing) > 1 else ''} {_names(missing)}")
 
@@ -231,8 +250,13 @@ def _int_value(name: str, value: int) -> float:
     return number
 
 
-def _refusal(raw: bytes, error: orjson.JSONDecodeError, channels: frozenset[str] | None,
-             now_ms: int | None, max_future_ms: int) -> str:
+def _refusal(
+    raw: bytes,
+    error: orjson.JSONDecodeError,
+    channels: frozenset[str] | None,
+    now_ms: int | None,
+    max_future_ms: int,
+) -> str:
     """Why orjson refused ``raw``, naming the field when the cause is NaN, Infinity or 1e999.
 
     The stdlib parser reads those literals, so the usual checks can name the value; a message

@@ -6,7 +6,6 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -45,14 +44,33 @@ class Reading:
 
 
 REJECT_KINDS = (
-    "empty", "oversized", "malformed_json", "not_object", "fields", "asset_id", "ts", "future", "channels", "values",
-    "late", "duplicate", "invalid",
+    "empty",
+    "oversized",
+    "malformed_json",
+    "not_object",
+    "fields",
+    "asset_id",
+    "ts",
+    "future",
+    "channels",
+    "values",
+    "late",
+    "duplicate",
+    "invalid",
 )
 _PREFIXES = (
-    ("empty message", "empty"), ("oversized", "oversized"), ("malformed JSON", "malformed_json"),
-    ("not an object", "not_object"), ("missing field", "fields"), ("unexpected field", "fields"),
-    ("asset_id", "asset_id"), ("values: unknown channel", "channels"), ("values: missing channel", "channels"),
-    ("values", "values"), ("late", "late"), ("duplicate", "duplicate"),
+    ("empty message", "empty"),
+    ("oversized", "oversized"),
+    ("malformed JSON", "malformed_json"),
+    ("not an object", "not_object"),
+    ("missing field", "fields"),
+    ("unexpected field", "fields"),
+    ("asset_id", "asset_id"),
+    ("values: unknown channel", "channels"),
+    ("values: missing channel", "channels"),
+    ("values", "values"),
+    ("late", "late"),
+    ("duplicate", "duplicate"),
 )
 
 
@@ -102,7 +120,9 @@ class AnomalyEvent:
     contributions: dict[str, float]
     model_version: str
     windows: int = 1
-    detected_at: str = field(default_factory=lambda: iso_ms(int(datetime.now(UTC).timestamp() * 1000)))
+    detected_at: str = field(
+        default_factory=lambda: iso_ms(int(datetime.now(UTC).timestamp() * 1000))
+    )
     kind: str = "opened"
     event_id: str = ""
     # The largest threshold scale at which this alarm still opens (0: not known): the evidence
@@ -111,7 +131,9 @@ class AnomalyEvent:
 
     def __post_init__(self) -> None:
         if not self.event_id:
-            object.__setattr__(self, "event_id", event_id(self.asset_id, self.window_start, self.model_version))
+            object.__setattr__(
+                self, "event_id", event_id(self.asset_id, self.window_start, self.model_version)
+            )
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -47,10 +47,14 @@ class ValidationReport:
     def summary(self) -> str:
         if self.success:
             return f"training data valid: {self.rows} rows"
-        return f"training data invalid ({len(self.failures)} expectation(s) failed): " + "; ".join(self.failures)
+        return f"training data invalid ({len(self.failures)} expectation(s) failed): " + "; ".join(
+            self.failures
+        )
 
 
-def validation_frame(frames: dict[str, pd.DataFrame], channels: list[str], interval_ms: float) -> pd.DataFrame:
+def validation_frame(
+    frames: dict[str, pd.DataFrame], channels: list[str], interval_ms: float
+) -> pd.DataFrame:
     """One table of every asset's readings, with what the suite checks per asset derived beside
     them: the step to the previous reading (ms and learned intervals) and the asset's row count."""
     parts = []
@@ -63,7 +67,9 @@ def validation_frame(frames: dict[str, pd.DataFrame], channels: list[str], inter
         part["asset_rows"] = len(part)
         parts.append(part)
     if not parts:
-        return pd.DataFrame(columns=["asset_id", "ts_ms", *channels, "ts_step_ms", "gap_intervals", "asset_rows"])
+        return pd.DataFrame(
+            columns=["asset_id", "ts_ms", *channels, "ts_step_ms", "gap_intervals", "asset_rows"]
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -75,11 +81,20 @@ def _suite(rules: TrainingDataRules, present: set[str]) -> list[Any]:
     if "ts_ms" in present:
         checks += [
             gxe.ExpectColumnValuesToNotBeNull(column="ts_ms"),
-            gxe.ExpectColumnValuesToBeInTypeList(column="ts_ms", type_list=["int64", "Int64", "int32"]),
-            gxe.ExpectColumnValuesToBeBetween(column="ts_step_ms", min_value=1),  # rising in each asset
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column="ts_ms", type_list=["int64", "Int64", "int32"]
+            ),
             gxe.ExpectColumnValuesToBeBetween(
-                column="gap_intervals", max_value=rules.max_gap_intervals, mostly=1 - rules.max_long_gaps),
-            gxe.ExpectColumnMeanToBeBetween(column="gap_intervals", max_value=1 / (1 - rules.max_missing_rate)),
+                column="ts_step_ms", min_value=1
+            ),  # rising in each asset
+            gxe.ExpectColumnValuesToBeBetween(
+                column="gap_intervals",
+                max_value=rules.max_gap_intervals,
+                mostly=1 - rules.max_long_gaps,
+            ),
+            gxe.ExpectColumnMeanToBeBetween(
+                column="gap_intervals", max_value=1 / (1 - rules.max_missing_rate)
+            ),
         ]
     for c in rules.channels:
         if c not in present:
@@ -87,7 +102,9 @@ def _suite(rules: TrainingDataRules, present: set[str]) -> list[Any]:
         lo, hi = rules.ranges.get(c, (None, None))
         checks += [
             gxe.ExpectColumnValuesToNotBeNull(column=c),
-            gxe.ExpectColumnValuesToBeInTypeList(column=c, type_list=["float64", "float32", "Float64"]),
+            gxe.ExpectColumnValuesToBeInTypeList(
+                column=c, type_list=["float64", "float32", "Float64"]
+            ),
         ]
         if lo is not None or hi is not None:
             checks.append(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi))
@@ -106,7 +123,11 @@ def validate_training_data(
     if table.empty:
         return ValidationReport(False, ["no readings at all"], rows=0)
     with tempfile.TemporaryDirectory() as project:
-        context = gx.get_context(mode="file", project_root_dir=project) if docs else gx.get_context(mode="ephemeral")
+        context = (
+            gx.get_context(mode="file", project_root_dir=project)
+            if docs
+            else gx.get_context(mode="ephemeral")
+        )
         context.variables.progress_bars = {"globally": False}
         batch = context.data_sources.add_pandas("archive").add_dataframe_asset("readings")
         definition = batch.add_batch_definition_whole_dataframe("training window")
@@ -114,17 +135,25 @@ def validate_training_data(
         for expectation in _suite(rules, set(table.columns)):
             suite.add_expectation(expectation)
         validation = context.validation_definitions.add(
-            gx.ValidationDefinition(data=definition, suite=suite, name="training data"))
+            gx.ValidationDefinition(data=definition, suite=suite, name="training data")
+        )
         actions = [gx.checkpoint.UpdateDataDocsAction(name="data docs")] if docs else []
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name="training data", validation_definitions=[validation], actions=actions,
-            result_format={"result_format": "SUMMARY"}))
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name="training data",
+                validation_definitions=[validation],
+                actions=actions,
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
         run = next(iter(checkpoint.run(batch_parameters={"dataframe": table}).run_results.values()))
         if docs:
             site = Path(project) / "gx" / "uncommitted" / "data_docs" / "local_site"
             shutil.copytree(site, docs, dirs_exist_ok=True)
     failures = [_describe(r) for r in run.results if not r.success]
-    return ValidationReport(bool(run.success), failures, run.to_json_dict(), rows=len(table), docs=docs)
+    return ValidationReport(
+        bool(run.success), failures, run.to_json_dict(), rows=len(table), docs=docs
+    )
 
 
 def _describe(result: Any) -> str:
@@ -136,8 +165,12 @@ def _describe(result: Any) -> str:
     if "observed_value" in seen:
         observed = f"observed {seen['observed_value']}"
     elif "unexpected_count" in seen:
-        examples = ", ".join(repr(_plain(v)) for v in (seen.get("partial_unexpected_list") or [])[:3])
-        observed = f"{seen['unexpected_count']} unexpected ({seen.get('unexpected_percent', 0):.2f}%)"
+        examples = ", ".join(
+            repr(_plain(v)) for v in (seen.get("partial_unexpected_list") or [])[:3]
+        )
+        observed = (
+            f"{seen['unexpected_count']} unexpected ({seen.get('unexpected_percent', 0):.2f}%)"
+        )
         observed += f", e.g. {examples}" if examples else ""
     else:
         observed = "failed"

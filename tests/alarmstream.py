@@ -26,14 +26,18 @@ class Alarm:
     asset: str
     event_id: str
     start_ms: int  # its event's window_start: the first reading of its first window
-    end_ms: int  # the end of the window it cleared at (of the last window seen, if it never cleared)
+    end_ms: (
+        int  # the end of the window it cleared at (of the last window seen, if it never cleared)
+    )
     first_end: int  # the end (last reading) of its first window
     margin: float  # the last event's: the opened one says the margin so far, the cleared one the alarm's
     opened_margin: float
     cleared: bool
 
 
-def decide(detector: Detector, readings: list[Reading], scale: float | None = None) -> list[Decisions]:
+def decide(
+    detector: Detector, readings: list[Reading], scale: float | None = None
+) -> list[Decisions]:
     """``readings`` through a fresh processor (at threshold ``scale``), as a file is scored."""
     from sensorwatch.pipeline.stream.processor import Processor
 
@@ -51,8 +55,16 @@ def alarms_of(decisions: list[Decisions], detector: Detector) -> list[Alarm]:
             last_end[asset] = int(end)
         for e in d.events:
             if e.kind == "opened":
-                found[e.event_id] = Alarm(e.asset_id, e.event_id, e.start_ms, e.end_ms, e.start_ms + span_ms,
-                                          e.margin, e.margin, False)
+                found[e.event_id] = Alarm(
+                    e.asset_id,
+                    e.event_id,
+                    e.start_ms,
+                    e.end_ms,
+                    e.start_ms + span_ms,
+                    e.margin,
+                    e.margin,
+                    False,
+                )
             else:
                 a = found[e.event_id]
                 a.end_ms, a.margin, a.cleared = e.end_ms, e.margin, True
@@ -93,14 +105,23 @@ def strongest_run(decisions: list[Decisions], alarm: Alarm, need: int) -> tuple[
 
 
 def overlaps_fault(alarm: Alarm, faults: list[Fault]) -> bool:
-    return any(f.asset_id == alarm.asset and f.start_ms <= alarm.end_ms and f.end_ms > alarm.start_ms for f in faults)
+    return any(
+        f.asset_id == alarm.asset and f.start_ms <= alarm.end_ms and f.end_ms > alarm.start_ms
+        for f in faults
+    )
 
 
-def split_by_margin(alarms: list[Alarm], bounds: tuple[float, float]) -> tuple[list[Alarm], list[Alarm]]:
+def split_by_margin(
+    alarms: list[Alarm], bounds: tuple[float, float]
+) -> tuple[list[Alarm], list[Alarm]]:
     """(false positives, confirmed): the alarms below and above the widest gap between margins
     that a scale within ``bounds`` can fall into, as a reviewer who finds the weak ones spurious."""
     ranked = sorted(alarms, key=lambda a: a.margin)
-    cuts = [i for i in range(1, len(ranked)) if ranked[i - 1].margin * 1.01 < min(ranked[i].margin, bounds[1])]
+    cuts = [
+        i
+        for i in range(1, len(ranked))
+        if ranked[i - 1].margin * 1.01 < min(ranked[i].margin, bounds[1])
+    ]
     assert cuts, f"no margin gap to tune into: {[a.margin for a in ranked]}"
     i = max(cuts, key=lambda i: ranked[i].margin / ranked[i - 1].margin)
     return ranked[:i], ranked[i:]

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from sensorwatch.pipeline.dev.broker import EmbeddedBroker
-from sensorwatch.pipeline.kafka.clients import service_topics
 from sensorwatch.models.registry import RegisteredVersion, Store
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.models.training import TrainedDetector
+from sensorwatch.pipeline.dev.broker import EmbeddedBroker
+from sensorwatch.pipeline.kafka.clients import service_topics
 from sensorwatch.pipeline.settings import Settings
 
 
@@ -74,12 +74,18 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
 
     root = tmp_path_factory.mktemp("mlflow")
     settings = Settings(
-        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"),
-        preset="plant", epochs=10, train_stride=5, seed=3,
+        tracking_uri=f"sqlite:///{root}/mlflow.db",
+        artifact_root=str(root / "artifacts"),
+        preset="plant",
+        epochs=10,
+        train_stride=5,
+        seed=3,
     )
     frame = Simulator(**PLANT).normal(TRAIN_READINGS)
     series = series_by_asset(frame)
-    trained, version = train_and_register(settings, series, list(CHANNELS), "simulator", promote=True, progress=False)
+    trained, version = train_and_register(
+        settings, series, list(CHANNELS), "simulator", promote=True, progress=False
+    )
     return Champion(store_of(settings), version, trained.spec, trained)
 
 
@@ -89,7 +95,10 @@ def fuzz_inputs() -> Iterator[None]:
     from fuzzing import TRIED
 
     yield
-    print(f"\nfuzz inputs tried: {sum(TRIED.values())} " + " ".join(f"{k}={v}" for k, v in sorted(TRIED.items())))
+    print(
+        f"\nfuzz inputs tried: {sum(TRIED.values())} "
+        + " ".join(f"{k}={v}" for k, v in sorted(TRIED.items()))
+    )
     TRIED.clear()
 
 

@@ -117,7 +117,9 @@ def sensorwatch_invocations() -> dict[str, list[str]]:
         target = service.get("build", {}).get("target", DEFAULT_TARGET)
         if service.get("entrypoint", json.loads(last(target, "ENTRYPOINT"))) == ["sensorwatch"]:
             command = service.get("command")
-            found[f"compose:{name}"] = command if command is not None else json.loads(last(target, "CMD") or "[]")
+            found[f"compose:{name}"] = (
+                command if command is not None else json.loads(last(target, "CMD") or "[]")
+            )
     return found
 
 

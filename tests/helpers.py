@@ -88,7 +88,9 @@ def wait_for(condition, timeout_s: float = 90, every_s: float = 0.3) -> bool:
     return condition()
 
 
-def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "serve.log", **extra: str):
+def serve_process(
+    settings: Settings, tracking_uri: str, cwd, log_name: str = "serve.log", **extra: str
+):
     """``sensorwatch serve`` in a subprocess of its own (so it can be killed for real), logging to a
     file; ``extra`` settings by name (``model_name="x"`` sets ``SENSORWATCH_MODEL_NAME``)."""
     import os
@@ -114,5 +116,9 @@ def serve_process(settings: Settings, tracking_uri: str, cwd, log_name: str = "s
     }
     log = open(cwd / log_name, "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve"], env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve"],
+        env=env,
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )

@@ -26,11 +26,26 @@ class MlflowServer:
 
     def start(self) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", f"sqlite:///{self.root}/mlflow.db",
-               "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--backend-store-uri",
+            f"sqlite:///{self.root}/mlflow.db",
+            "--artifacts-destination",
+            str(self.root / "artifacts"),
+            "--workers",
+            "1",
+        ]
         log = open(self.root / "server.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
         def healthy() -> bool:
             try:
@@ -50,14 +65,20 @@ class MlflowServer:
 
     def api(self, path: str, body: dict | None = None, **query: str) -> dict:
         """One call of MLflow's REST API (``path`` after ``/api/2.0/mlflow/``): GET with ``query``, POST with ``body``."""
-        url = f"{self.uri}/api/2.0/mlflow/{path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        url = f"{self.uri}/api/2.0/mlflow/{path}" + (
+            f"?{urllib.parse.urlencode(query)}" if query else ""
+        )
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            url, data=data, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read() or b"{}")
 
     def artifact(self, run_id: str, path: str) -> bytes:
         """An artifact's bytes, as the UI fetches it."""
-        url = f"{self.uri}/get-artifact?" + urllib.parse.urlencode({"path": path, "run_uuid": run_id})
+        url = f"{self.uri}/get-artifact?" + urllib.parse.urlencode(
+            {"path": path, "run_uuid": run_id}
+        )
         with urllib.request.urlopen(url, timeout=30) as response:
             return response.read()

@@ -14,7 +14,13 @@ class BehindProxy(EmbeddedBroker):
     ``args`` go to tansu as they are (``--authentication``); ``plain=False`` when clients cannot
     reach it in plaintext (behind TLS, or with logins required): ready once it listens."""
 
-    def __init__(self, proxy_port: int | None = None, args: tuple[str, ...] = (), plain: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        proxy_port: int | None = None,
+        args: tuple[str, ...] = (),
+        plain: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.proxy_port, self.args, self.plain = proxy_port, args, plain
 
@@ -23,10 +29,21 @@ class BehindProxy(EmbeddedBroker):
 
         listen = f"tcp://127.0.0.1:{self.port}"
         advertised = f"tcp://127.0.0.1:{self.proxy_port or self.port}"
-        cmd = [str(binary), "broker", "--listener-url", listen, "--advertised-listener-url", advertised,
-               "--storage-engine", "memory://tansu/", *self.args]
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            listen,
+            "--advertised-listener-url",
+            advertised,
+            "--storage-engine",
+            "memory://tansu/",
+            *self.args,
+        ]
         with self.log_path.open("wb") as out:
-            self._proc = sp.Popen(cmd, stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL, start_new_session=True)
+            self._proc = sp.Popen(
+                cmd, stdout=out, stderr=sp.STDOUT, stdin=sp.DEVNULL, start_new_session=True
+            )
 
     def _answers_metadata(self, deadline: float) -> bool:
         return super()._answers_metadata(deadline) if self.plain else True

@@ -116,11 +116,13 @@ def test_stop_ends_the_process_and_frees_the_port(tmp_path: Path) -> None:
     with embedded, EmbeddedBroker(log_dir=tmp_path) as beside:
         port = embedded.port
         assert embedded.running()
-        assert embedded.log_path == tmp_path / f"broker-{port}.log" != beside.log_path  # each its own log
+        assert (
+            embedded.log_path == tmp_path / f"broker-{port}.log" != beside.log_path
+        )  # each its own log
         assert embedded.log_path.read_text().startswith("tansu")
     assert not embedded.running()
     with pytest.raises(BrokerError):
-        embedded.bootstrap_servers
+        embedded.bootstrap_servers  # noqa: B018 (the property raises once stopped)
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
     embedded.stop()  # a second stop is harmless
@@ -145,7 +147,9 @@ def test_a_port_that_is_no_port_says_so(port: int, tmp_path: Path) -> None:
         EmbeddedBroker(port=port, log_dir=tmp_path).start()
 
 
-def test_a_missing_binary_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_missing_binary_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setattr(broker_module.importlib.resources, "files", lambda package: tmp_path)
     with pytest.raises(BrokerError, match="no tansu binary") as caught:
         EmbeddedBroker(log_dir=tmp_path).start()

@@ -34,7 +34,10 @@ def signal(channels: int, seed: int = 0) -> np.ndarray:
     """Periodic channels with noise, a level shift on the first one inside FAULT."""
     rng = np.random.default_rng(seed)
     t = np.arange(ROWS)
-    cols = [np.sin(2 * np.pi * t / (40 + 13 * c) + c) + rng.normal(0, 0.1, ROWS) for c in range(channels)]
+    cols = [
+        np.sin(2 * np.pi * t / (40 + 13 * c) + c) + rng.normal(0, 0.1, ROWS)
+        for c in range(channels)
+    ]
     values = np.stack(cols, axis=1)
     values[FAULT, 0] += 2.5
     return values.round(5)
@@ -43,7 +46,11 @@ def signal(channels: int, seed: int = 0) -> np.ndarray:
 def stamps(interval_ms: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Times at ``interval_ms`` with ±20 % jitter, and the rows kept (one in 40 dropped, none in the fault)."""
     rng = np.random.default_rng(seed)
-    ts = 1_600_000_000_000 + np.arange(ROWS) * interval_ms + rng.integers(-interval_ms // 5, interval_ms // 5 + 1, ROWS)
+    ts = (
+        1_600_000_000_000
+        + np.arange(ROWS) * interval_ms
+        + rng.integers(-interval_ms // 5, interval_ms // 5 + 1, ROWS)
+    )
     keep = np.ones(ROWS, bool)
     keep[np.arange(20, ROWS, 40)] = False
     keep[FAULT] = True
@@ -55,7 +62,11 @@ def write_csv(path: Path, interval_ms: int, channels: int, iso: bool = True) -> 
     values = signal(channels)
     names = ["value"] if channels == 1 else [f"sensor_{c}" for c in range(channels)]
     frame = pd.DataFrame(values, columns=names)
-    frame.insert(0, "timestamp", pd.to_datetime(ts, unit="ms").strftime("%Y-%m-%dT%H:%M:%S.%fZ") if iso else ts)
+    frame.insert(
+        0,
+        "timestamp",
+        pd.to_datetime(ts, unit="ms").strftime("%Y-%m-%dT%H:%M:%S.%fZ") if iso else ts,
+    )
     frame[keep].to_csv(path, index=False)
     return path
 
@@ -66,7 +77,9 @@ def flagged_rows(out: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
     return rows[out["anomaly"].to_numpy() == 1]
 
 
-@pytest.mark.parametrize(("name", "channels"), [(c, 1) for c in CADENCES] + [("10 Hz", 3), ("1 h", 3)])
+@pytest.mark.parametrize(
+    ("name", "channels"), [(c, 1) for c in CADENCES] + [("10 Hz", 3), ("1 h", 3)]
+)
 def test_detect_finds_the_fault_at_any_cadence(tmp_path: Path, name: str, channels: int) -> None:
     interval = CADENCES[name]
     out = detect_file(write_csv(tmp_path / "data.csv", interval, channels), TRAIN_ROWS, FAST)
@@ -83,7 +96,9 @@ def test_detect_finds_the_fault_at_any_cadence(tmp_path: Path, name: str, channe
 @pytest.mark.parametrize("name", list(CADENCES))
 def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name: str) -> None:
     interval = CADENCES[name]
-    series, channels = csv_series([write_csv(tmp_path / "normal.csv", interval, 2, iso=name != "1 s")], rows=TRAIN_ROWS)
+    series, channels = csv_series(
+        [write_csv(tmp_path / "normal.csv", interval, 2, iso=name != "1 s")], rows=TRAIN_ROWS
+    )
     trained = fit_detector(series, channels, Recipe(epochs=1), TrainOptions(progress=False))
     assert abs(trained.spec.interval_ms - interval) <= 0.05 * interval
     # Jitter and dropped readings break no stretch: as many windows as a single stretch gives.
@@ -91,19 +106,37 @@ def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
 
 
 def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "plant.csv", 300_000, 1)
-    done = cli("detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "4", cwd=tmp_path)
+    done = cli(
+        "detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "4", cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("wrote ") and len(pd.read_csv(tmp_path / "out.csv")) > 500
-    done = cli("train", str(data), "--epochs", "2", "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--promote", cwd=tmp_path)
+    done = cli(
+        "train",
+        str(data),
+        "--epochs",
+        "2",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+        "--promote",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     said = re.search(r"1 channel\(s\), one reading every ([0-9.]+) s", done.stdout)
-    assert said and abs(float(said.group(1)) - 300) <= 15, done.stdout  # jitter and dropped readings
+    assert said and abs(float(said.group(1)) - 300) <= 15, (
+        done.stdout
+    )  # jitter and dropped readings
 
 
 def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
@@ -111,8 +144,17 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
     ts = np.r_[np.arange(400) * 1000, 400_000 + np.arange(1, 60) * 600_000]
     frame = pd.DataFrame({"ts": ts, "value": np.sin(np.arange(len(ts)) / 7)})
     frame.to_csv(tmp_path / "sparse.csv", index=False)
-    done = cli("detect", str(tmp_path / "sparse.csv"), "--out", str(tmp_path / "o.csv"), "--epochs", "1",
-               "--time-unit", "ms", cwd=tmp_path)
+    done = cli(
+        "detect",
+        str(tmp_path / "sparse.csv"),
+        "--out",
+        str(tmp_path / "o.csv"),
+        "--epochs",
+        "1",
+        "--time-unit",
+        "ms",
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr
@@ -121,7 +163,9 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", list(CADENCES))
-def test_the_service_windows_a_stream_at_its_model_cadence(service_settings, tmp_path: Path, name: str) -> None:
+def test_the_service_windows_a_stream_at_its_model_cadence(
+    service_settings, tmp_path: Path, name: str
+) -> None:
     from helpers import fresh, run_until
 
     from sensorwatch.models.cadence import TimeSeries
@@ -134,15 +178,24 @@ def test_the_service_windows_a_stream_at_its_model_cadence(service_settings, tmp
     ts, keep = stamps(interval)
     ts = ts - ts[-1] + int(time.time() * 1000) - 60_000  # all in the past
     values = signal(2)
-    trained = fit_detector([TimeSeries(ts[:TRAIN_ROWS], values[:TRAIN_ROWS])], ["a", "b"], Recipe(epochs=1),
-                           TrainOptions(progress=False))
+    trained = fit_detector(
+        [TimeSeries(ts[:TRAIN_ROWS], values[:TRAIN_ROWS])],
+        ["a", "b"],
+        Recipe(epochs=1),
+        TrainOptions(progress=False),
+    )
     settings = fresh(service_settings)
-    stream = [Reading("asset-1", int(t), {"a": float(v[0]), "b": float(v[1])})
-              for t, v, k in zip(ts[TRAIN_ROWS:], values[TRAIN_ROWS:], keep[TRAIN_ROWS:]) if k]
+    stream = [
+        Reading("asset-1", int(t), {"a": float(v[0]), "b": float(v[1])})
+        for t, v, k in zip(ts[TRAIN_ROWS:], values[TRAIN_ROWS:], keep[TRAIN_ROWS:])
+        if k
+    ]
     sent = send_readings(settings, stream)
     service = Service.on_kafka(settings, Detector(trained.model, trained.spec, version="1"))
     run_until(service, sent)
     stats = service.stats
     assert stats.scored == sent and stats.rejected == 0 and stats.windowless == 0
-    assert stats.windows == sent - (trained.spec.window - 1)  # one window per reading once the first is full
+    assert stats.windows == sent - (
+        trained.spec.window - 1
+    )  # one window per reading once the first is full
     assert service.metrics.value("sensorwatch_gaps_total") == 0

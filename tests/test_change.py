@@ -42,17 +42,24 @@ def test_an_alarm_opens_only_near_a_change() -> None:
     late = rules.new_state()
     # A change at window 0, the threshold crossed from window 2: windows 2 and 3 are within 3 of
     # it and open the alarm; it stays open without further changes.
-    steps = [late.step(a, 5.0, c) for a, c in [(False, 2.0), (False, 0.0), (True, 0.0), (True, 0.0), (True, 0.0), (True, 0.0)]]
+    steps = [
+        late.step(a, 5.0, c)
+        for a, c in [(False, 2.0), (False, 0.0), (True, 0.0), (True, 0.0), (True, 0.0), (True, 0.0)]
+    ]
     assert steps == [False, False, False, True, True, True]
     too_late = rules.new_state()
     # The same change, the threshold crossed only at window 4 (beyond change_within): no alarm.
-    steps = [too_late.step(a, 5.0, c) for a, c in [(False, 2.0)] + [(False, 0.0)] * 3 + [(True, 0.0)] * 4]
+    steps = [
+        too_late.step(a, 5.0, c) for a, c in [(False, 2.0)] + [(False, 0.0)] * 3 + [(True, 0.0)] * 4
+    ]
     assert not any(steps)
 
 
 def test_a_drift_that_lasts_drift_windows_opens_an_alarm_all_the_same() -> None:
     """A slowly growing fault never steps inside a window: held back, but only for drift_windows."""
-    rules = AlarmRules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=3, drift_windows=5)
+    rules = AlarmRules(
+        min_windows=2, merge_windows=0, change_factor=1.0, change_within=3, drift_windows=5
+    )
     state = rules.new_state()
     steps = [state.step(True, 5.0, 0.5) for _ in range(8)]
     # Held for windows 0-3; from window 4 (the fifth held in a row) they count, and two open it.
@@ -83,19 +90,32 @@ def test_the_change_state_survives_a_restart_and_old_state_loads() -> None:
     state.step(False, 0.0, 3.0)
     saved = state.export()
     restored = rules.new_state().load(saved)
-    assert restored.since_change == 0 and restored.step(True, 5.0, 0.0) is False and restored.step(True, 5.0, 0.0) is True
+    assert (
+        restored.since_change == 0
+        and restored.step(True, 5.0, 0.0) is False
+        and restored.step(True, 5.0, 0.0) is True
+    )
     old = {k: v for k, v in saved.items() if k != "since_change"}
-    assert rules.new_state().load(old).since_change > rules.change_within  # as if no change was seen
+    assert (
+        rules.new_state().load(old).since_change > rules.change_within
+    )  # as if no change was seen
 
 
 def test_the_recipe_carries_the_rule_as_decision_fields_and_presets_keep_theirs() -> None:
-    assert Recipe().alarm_rules().change_factor == 1.25 and Recipe().alarm_rules().change_within == 200
-    assert Recipe.split({"change_factor": 0.0, "change_within": 50}) == ({"change_factor": 0.0, "change_within": 50}, {})
+    assert (
+        Recipe().alarm_rules().change_factor == 1.25 and Recipe().alarm_rules().change_within == 200
+    )
+    assert Recipe.split({"change_factor": 0.0, "change_within": 50}) == (
+        {"change_factor": 0.0, "change_within": 50},
+        {},
+    )
     assert preset("plant").change_factor == 0.0 and preset("published").change_factor == 0.0
 
 
 def test_a_spec_stores_the_change_fit_and_old_specs_have_none() -> None:
-    spec = DetectorSpec(["a", "b"], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], change_scale=[2.0, 3.0], change_level=1.5)
+    spec = DetectorSpec(
+        ["a", "b"], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], change_scale=[2.0, 3.0], change_level=1.5
+    )
     again = DetectorSpec.from_dict(spec.to_dict())
     assert again.change_scale == [2.0, 3.0] and again.change_level == 1.5
     old = {k: v for k, v in spec.to_dict().items() if k not in ("change_scale", "change_level")}
@@ -111,14 +131,34 @@ def _streaming(change_factor: float):
     from sensorwatch.schemas.records import Reading
 
     # Window 4, threshold 0: every window is anomalous; an alarm needs 2 in a row near a change.
-    recipe = Recipe(window=4, score="mean", min_windows=2, merge_windows=0, clear_ratio=0.0, rearm_ratio=0.0,
-                    grace_intervals=0, change_factor=change_factor, change_within=3)
-    spec = DetectorSpec(["a"], [0.0], [1.0], [1.0], {"method": "reference", "value": 0.0}, recipe=recipe,
-                        interval_ms=1, change_scale=[1.0], change_level=1.0)
+    recipe = Recipe(
+        window=4,
+        score="mean",
+        min_windows=2,
+        merge_windows=0,
+        clear_ratio=0.0,
+        rearm_ratio=0.0,
+        grace_intervals=0,
+        change_factor=change_factor,
+        change_within=3,
+    )
+    spec = DetectorSpec(
+        ["a"],
+        [0.0],
+        [1.0],
+        [1.0],
+        {"method": "reference", "value": 0.0},
+        recipe=recipe,
+        interval_ms=1,
+        change_scale=[1.0],
+        change_level=1.0,
+    )
     processor = Processor(Detector(build_autoencoder(4, 1, units=4), spec, version="1"))
 
     def feed(values: list[float], start: int) -> list[bool]:
-        return processor.process([Reading("x", start + i, {"a": v}) for i, v in enumerate(values)]).alarm.tolist()
+        return processor.process(
+            [Reading("x", start + i, {"a": v}) for i, v in enumerate(values)]
+        ).alarm.tolist()
 
     return feed
 

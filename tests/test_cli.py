@@ -10,9 +10,15 @@ from pathlib import Path
 import pytest
 
 
-def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
         env={**os.environ, **(env or {})},
     )
 
@@ -36,25 +42,59 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         (("nosuchcommand",), "No such command"),
         (("simulate",), "no Kafka to talk to"),
         (("serve",), "no Kafka to talk to"),
-        (("detect", "x.csv", "--out", "o.csv", "--min-windows", "0"), "min-windows: Input should be greater than or equal to 1"),
-        (("detect", "x.csv", "--out", "o.csv", "--threshold-params", "{factor"), "threshold-params: not JSON"),
+        (
+            ("detect", "x.csv", "--out", "o.csv", "--min-windows", "0"),
+            "min-windows: Input should be greater than or equal to 1",
+        ),
+        (
+            ("detect", "x.csv", "--out", "o.csv", "--threshold-params", "{factor"),
+            "threshold-params: not JSON",
+        ),
         (("train", "--preset", "fastest"), "unknown preset 'fastest'; choose from default"),
         (("evaluate", "skab", "--out", "o", "--score", "median"), "score: Input should be"),
         (("detect", "nosuch.csv", "--out", "o.csv"), "nosuch.csv: no such file"),
         # threshold parameters the method does not take: refused before any training
-        (("train", "--threshold-params", '{"nosuch": 1}'), "threshold-params: reference takes quantile, factor, smooth; not nosuch"),
-        (("train", "--threshold", "reference", "--threshold-params", '{"k": 3}'), "reference takes quantile, factor, smooth; not k"),
-        (("detect", "x.csv", "--out", "o.csv", "--threshold", "spot", "--threshold-params", '{"k": 3}'),
-         "threshold-params: spot takes q, level, depth, max_peaks, smooth; not k"),
-        (("evaluate", "skab", "--out", "o", "--threshold", "zscore"),
-         'zscore takes k, smooth; not factor (preset default gives {"factor": 2.0}; give --threshold-params for zscore)'),
-        (("serve", "-b", "127.0.0.1:9", "--threshold-params", '{"k": 3}'), "reference takes quantile, factor, smooth; not k"),
-        (("train", "--threshold", "median"), "threshold: Input should be 'reference', 'zscore', 'spot' or 'dynamic'"),
+        (
+            ("train", "--threshold-params", '{"nosuch": 1}'),
+            "threshold-params: reference takes quantile, factor, smooth; not nosuch",
+        ),
+        (
+            ("train", "--threshold", "reference", "--threshold-params", '{"k": 3}'),
+            "reference takes quantile, factor, smooth; not k",
+        ),
+        (
+            (
+                "detect",
+                "x.csv",
+                "--out",
+                "o.csv",
+                "--threshold",
+                "spot",
+                "--threshold-params",
+                '{"k": 3}',
+            ),
+            "threshold-params: spot takes q, level, depth, max_peaks, smooth; not k",
+        ),
+        (
+            ("evaluate", "skab", "--out", "o", "--threshold", "zscore"),
+            'zscore takes k, smooth; not factor (preset default gives {"factor": 2.0}; give --threshold-params for zscore)',
+        ),
+        (
+            ("serve", "-b", "127.0.0.1:9", "--threshold-params", '{"k": 3}'),
+            "reference takes quantile, factor, smooth; not k",
+        ),
+        (
+            ("train", "--threshold", "median"),
+            "threshold: Input should be 'reference', 'zscore', 'spot' or 'dynamic'",
+        ),
         # a directory where a file is expected ({tmp} is the test's folder)
         (("detect", "{tmp}", "--out", "x.csv"), "{tmp}: is a directory, not a CSV file"),
         (("replay", "{tmp}", "-b", "127.0.0.1:9"), "{tmp}: is a directory, not a CSV file"),
         (("train", "{tmp}"), "{tmp}: is a directory, not a CSV file"),
-        (("detect", "x.csv", "--out", "{tmp}"), "{tmp}: is a directory; --out takes the name of the CSV file to write"),
+        (
+            ("detect", "x.csv", "--out", "{tmp}"),
+            "{tmp}: is a directory; --out takes the name of the CSV file to write",
+        ),
         (("replay", "x.csv", "--time-unit", "h"), "Invalid value for '--time-unit'"),
     ],
 )
@@ -66,21 +106,38 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"SENSORWATCH_THRESHOLD_PARAMS": "{bad"},
-         "error: SENSORWATCH_THRESHOLD_PARAMS: not JSON (Expecting property name enclosed in double quotes): '{bad'"),
-        ({"SENSORWATCH_WINDOW": "abc"},
-         "error: SENSORWATCH_WINDOW: Input should be a valid integer, unable to parse string as an integer (it holds 'abc')"),
-        ({"SENSORWATCH_THRESHOLD_PARAMS": '{"k": "x"}'}, "error: SENSORWATCH_THRESHOLD_PARAMS: k: Input should be a valid number"),
-        ({"SENSORWATCH_THRESHOLD_PARAMS": '{"k": 3}'}, "error: threshold-params: reference takes quantile, factor, smooth; not k"),
-        ({"SENSORWATCH_PRESET": "fastest"}, "error: SENSORWATCH_PRESET: unknown preset 'fastest'; choose from default"),
+        (
+            {"SENSORWATCH_THRESHOLD_PARAMS": "{bad"},
+            "error: SENSORWATCH_THRESHOLD_PARAMS: not JSON (Expecting property name enclosed in double quotes): '{bad'",
+        ),
+        (
+            {"SENSORWATCH_WINDOW": "abc"},
+            "error: SENSORWATCH_WINDOW: Input should be a valid integer, unable to parse string as an integer (it holds 'abc')",
+        ),
+        (
+            {"SENSORWATCH_THRESHOLD_PARAMS": '{"k": "x"}'},
+            "error: SENSORWATCH_THRESHOLD_PARAMS: k: Input should be a valid number",
+        ),
+        (
+            {"SENSORWATCH_THRESHOLD_PARAMS": '{"k": 3}'},
+            "error: threshold-params: reference takes quantile, factor, smooth; not k",
+        ),
+        (
+            {"SENSORWATCH_PRESET": "fastest"},
+            "error: SENSORWATCH_PRESET: unknown preset 'fastest'; choose from default",
+        ),
     ],
 )
-def test_bad_settings_in_the_environment_are_one_line_naming_the_variable(env: dict[str, str], says: str, tmp_path: Path) -> None:
+def test_bad_settings_in_the_environment_are_one_line_naming_the_variable(
+    env: dict[str, str], says: str, tmp_path: Path
+) -> None:
     assert one_error_line(cli("train", cwd=tmp_path, env=env)).startswith(says)
 
 
 def test_a_flag_names_itself_even_when_the_environment_has_the_setting(tmp_path: Path) -> None:
-    line = one_error_line(cli("train", "--window", "1", cwd=tmp_path, env={"SENSORWATCH_WINDOW": "30"}))
+    line = one_error_line(
+        cli("train", "--window", "1", cwd=tmp_path, env={"SENSORWATCH_WINDOW": "30"})
+    )
     assert line == "error: window: Input should be greater than or equal to 2"
 
 
@@ -97,8 +154,12 @@ def _csv(path: Path, times: list[object]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", [("train",), ("detect", "--out", "o.csv"), ("replay", "-b", "127.0.0.1:9")])
-def test_numeric_times_of_no_clear_unit_ask_for_it(command: tuple[str, ...], tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "command", [("train",), ("detect", "--out", "o.csv"), ("replay", "-b", "127.0.0.1:9")]
+)
+def test_numeric_times_of_no_clear_unit_ask_for_it(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
     data = _csv(tmp_path / "relative.csv", list(range(30)))
     line = one_error_line(cli(command[0], str(data), *command[1:], cwd=tmp_path))
     assert line == (
@@ -111,24 +172,37 @@ def test_a_declared_time_unit_reaches_the_reader(tmp_path: Path) -> None:
     # Relative times read as ms: the file is read, and then is too short for a window (no training).
     data = _csv(tmp_path / "relative.csv", list(range(10)))
     line = one_error_line(cli("train", str(data), "--time-unit", "ms", cwd=tmp_path))
-    assert line == f"error: {data}: too little data: no stretch of 20 readings for one window; the longest without a gap has 10"
+    assert (
+        line
+        == f"error: {data}: too little data: no stretch of 20 readings for one window; the longest without a gap has 10"
+    )
 
 
 def test_a_file_too_short_for_one_window_is_one_line(tmp_path: Path) -> None:
-    data = _csv(tmp_path / "short.csv", [1_600_000_000.5 + i for i in range(10)])  # fractional epoch seconds
+    data = _csv(
+        tmp_path / "short.csv", [1_600_000_000.5 + i for i in range(10)]
+    )  # fractional epoch seconds
     line = one_error_line(cli("train", str(data), cwd=tmp_path))
-    assert line == f"error: {data}: too little data: no stretch of 20 readings for one window; the longest without a gap has 10"
+    assert (
+        line
+        == f"error: {data}: too little data: no stretch of 20 readings for one window; the longest without a gap has 10"
+    )
     line = one_error_line(cli("detect", str(data), "--out", "o.csv", cwd=tmp_path))
     assert line == f"error: {data}: --train-rows must be between 1 and 9 (the file has 10 rows)"
 
 
 def test_repeated_and_backward_times_are_refused(tmp_path: Path) -> None:
-    twice = _csv(tmp_path / "twice.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001, 1_600_000_002])
+    twice = _csv(
+        tmp_path / "twice.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001, 1_600_000_002]
+    )
     line = one_error_line(cli("detect", str(twice), "--out", "o.csv", cwd=tmp_path))
     assert line == f"error: {twice}: 1 row repeats an earlier time (first: row 4, 1600000001)"
     back = _csv(tmp_path / "back.csv", [1_600_000_000, 1_600_000_002, 1_600_000_001])
     line = one_error_line(cli("replay", str(back), "-b", "127.0.0.1:9", cwd=tmp_path))
-    assert line == f"error: {back}: times go backwards at row 4 (1600000001 after 1600000002); sort the file by time"
+    assert (
+        line
+        == f"error: {back}: times go backwards at row 4 (1600000001 after 1600000002); sort the file by time"
+    )
 
 
 def test_unreadable_csv_names_the_problem(tmp_path: Path) -> None:

@@ -23,17 +23,28 @@ from pathlib import Path
 import pytest
 import typer
 import yaml
+from deployment import (
+    COMPOSE,
+    DEFAULT_TARGET,
+    DOCKER,
+    PYPROJECT,
+    ROOT,
+    SERVICES,
+    SETTING_VARS,
+    STAGES,
+    chain,
+    image_env,
+    last,
+    runs_our_image,
+    sensorwatch_invocations,
+    service_env,
+    settings_of,
+)
 
 from sensorwatch.pipeline.cli.app import app
 from sensorwatch.pipeline.kafka.changelog import COMPACTED, changelog_topic
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
 from sensorwatch.pipeline.settings import Settings
-
-from deployment import (
-    COMPOSE, DEFAULT_TARGET, DOCKER, PYPROJECT, ROOT, SERVICES, SETTING_VARS, STAGES, chain, image_env, last, runs_our_image,
-    sensorwatch_invocations, service_env, settings_of,
-)
-
 
 # --- the image ----------------------------------------------------------------------------------
 
@@ -49,9 +60,16 @@ def test_the_default_target_runs_the_console_script_as_a_user() -> None:
 
 
 def test_the_gpu_target_pins_tensorflow_with_cuda() -> None:
-    installs = " ".join(rest for stage in STAGES.values() for kw, rest in stage.instructions if kw == "RUN")
-    assert re.search(r'tensorflow\[and-cuda\]==\$\{TENSORFLOW_VERSION\}', installs)
-    pinned = [rest for stage in chain("gpu") + [STAGES["builder-gpu"]] for kw, rest in stage.instructions if kw == "ARG"]
+    installs = " ".join(
+        rest for stage in STAGES.values() for kw, rest in stage.instructions if kw == "RUN"
+    )
+    assert re.search(r"tensorflow\[and-cuda\]==\$\{TENSORFLOW_VERSION\}", installs)
+    pinned = [
+        rest
+        for stage in chain("gpu") + [STAGES["builder-gpu"]]
+        for kw, rest in stage.instructions
+        if kw == "ARG"
+    ]
     assert any(re.fullmatch(r"TENSORFLOW_VERSION=\d+\.\d+\.\d+", arg) for arg in pinned)
 
 
@@ -88,7 +106,9 @@ def test_the_healthcheck_command_tells_healthy_from_sick(tmp_path: Path) -> None
 
     def check(port: int) -> int:
         env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "SENSORWATCH_METRICS_PORT": str(port)}
-        return subprocess.run(["sh", "-c", command], env=env, capture_output=True, timeout=30).returncode
+        return subprocess.run(
+            ["sh", "-c", command], env=env, capture_output=True, timeout=30
+        ).returncode
 
     try:
         assert check(server.server_port) == 0
@@ -107,23 +127,40 @@ def ignored(path: str, patterns: list[str]) -> bool:
     prefixes = ["/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 2)]
     result = False
     for pattern in patterns:
-        regex = re.escape(pattern.lstrip("!").rstrip("/")).replace(r"\*\*/", "(.*/)?").replace(r"\*", "[^/]*")
+        regex = (
+            re.escape(pattern.lstrip("!").rstrip("/"))
+            .replace(r"\*\*/", "(.*/)?")
+            .replace(r"\*", "[^/]*")
+        )
         if any(re.fullmatch(regex, prefix) for prefix in prefixes):
             result = not pattern.startswith("!")
     return result
 
 
 def test_the_build_context_holds_what_the_image_copies() -> None:
-    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+    patterns = [
+        p.strip()
+        for p in (ROOT / ".dockerignore").read_text().splitlines()
+        if p.strip() and not p.startswith("#")
+    ]
     copied = [
         shlex.split(rest)[:-1]
-        for stage in STAGES.values() for kw, rest in stage.instructions if kw == "COPY" and "--from=" not in rest
+        for stage in STAGES.values()
+        for kw, rest in stage.instructions
+        if kw == "COPY" and "--from=" not in rest
     ]
     for sources in copied:
         for source in sources:
             assert (ROOT / source).exists(), source
-            assert not ignored(source.rstrip("/"), patterns), f"{source} is left out of the build context"
-    for kept_out in (".venv", "tests/test_docker.py", ".sensorwatch/mlflow.db", "pipeline/__pycache__/settings.cpython-311.pyc"):
+            assert not ignored(source.rstrip("/"), patterns), (
+                f"{source} is left out of the build context"
+            )
+    for kept_out in (
+        ".venv",
+        "tests/test_docker.py",
+        ".sensorwatch/mlflow.db",
+        "pipeline/__pycache__/settings.cpython-311.pyc",
+    ):
         assert ignored(kept_out, patterns), kept_out
 
 
@@ -154,7 +191,9 @@ def test_every_sensorwatch_command_is_real(where: str, args: list[str]) -> None:
         command = command.commands[rest.pop(0)]
     assert not hasattr(command, "commands"), f"{where}: {args} names no command"
     known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
-    unknown = [arg.split("=")[0] for arg in rest if arg.startswith("-") and arg.split("=")[0] not in known]
+    unknown = [
+        arg.split("=")[0] for arg in rest if arg.startswith("-") and arg.split("=")[0] not in known
+    ]
     assert not unknown, f"{where}: `sensorwatch {command.name}` has no {unknown}"
     command.make_context(command.name, rest)  # the values parse too (types, ranges)
 
@@ -175,7 +214,9 @@ def test_built_services_use_the_dockerfile_s_targets() -> None:
     for name, service in SERVICES.items():
         if "build" in service:
             build = service["build"]
-            assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile", name
+            assert (
+                DOCKER / build["context"] / build["dockerfile"]
+            ).resolve() == DOCKER / "Dockerfile", name
             assert build.get("target", DEFAULT_TARGET) in STAGES, name
 
 
@@ -194,7 +235,11 @@ def test_airflow_reads_the_mounted_dags() -> None:
     assert (DOCKER / "../dags").resolve() == ROOT / "dags"
     assert mounts["../dags"] == service_env("airflow")["AIRFLOW__CORE__DAGS_FOLDER"]
     # the DAGs' tasks train on the archive the scorers write, into the registry they read
-    for shared in ("SENSORWATCH_TRACKING_URI", "SENSORWATCH_ARCHIVE_URI", "SENSORWATCH_READINGS_TOPIC"):
+    for shared in (
+        "SENSORWATCH_TRACKING_URI",
+        "SENSORWATCH_ARCHIVE_URI",
+        "SENSORWATCH_READINGS_TOPIC",
+    ):
         assert service_env("airflow")[shared] == service_env("scorer")[shared], shared
 
 
@@ -217,13 +262,24 @@ def test_the_topics_created_are_the_service_s(monkeypatch: pytest.MonkeyPatch) -
         topic = re.search(r"--topic\s+(\S+)", line)
         if topic:
             config = re.search(r"--config\s+(\S+)", line)
-            created[topic.group(1)] = (int(re.search(r"--partitions\s+(\d+)", line).group(1)), config.group(1) if config else "")
+            created[topic.group(1)] = (
+                int(re.search(r"--partitions\s+(\d+)", line).group(1)),
+                config.group(1) if config else "",
+            )
     changelog = changelog_topic(settings)
-    assert set(created) == {settings.readings_topic, settings.anomalies_topic, settings.dlq_topic, changelog}
+    assert set(created) == {
+        settings.readings_topic,
+        settings.anomalies_topic,
+        settings.dlq_topic,
+        changelog,
+    }
     readings_partitions = created[settings.readings_topic][0]
     assert readings_partitions >= SERVICES["scorer"]["deploy"]["replicas"]
     # the changelog: compacted, one partition per readings partition
-    assert created[changelog] == (readings_partitions, "cleanup.policy=" + COMPACTED["cleanup.policy"])
+    assert created[changelog] == (
+        readings_partitions,
+        "cleanup.policy=" + COMPACTED["cleanup.policy"],
+    )
     assert f"--bootstrap-server {settings.bootstrap_servers}" in script
 
 
@@ -241,21 +297,33 @@ def test_mlflow_server_options_are_real() -> None:
 # --- Prometheus and Grafana ---------------------------------------------------------------------
 
 
-def test_prometheus_scrapes_every_scorer_on_the_metrics_port(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prometheus_scrapes_every_scorer_on_the_metrics_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     config = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
-    jobs = [job for job in config["scrape_configs"] if any("scorer" in sd["names"] for sd in job.get("dns_sd_configs", []))]
+    jobs = [
+        job
+        for job in config["scrape_configs"]
+        if any("scorer" in sd["names"] for sd in job.get("dns_sd_configs", []))
+    ]
     assert len(jobs) == 1
     (sd,) = jobs[0]["dns_sd_configs"]
     assert sd["type"] == "A" and sd["port"] == settings_of("scorer", monkeypatch).metrics_port
     assert jobs[0].get("metrics_path", "/metrics") == "/metrics"
     prometheus = SERVICES["prometheus"]
-    config_file = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
+    config_file = next(
+        a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file=")
+    )
     assert f"./prometheus.yml:{config_file}:ro" in prometheus["volumes"]
 
 
 def registered_metric_names() -> set[str]:
     """Every sample name the service's registry can expose (prometheus_client adds the suffixes)."""
-    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"), "gauge": ("",)}
+    suffixes = {
+        "counter": ("_total", "_created"),
+        "histogram": ("_bucket", "_sum", "_count", "_created"),
+        "gauge": ("",),
+    }
     return {
         family.name + suffix
         for family in ServiceMetrics().registry.collect()
@@ -267,20 +335,29 @@ def test_the_dashboard_charts_metrics_the_service_registers() -> None:
     dashboard = json.loads((DOCKER / "grafana/dashboards/sensorwatch.json").read_text())
     queried = {
         name
-        for panel in dashboard["panels"] for target in panel.get("targets", [])
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
         for name in re.findall(r"\bsensorwatch_\w+", target["expr"])
     }
     registered = registered_metric_names()
     assert queried, "the dashboard queries nothing"
     unknown = queried - registered
     assert not unknown, f"not registered by ServiceMetrics: {sorted(unknown)}"
-    assert {"sensorwatch_records_total", "sensorwatch_records_rejected_total", "sensorwatch_batch_seconds_bucket"} <= queried
+    assert {
+        "sensorwatch_records_total",
+        "sensorwatch_records_rejected_total",
+        "sensorwatch_batch_seconds_bucket",
+    } <= queried
 
 
 def test_grafana_is_provisioned_with_the_dashboard_and_its_data_source() -> None:
     provisioning = DOCKER / "grafana/provisioning"
-    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yaml").read_text())["datasources"]
-    (provider,) = yaml.safe_load((provisioning / "dashboards/sensorwatch.yaml").read_text())["providers"]
+    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yaml").read_text())[
+        "datasources"
+    ]
+    (provider,) = yaml.safe_load((provisioning / "dashboards/sensorwatch.yaml").read_text())[
+        "providers"
+    ]
     mounts = dict(v.split(":")[:2] for v in SERVICES["grafana"]["volumes"])
     assert mounts["./grafana/dashboards"] == provider["options"]["path"]
     assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
@@ -296,13 +373,18 @@ def test_grafana_is_provisioned_with_the_dashboard_and_its_data_source() -> None
 def _engine() -> str | None:
     """docker or podman, where one is installed and its daemon (or service) answers."""
     for tool in ("docker", "podman"):
-        if shutil.which(tool) and subprocess.run([tool, "info"], capture_output=True, timeout=60).returncode == 0:
+        if (
+            shutil.which(tool)
+            and subprocess.run([tool, "info"], capture_output=True, timeout=60).returncode == 0
+        ):
             return tool
     return None
 
 
 # What an engine says when it cannot reach a registry at all (as opposed to a tag or digest it lacks).
-OFFLINE = re.compile(r"no such host|dial tcp|network is unreachable|connection refused|timeout|i/o timeout", re.I)
+OFFLINE = re.compile(
+    r"no such host|dial tcp|network is unreachable|connection refused|timeout|i/o timeout", re.I
+)
 
 
 @pytest.mark.integration
@@ -314,12 +396,26 @@ def test_the_image_builds_and_runs_the_cli() -> None:
     base = STAGES["builder"].base
     pulled = subprocess.run([engine, "pull", base], capture_output=True, text=True, timeout=600)
     if pulled.returncode != 0 and OFFLINE.search(pulled.stderr):
-        pytest.skip(f"{engine} cannot reach the registry of {base}: {pulled.stderr.strip().splitlines()[-1]}")
+        pytest.skip(
+            f"{engine} cannot reach the registry of {base}: {pulled.stderr.strip().splitlines()[-1]}"
+        )
     assert pulled.returncode == 0, pulled.stderr  # the pinned tag and digest exist
     tag = f"sensorwatch:{PYPROJECT['version']}-test"
-    build = subprocess.run([engine, "build", "-f", "docker/Dockerfile", "-t", tag, "."], cwd=ROOT, capture_output=True, text=True)
+    build = subprocess.run(
+        [engine, "build", "-f", "docker/Dockerfile", "-t", tag, "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr[-4000:]
-    ran = subprocess.run([engine, "run", "--rm", tag, "--help"], capture_output=True, text=True, timeout=300)
+    ran = subprocess.run(
+        [engine, "run", "--rm", tag, "--help"], capture_output=True, text=True, timeout=300
+    )
     assert ran.returncode == 0 and "serve" in ran.stdout, ran.stderr
-    user = subprocess.run([engine, "run", "--rm", "--entrypoint", "id", tag, "-u"], capture_output=True, text=True, timeout=300)
+    user = subprocess.run(
+        [engine, "run", "--rm", "--entrypoint", "id", tag, "-u"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert user.stdout.strip() == "10001"

@@ -16,12 +16,21 @@ PACKAGES = (sensorwatch.schemas, sensorwatch.models, sensorwatch.pipeline)
 # Running the CLI's __main__ would start the command line.
 MODULES = sorted(
     [p.__name__ for p in PACKAGES]
-    + [m.name for p in PACKAGES for m in pkgutil.walk_packages(p.__path__, p.__name__ + ".") if not m.name.endswith("__main__")]
+    + [
+        m.name
+        for p in PACKAGES
+        for m in pkgutil.walk_packages(p.__path__, p.__name__ + ".")
+        if not m.name.endswith("__main__")
+    ]
 )
 
 
 def test_the_package_has_its_parts() -> None:
-    for part in ("sensorwatch.schemas", "sensorwatch.models.recipe", "sensorwatch.pipeline.stream.step"):
+    for part in (
+        "sensorwatch.schemas",
+        "sensorwatch.models.recipe",
+        "sensorwatch.pipeline.stream.step",
+    ):
         assert part in MODULES
 
 

@@ -23,7 +23,12 @@ from sensorwatch.schemas.events import decode_event
 
 pytestmark = pytest.mark.integration
 
-GARBAGE = [b"{oops", b"", b'{"asset_id": "pump-01", "ts": 0, "values": {"flow": 1e39}}', b"[]" * 40_000]
+GARBAGE = [
+    b"{oops",
+    b"",
+    b'{"asset_id": "pump-01", "ts": 0, "values": {"flow": 1e39}}',
+    b"[]" * 40_000,
+]
 
 
 def stream(plant_after_training, readings: int = 700):
@@ -46,12 +51,18 @@ def send_garbage(settings) -> None:
 
 def outcome(settings) -> tuple[Counter, dict[str, dict], list]:
     """Events by (id, kind), each asset's final state, and the dead letters' source offsets."""
-    events = Counter((e.event_id, e.kind) for e in (decode_event(r.value) for r in read_all(settings, settings.anomalies_topic)))
+    events = Counter(
+        (e.event_id, e.kind)
+        for e in (decode_event(r.value) for r in read_all(settings, settings.anomalies_topic))
+    )
     final: dict[str, bytes] = {}
     for rec in read_all(settings, changelog_topic(settings)):
         final[rec.key.decode()] = rec.value
     states = {a: _comparable(state.decode(v)) for a, v in final.items()}
-    dead = sorted((dict(r.headers)["source.partition"], dict(r.headers)["source.offset"]) for r in read_all(settings, settings.dlq_topic))
+    dead = sorted(
+        (dict(r.headers)["source.partition"], dict(r.headers)["source.offset"])
+        for r in read_all(settings, settings.dlq_topic)
+    )
     return events, states, dead
 
 
@@ -81,19 +92,33 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
     total = len(first) + len(second) + len(GARBAGE)
 
     reference = fresh(service_settings)
-    run_in_process(reference, champion, lambda: produce_frame(reference, first, progress=False)
-                   + (send_garbage(reference) or len(GARBAGE)) + produce_frame(reference, second, progress=False))
+    run_in_process(
+        reference,
+        champion,
+        lambda: (
+            produce_frame(reference, first, progress=False)
+            + (send_garbage(reference) or len(GARBAGE))
+            + produce_frame(reference, second, progress=False)
+        ),
+    )
     expected_events, expected_states, expected_dead = outcome(reference)
     assert expected_events, "the faults must raise alarms, or this test shows nothing"
 
     # Small polls, so the second half takes many checkpoints and the kill lands between two.
     settings = fresh(service_settings).model_copy(
-        update={"max_poll_records": 40, "commit_interval_s": commit_interval_s, "archive_uri": str(tmp_path / "archive")})
+        update={
+            "max_poll_records": 40,
+            "commit_interval_s": commit_interval_s,
+            "archive_uri": str(tmp_path / "archive"),
+        }
+    )
     produce_frame(settings, first, progress=False)
     send_garbage(settings)
     proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "first.log")
     try:
-        assert wait_for(lambda: committed(settings) >= len(first) + len(GARBAGE), 120), (tmp_path / "first.log").read_text()
+        assert wait_for(lambda: committed(settings) >= len(first) + len(GARBAGE), 120), (
+            tmp_path / "first.log"
+        ).read_text()
         produce_frame(settings, second, progress=False)
         if commit_interval_s:
             # Checkpoints 3 s apart: the second half is read and scored (events sent, archive
@@ -109,7 +134,9 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
     assert committed(settings) < total, "the kill came too late to test anything"
     proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "second.log")
     try:
-        assert wait_for(lambda: committed(settings) >= total, 120), (tmp_path / "second.log").read_text()
+        assert wait_for(lambda: committed(settings) >= total, 120), (
+            tmp_path / "second.log"
+        ).read_text()
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
     finally:
@@ -123,20 +150,32 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
     assert committed(settings) == total
     from sensorwatch.pipeline.archive import read_archive
 
-    archived = read_archive(str(tmp_path / "archive"))  # every reading, read once however often written
+    archived = read_archive(
+        str(tmp_path / "archive")
+    )  # every reading, read once however often written
     assert sum(len(f) for f in archived.values()) == len(first) + len(second)
 
 
-def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(service_settings, champion, plant_after_training) -> None:
+def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(
+    service_settings, champion, plant_after_training
+) -> None:
     first, second = stream(plant_after_training)
     total = len(first) + len(second)
     reference = fresh(service_settings)
-    run_in_process(reference, champion, lambda: produce_frame(reference, first, progress=False)
-                   + produce_frame(reference, second, progress=False))
+    run_in_process(
+        reference,
+        champion,
+        lambda: (
+            produce_frame(reference, first, progress=False)
+            + produce_frame(reference, second, progress=False)
+        ),
+    )
     expected_events, expected_states, _ = outcome(reference)
 
     settings = fresh(service_settings)
-    replicas = [Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)]
+    replicas = [
+        Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)
+    ]
     stops = [threading.Event(), threading.Event()]
     runners = [threading.Thread(target=r.run, args=(s,)) for r, s in zip(replicas, stops)]
     runners[0].start()
@@ -156,7 +195,9 @@ def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(service_settin
     events, states, _ = outcome(settings)
     assert set(events) == set(expected_events)
     assert states == expected_states
-    assert sum(r.stats.scored for r in replicas) == total  # each reading scored once: the state moved, not the work
+    assert (
+        sum(r.stats.scored for r in replicas) == total
+    )  # each reading scored once: the state moved, not the work
 
 
 class SlowDetector:
@@ -177,10 +218,16 @@ class SlowDetector:
         return self._detector.score(windows)
 
 
-def test_a_slow_model_shrinks_the_polls_instead_of_getting_evicted(service_settings, champion, plant_after_training) -> None:
+def test_a_slow_model_shrinks_the_polls_instead_of_getting_evicted(
+    service_settings, champion, plant_after_training
+) -> None:
     first, second = stream(plant_after_training, readings=500)
-    settings = fresh(service_settings).model_copy(update={"max_poll_interval_ms": 3000, "max_poll_records": 2000})
-    total = produce_frame(settings, first, progress=False) + produce_frame(settings, second, progress=False)
+    settings = fresh(service_settings).model_copy(
+        update={"max_poll_interval_ms": 3000, "max_poll_records": 2000}
+    )
+    total = produce_frame(settings, first, progress=False) + produce_frame(
+        settings, second, progress=False
+    )
     service = Service.on_kafka(settings, SlowDetector(load_detector(champion.store, "champion")))
     stop = threading.Event()
     runner = threading.Thread(target=service.run, args=(stop,))
@@ -195,7 +242,9 @@ def test_a_slow_model_shrinks_the_polls_instead_of_getting_evicted(service_setti
     assert service.source.max_records < 2000  # the polls were sized to the slow model
 
 
-def test_poison_pills_are_dead_lettered_and_the_service_stays_up(service_settings, champion, plant_after_training) -> None:
+def test_poison_pills_are_dead_lettered_and_the_service_stays_up(
+    service_settings, champion, plant_after_training
+) -> None:
     """A record over a megabyte (too big to copy into the dead-letter topic), numbers beyond float32,
     a reading whose huge value overflows the model: each is set aside or scored, the service goes on."""
     settings = fresh(service_settings)
@@ -203,12 +252,20 @@ def test_poison_pills_are_dead_lettered_and_the_service_stays_up(service_setting
     frame = sim.normal(60)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
     producer = kafka.producer(settings, max_request_size=4_000_000)
-    big = orjson.dumps({"asset_id": "pump-01", "ts": 0, "values": {"flow": 1.0}, "pad": "x" * 1_500_000})
+    big = orjson.dumps(
+        {"asset_id": "pump-01", "ts": 0, "values": {"flow": 1.0}, "pad": "x" * 1_500_000}
+    )
     channels = ["vibration", "current", "pressure", "temperature", "flow"]
     t = int(frame["ts_ms"].max()) + 1000
     pills = [
         big,
-        orjson.dumps({"asset_id": "pump-02", "ts": t, "values": {c: 1e39 if c == "flow" else 1.0 for c in channels}}),
+        orjson.dumps(
+            {
+                "asset_id": "pump-02",
+                "ts": t,
+                "values": {c: 1e39 if c == "flow" else 1.0 for c in channels},
+            }
+        ),
         orjson.dumps({"asset_id": "pump-03", "ts": t, "values": {c: 1e25 for c in channels}}),
     ]
     total = len(pills) + produce_frame(settings, frame, progress=False)
@@ -219,6 +276,9 @@ def test_poison_pills_are_dead_lettered_and_the_service_stays_up(service_setting
     producer.close()
     service = run_in_process(settings, champion, lambda: total)
     dead = read_all(settings, settings.dlq_topic)
-    assert service.stats.scored + service.stats.rejected == total and service.stats.rejected == len(dead) == 2
+    assert (
+        service.stats.scored + service.stats.rejected == total
+        and service.stats.rejected == len(dead) == 2
+    )
     truncated = [r for r in dead if dict(r.headers).get("truncated") == b"true"]
     assert len(truncated) == 1 and orjson.loads(truncated[0].value)["size"] == len(big)

@@ -32,7 +32,13 @@ from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.step import ParseRules, Polled, StepOutput, drain, step
 from sensorwatch.schemas.events import decode_event, encode_event
-from sensorwatch.schemas.readings import FLOAT32_MAX, MAX_ASSET_ID, MAX_TS_MS, MIN_TS_MS, parse_reading
+from sensorwatch.schemas.readings import (
+    FLOAT32_MAX,
+    MAX_ASSET_ID,
+    MAX_TS_MS,
+    MIN_TS_MS,
+    parse_reading,
+)
 from sensorwatch.schemas.records import REJECT_KINDS, Reading, Rejected, reject_kind
 
 pytestmark = pytest.mark.usefixtures("fuzz_inputs")
@@ -40,16 +46,33 @@ pytestmark = pytest.mark.usefixtures("fuzz_inputs")
 
 # The step, in memory.
 
-RECIPE = Recipe(window=4, score="mean", min_windows=1, merge_windows=0, suppress_windows=0,
-                clear_ratio=0.0, rearm_ratio=0.0, grace_intervals=2)
+RECIPE = Recipe(
+    window=4,
+    score="mean",
+    min_windows=1,
+    merge_windows=0,
+    suppress_windows=0,
+    clear_ratio=0.0,
+    rearm_ratio=0.0,
+    grace_intervals=2,
+)
 
 
 @pytest.fixture(scope="module")
 def detector() -> Detector:
     """An untrained model with threshold 0: every window is anomalous, so alarms open and events are made."""
-    spec = DetectorSpec(list(CHANNELS), [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], {"method": "reference", "value": 0.0},
-                        recipe=RECIPE, interval_ms=1000)
-    return Detector(build_autoencoder(RECIPE.window, len(CHANNELS), units=4), spec, version="1").warm_up()
+    spec = DetectorSpec(
+        list(CHANNELS),
+        [0.0, 0.0],
+        [1.0, 1.0],
+        [1.0, 1.0],
+        {"method": "reference", "value": 0.0},
+        recipe=RECIPE,
+        interval_ms=1000,
+    )
+    return Detector(
+        build_autoencoder(RECIPE.window, len(CHANNELS), units=4), spec, version="1"
+    ).warm_up()
 
 
 GOOD_IDS = ["p1", "pump-7", "\u202e\U0001f680-pump", "é" * MAX_ASSET_ID]
@@ -57,7 +80,9 @@ GOOD_IDS = ["p1", "pump-7", "\u202e\U0001f680-pump", "é" * MAX_ASSET_ID]
 # positive offset can say it), the first and the last millisecond of the schema's range.
 EARLY_MS = MIN_TS_MS - 20 * 3_600_000
 STARTS = [NOW - 600_000, 0, EARLY_MS, MIN_TS_MS, MAX_TS_MS - 10_000]
-GOOD_NUMBERS = st.floats(-1e6, 1e6) | st.sampled_from([0.0, -0.0, 1e25, 3.0e38, -FLOAT32_MAX, 5e-324])
+GOOD_NUMBERS = st.floats(-1e6, 1e6) | st.sampled_from(
+    [0.0, -0.0, 1e25, 3.0e38, -FLOAT32_MAX, 5e-324]
+)
 
 
 def iso(ms: int, minutes: int) -> str:
@@ -69,8 +94,9 @@ def iso(ms: int, minutes: int) -> str:
 
 def ts_forms(ms: int) -> st.SearchStrategy:
     """The ways a message can say ``ms``: integer milliseconds where allowed, ISO with offsets that fit."""
-    forms: list[object] = [iso(ms, m) for m in (0, 330, -720, 1439, -1439)
-                           if MIN_TS_MS <= ms + m * 60_000 <= MAX_TS_MS]
+    forms: list[object] = [
+        iso(ms, m) for m in (0, 330, -720, 1439, -1439) if MIN_TS_MS <= ms + m * 60_000 <= MAX_TS_MS
+    ]
     forms += [ms] if MIN_TS_MS <= ms <= MAX_TS_MS else []
     return st.sampled_from(forms)
 
@@ -84,7 +110,11 @@ def streams(draw) -> list[tuple[bytes | None, bytes]]:
     out = []
     for _ in range(draw(st.integers(0, 10))):
         t += draw(st.sampled_from([1000, 1000, 1000, 0, 2500, -3000, 60_000]))
-        doc = {"asset_id": asset, "ts": draw(ts_forms(t)), "values": {c: draw(GOOD_NUMBERS) for c in CHANNELS}}
+        doc = {
+            "asset_id": asset,
+            "ts": draw(ts_forms(t)),
+            "values": {c: draw(GOOD_NUMBERS) for c in CHANNELS},
+        }
         key = draw(st.sampled_from([asset.encode(), None, b"someone-else", b"\xff"]))
         out.append((key, json.dumps(doc).encode()))
     return out
@@ -109,7 +139,7 @@ def polls(draw) -> list[list[Polled]]:
     bounds = [0, *cuts, len(polled)]
     out = [polled[a:b] for a, b in zip(bounds, bounds[1:])]
     if polled and draw(st.booleans()):
-        out.append(polled[draw(st.integers(0, len(polled) - 1)):])
+        out.append(polled[draw(st.integers(0, len(polled) - 1)) :])
     return out
 
 
@@ -123,12 +153,15 @@ class Capture:
         self.sent.append((topic, key, value, headers, partition))
 
 
-def check_step(out: StepOutput, poll: list[Polled], processor: Processor, waiting_before: int) -> None:
+def check_step(
+    out: StepOutput, poll: list[Polled], processor: Processor, waiting_before: int
+) -> None:
     """Every record of the poll is accounted for exactly once, and everything the poll became can be sent."""
     parsed = [parse_reading(r.value, r.key, channels=CHANNELS, now_ms=NOW) for r in poll]
     misplaced = [d for d in out.dead_letters if d.kind in ("late", "duplicate")]
-    assert [(d.record, d.reason) for d in out.dead_letters if d.kind not in ("late", "duplicate")] == \
-        [(r, p.reason) for r, p in zip(poll, parsed) if isinstance(p, Rejected)]
+    assert [
+        (d.record, d.reason) for d in out.dead_letters if d.kind not in ("late", "duplicate")
+    ] == [(r, p.reason) for r, p in zip(poll, parsed) if isinstance(p, Rejected)]
     accepted = {id(r) for r, p in zip(poll, parsed) if isinstance(p, Reading)}
     assert all(id(d.record) in accepted for d in misplaced)
     assert len({id(d.record) for d in out.dead_letters}) == len(out.dead_letters)
@@ -136,9 +169,14 @@ def check_step(out: StepOutput, poll: list[Polled], processor: Processor, waitin
     batch = out.decisions.windows
     waiting = processor.windower.waiting()
     assert out.polled == len(poll)
-    assert len(poll) == len(out.dead_letters) + out.replayed + batch.released + waiting - waiting_before
+    assert (
+        len(poll)
+        == len(out.dead_letters) + out.replayed + batch.released + waiting - waiting_before
+    )
     partitions = {(r.topic, r.partition) for r in poll}
-    assert out.offsets == {tp: max(r.offset for r in poll if (r.topic, r.partition) == tp) + 1 for tp in partitions}
+    assert out.offsets == {
+        tp: max(r.offset for r in poll if (r.topic, r.partition) == tp) + 1 for tp in partitions
+    }
     ids = {p.asset_id for p in parsed if isinstance(p, Reading)}
     assert set(out.owners) <= ids
     for event in out.events:
@@ -156,8 +194,16 @@ def send_all(out: StepOutput, processor: Processor, owners: dict) -> None:
     assert all(dict(headers)["kind"].decode() in REJECT_KINDS for *_, headers, _ in dlq.sent)
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=300,
+    deadline=None,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(polled=polls())
 def test_step_accounts_for_every_record(detector: Detector, polled: list[list[Polled]]) -> None:
     TRIED["step"] += sum(map(len, polled))
@@ -171,7 +217,11 @@ def test_step_accounts_for_every_record(detector: Detector, polled: list[list[Po
         check_step(out, poll, processor, waiting)
         send_all(out, processor, owners)
         delivered += len(poll)
-        dead, replayed, released = dead + len(out.dead_letters), replayed + out.replayed, released + out.decisions.windows.released
+        dead, replayed, released = (
+            dead + len(out.dead_letters),
+            replayed + out.replayed,
+            released + out.decisions.windows.released,
+        )
     waiting = processor.windower.waiting()
     last = drain(processor)
     assert last.decisions.windows.released == waiting and processor.windower.waiting() == 0
@@ -182,12 +232,19 @@ def test_step_accounts_for_every_record(detector: Detector, polled: list[list[Po
 
 # The service on the embedded broker.
 
+
 def sample(strategy: st.SearchStrategy, n: int) -> list:
     """Up to ``n`` values of ``strategy``, the same ones on every run (hypothesis' generator, derandomized)."""
     drawn: list = []
 
-    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate], deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(value) -> None:
         drawn.append(value)
@@ -196,25 +253,39 @@ def sample(strategy: st.SearchStrategy, n: int) -> list:
     return drawn
 
 
-def good_stream(asset: str, start_ms: int, n: int, iso_offset: int | None = None) -> list[tuple[bytes, bytes]]:
+def good_stream(
+    asset: str, start_ms: int, n: int, iso_offset: int | None = None
+) -> list[tuple[bytes, bytes]]:
     """``n`` valid readings a second apart, keyed by their asset; ``iso_offset`` writes ts as ISO in that offset (minutes)."""
-    docs = ({"asset_id": asset, "ts": t if iso_offset is None else iso(t, iso_offset),
-             "values": {"a": 1.0 + (i % 7) * 0.1, "b": -1.0}} for i, t in enumerate(range(start_ms, start_ms + n * 1000, 1000)))
+    docs = (
+        {
+            "asset_id": asset,
+            "ts": t if iso_offset is None else iso(t, iso_offset),
+            "values": {"a": 1.0 + (i % 7) * 0.1, "b": -1.0},
+        }
+        for i, t in enumerate(range(start_ms, start_ms + n * 1000, 1000))
+    )
     return [(asset.encode(), json.dumps(doc).encode()) for doc in docs]
 
 
 @pytest.mark.integration
-def test_the_service_on_the_broker_scores_or_dead_letters_every_hostile_record(service_settings, detector) -> None:
+def test_the_service_on_the_broker_scores_or_dead_letters_every_hostile_record(
+    service_settings, detector
+) -> None:
     settings_ = fresh(service_settings)
     now_ms = int(time.time() * 1000)
     good = [
         *good_stream("p1", now_ms - 3_600_000, 40),
         *good_stream("\u202e\U0001f680-pump", now_ms - 3_600_000, 30, iso_offset=330),
         *good_stream("epoch", 0, 20),
-        *good_stream("year-one", EARLY_MS, 12, iso_offset=1439),  # valid ISO, before MIN_TS_MS in UTC
+        *good_stream(
+            "year-one", EARLY_MS, 12, iso_offset=1439
+        ),  # valid ISO, before MIN_TS_MS in UTC
     ]
-    hostile = [(key if key is not None or value is not None else b"k", value)  # Kafka needs one of the two
-               for key, value in sample(st.tuples(keys, hostile_messages), 300)]
+    hostile = [
+        (key if key is not None or value is not None else b"k", value)  # Kafka needs one of the two
+        for key, value in sample(st.tuples(keys, hostile_messages), 300)
+    ]
     rng = np.random.default_rng(7)
     records = list(good)
     for rec in hostile:  # hostile records anywhere, the good ones kept in order
@@ -226,8 +297,11 @@ def test_the_service_on_the_broker_scores_or_dead_letters_every_hostile_record(s
     producer.close()
     where = [(f.get(timeout=10).partition, f.get(timeout=10).offset) for f in futures]
     TRIED["broker"] += len(records)
-    rejected = {w for w, (k, v) in zip(where, records)
-                if isinstance(parse_reading(v, k, channels=CHANNELS, now_ms=now_ms), Rejected)}
+    rejected = {
+        w
+        for w, (k, v) in zip(where, records)
+        if isinstance(parse_reading(v, k, channels=CHANNELS, now_ms=now_ms), Rejected)
+    }
 
     service = Service.on_kafka(settings_, detector)
     stop, failure = threading.Event(), []
@@ -258,4 +332,6 @@ def test_the_service_on_the_broker_scores_or_dead_letters_every_hostile_record(s
     assert all(h["kind"].decode() in REJECT_KINDS for h in headers)
     misplaced = {p for p, h in zip(positions, headers) if h["kind"] in (b"late", b"duplicate")}
     assert set(positions) - misplaced == rejected
-    assert all(decode_event(r.value) for r in read_all(settings_, settings_.anomalies_topic, timeout_s=3))
+    assert all(
+        decode_event(r.value) for r in read_all(settings_, settings_.anomalies_topic, timeout_s=3)
+    )

@@ -11,7 +11,18 @@ import json
 
 import pytest
 from fuzzing import (
-    CHANNELS, HEAVY, NOW, PARSER, TRIED, check_outcome, encoded, hostile_messages, json_values, keys, reading_docs, valid_readings,
+    CHANNELS,
+    HEAVY,
+    NOW,
+    PARSER,
+    TRIED,
+    check_outcome,
+    encoded,
+    hostile_messages,
+    json_values,
+    keys,
+    reading_docs,
+    valid_readings,
 )
 from hypothesis import given
 from hypothesis import strategies as st
@@ -58,9 +69,15 @@ def test_any_json_gets_one_outcome(raw: bytes, key: bytes | None) -> None:
 
 
 @PARSER
-@given(raw=encoded(reading_docs()), key=keys, channels=st.sampled_from([None, frozenset(CHANNELS)]),
-       max_future_ms=st.sampled_from([0, 300_000, 10**12]))
-def test_reading_shaped_messages_get_one_outcome(raw: bytes, key: bytes | None, channels, max_future_ms: int) -> None:
+@given(
+    raw=encoded(reading_docs()),
+    key=keys,
+    channels=st.sampled_from([None, frozenset(CHANNELS)]),
+    max_future_ms=st.sampled_from([0, 300_000, 10**12]),
+)
+def test_reading_shaped_messages_get_one_outcome(
+    raw: bytes, key: bytes | None, channels, max_future_ms: int
+) -> None:
     TRIED["reading_shaped"] += 1
     result = parse_reading(raw, key, channels=channels, now_ms=NOW, max_future_ms=max_future_ms)
     check_outcome(result, raw, key, NOW, max_future_ms, channels)
@@ -70,15 +87,23 @@ NESTINGS = {
     "array": lambda d: "[" * d + "1" + "]" * d,
     "object": lambda d: '{"a":' * d + "1" + "}" * d,
     "in_values": lambda d: '{"asset_id":"p","ts":0,"values":{"a":' + "[" * d + "]" * d + "}}",
-    "in_asset_id": lambda d: '{"asset_id":' + '{"a":' * d + "1" + "}" * d + ',"ts":0,"values":{"a":1}}',
+    "in_asset_id": lambda d: (
+        '{"asset_id":' + '{"a":' * d + "1" + "}" * d + ',"ts":0,"values":{"a":1}}'
+    ),
     "in_ts": lambda d: '{"asset_id":"p","ts":' + "[" * d + "]" * d + ',"values":{"a":1}}',
 }
 
 
 @HEAVY
-@given(depth=st.integers(1, 20_000) | st.sampled_from([127, 128, 999, 1000, 1024, 1025, 10_000]),
-       shape=st.sampled_from(sorted(NESTINGS)), closed=st.booleans(), max_bytes=st.sampled_from([65_536, 2**20]))
-def test_deep_nesting_gets_one_outcome(depth: int, shape: str, closed: bool, max_bytes: int) -> None:
+@given(
+    depth=st.integers(1, 20_000) | st.sampled_from([127, 128, 999, 1000, 1024, 1025, 10_000]),
+    shape=st.sampled_from(sorted(NESTINGS)),
+    closed=st.booleans(),
+    max_bytes=st.sampled_from([65_536, 2**20]),
+)
+def test_deep_nesting_gets_one_outcome(
+    depth: int, shape: str, closed: bool, max_bytes: int
+) -> None:
     TRIED["deep_nesting"] += 1
     text = NESTINGS[shape](depth)
     raw = (text if closed else text[: len(text) // 2]).encode()
@@ -88,11 +113,21 @@ def test_deep_nesting_gets_one_outcome(depth: int, shape: str, closed: bool, max
 
 
 @HEAVY
-@given(channels=st.integers(0, 20_000), id_length=st.integers(0, 200_000) | st.sampled_from([128, 129, 65_536]),
-       max_bytes=st.sampled_from([65_536, 2**20, 2**22]), value=st.sampled_from([1.0, 3.5e38, "x" * 50]))
-def test_huge_messages_get_one_outcome(channels: int, id_length: int, max_bytes: int, value: object) -> None:
+@given(
+    channels=st.integers(0, 20_000),
+    id_length=st.integers(0, 200_000) | st.sampled_from([128, 129, 65_536]),
+    max_bytes=st.sampled_from([65_536, 2**20, 2**22]),
+    value=st.sampled_from([1.0, 3.5e38, "x" * 50]),
+)
+def test_huge_messages_get_one_outcome(
+    channels: int, id_length: int, max_bytes: int, value: object
+) -> None:
     TRIED["huge"] += 1
-    doc = {"asset_id": "p" * id_length, "ts": NOW, "values": {f"c{i}": value for i in range(channels)}}
+    doc = {
+        "asset_id": "p" * id_length,
+        "ts": NOW,
+        "values": {f"c{i}": value for i in range(channels)},
+    }
     raw = json.dumps(doc).encode()
     result = parse_reading(raw, now_ms=NOW, max_bytes=max_bytes)
     check_outcome(result, raw, None, NOW)
@@ -102,7 +137,9 @@ def test_huge_messages_get_one_outcome(channels: int, id_length: int, max_bytes:
 
 @PARSER
 @given(message=valid_readings(), key=keys)
-def test_valid_readings_are_accepted_as_sent(message: tuple[bytes, Reading], key: bytes | None) -> None:
+def test_valid_readings_are_accepted_as_sent(
+    message: tuple[bytes, Reading], key: bytes | None
+) -> None:
     TRIED["valid"] += 1
     raw, expected = message
     result = parse_reading(raw, key, now_ms=NOW)
@@ -113,10 +150,14 @@ def test_valid_readings_are_accepted_as_sent(message: tuple[bytes, Reading], key
 
 @HEAVY
 @given(records=st.lists(st.tuples(keys, hostile_messages), max_size=30))
-def test_a_batch_gets_one_outcome_per_record_in_order(records: list[tuple[bytes | None, bytes | None]]) -> None:
+def test_a_batch_gets_one_outcome_per_record_in_order(
+    records: list[tuple[bytes | None, bytes | None]],
+) -> None:
     TRIED["batch"] += len(records)
     oks, errs = parse_batch(records, channels=CHANNELS, now_ms=NOW)
-    one_by_one = [parse_reading(value, key, channels=CHANNELS, now_ms=NOW) for key, value in records]
+    one_by_one = [
+        parse_reading(value, key, channels=CHANNELS, now_ms=NOW) for key, value in records
+    ]
     assert len(oks) + len(errs) == len(records)
     assert oks == [r for r in one_by_one if isinstance(r, Reading)]
     assert errs == [r for r in one_by_one if isinstance(r, Rejected)]

@@ -41,7 +41,8 @@ def samples(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     assert status == 200
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
     }
 
 
@@ -55,7 +56,10 @@ class Clock:
 
 def test_liveness_is_the_loop_going_round() -> None:
     clock = Clock()
-    health = Health(Settings(bootstrap_servers="b:9092", max_poll_interval_ms=10_000, broker_timeout_s=20), clock)
+    health = Health(
+        Settings(bootstrap_servers="b:9092", max_poll_interval_ms=10_000, broker_timeout_s=20),
+        clock,
+    )
     assert health.live() == (True, {"status": "starting"})  # loading the model is alive
     health.beat()
     clock.now += 59
@@ -81,14 +85,23 @@ def test_readiness_needs_a_model_partitions_and_the_broker() -> None:
     health = Health(Settings(bootstrap_servers="b:9092"), clock, unreachable)
     ok, body = health.ready()
     assert not ok
-    assert body["reasons"] == ["no model loaded yet", "no partitions assigned", "broker unreachable: b:9092: connection refused"]
+    assert body["reasons"] == [
+        "no model loaded yet",
+        "no partitions assigned",
+        "broker unreachable: b:9092: connection refused",
+    ]
     health.model_version = "3"
     health.partitions = lambda: {("readings", 1), ("readings", 0)}
     state["broker"] = "up"
     assert not health.ready()[0]  # the broker was looked at less than a second ago
     clock.now += 1
     ok, body = health.ready()
-    assert ok and body == {"status": "ready", "reasons": [], "model_version": "3", "partitions": [0, 1]}
+    assert ok and body == {
+        "status": "ready",
+        "reasons": [],
+        "model_version": "3",
+        "partitions": [0, 1],
+    }
     assert looks == ["b:9092", "b:9092"]
 
 
@@ -111,7 +124,9 @@ def test_endpoints_answer_on_their_port_and_a_taken_port_is_a_clear_error() -> N
 
 
 @pytest.mark.integration
-def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_settings, champion, tmp_path) -> None:
+def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(
+    service_settings, champion, tmp_path
+) -> None:
     """Through a proxy that can cut the broker: metrics equal what the stream holds (records, dead
     letters by kind as the dead-letter topic has them, windows, lag 0); /readyz flips with the broker."""
     proxy_port = free_port()
@@ -121,18 +136,30 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_s
     port = free_port()
     with broker:
         base = service_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{proxy_port}"})
-        settings = fresh(base).model_copy(update={"metrics_port": port, "grace_s": 0.0, "broker_timeout_s": 60.0})
+        settings = fresh(base).model_copy(
+            update={"metrics_port": port, "grace_s": 0.0, "broker_timeout_s": 60.0}
+        )
         channels = champion.detector_spec.channels
         t0 = int(time.time() * 1000) - 600_000
         assets, per_asset = ["p1", "p2", "p3"], 50
         send = kafka.producer(settings)
         for asset in assets:
             for i in range(per_asset):
-                doc = {"asset_id": asset, "ts": t0 + i * 1000, "values": {c: 1.0 + 0.01 * i for c in channels}}
+                doc = {
+                    "asset_id": asset,
+                    "ts": t0 + i * 1000,
+                    "values": {c: 1.0 + 0.01 * i for c in channels},
+                }
                 send.send(settings.readings_topic, key=asset.encode(), value=orjson.dumps(doc))
         send.flush()
-        bad = [b"not json", b"", b'{"asset_id": "p1", "ts": 1}',
-               orjson.dumps({"asset_id": "p1", "ts": t0 + 3_000, "values": {c: 1.0 for c in channels}})]  # duplicate
+        bad = [
+            b"not json",
+            b"",
+            b'{"asset_id": "p1", "ts": 1}',
+            orjson.dumps(
+                {"asset_id": "p1", "ts": t0 + 3_000, "values": {c: 1.0 for c in channels}}
+            ),
+        ]  # duplicate
         for raw in bad:
             send.send(settings.readings_topic, key=b"p1", value=raw)
         send.close()
@@ -145,14 +172,20 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_s
         try:
             assert wait_for(lambda: get(port, "/readyz")[0] == 200, 60), get(port, "/readyz")
             assert wait_for(lambda: committed(settings) >= total, 90)
-            dead_kinds = Counter(dict(r.headers)["kind"].decode() for r in read_all(settings, settings.dlq_topic))
+            dead_kinds = Counter(
+                dict(r.headers)["kind"].decode() for r in read_all(settings, settings.dlq_topic)
+            )
             assert sum(dead_kinds.values()) == len(bad)
 
             def lag_is_zero() -> bool:
-                lags = {k: v for k, v in samples(port).items() if k[0] == "sensorwatch_consumer_lag"}
+                lags = {
+                    k: v for k, v in samples(port).items() if k[0] == "sensorwatch_consumer_lag"
+                }
                 return bool(lags) and all(v == 0 for v in lags.values())
 
-            assert wait_for(lag_is_zero, 30), {k: v for k, v in samples(port).items() if "lag" in k[0]}
+            assert wait_for(lag_is_zero, 30), {
+                k: v for k, v in samples(port).items() if "lag" in k[0]
+            }
             seen = samples(port)
             assert seen[("sensorwatch_records_total", ())] == total
             assert seen[("sensorwatch_readings_scored_total", ())] == len(assets) * per_asset
@@ -160,7 +193,9 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_s
                 assert seen[("sensorwatch_records_rejected_total", (("kind", kind),))] == count
             # Stride 1, no gaps: each asset's first window - 1 readings end no window.
             window = champion.detector_spec.recipe.window
-            assert seen[("sensorwatch_windows_scored_total", ())] == len(assets) * (per_asset - window + 1)
+            assert seen[("sensorwatch_windows_scored_total", ())] == len(assets) * (
+                per_asset - window + 1
+            )
             assert seen[("sensorwatch_model_version", ())] == float(champion.version.version)
             assert seen[("sensorwatch_state_assets", ())] == len(assets)
             assert seen[("sensorwatch_ready", ())] == 1
@@ -182,15 +217,22 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(service_s
 
 
 @pytest.mark.integration
-def test_serve_answers_health_while_loading_and_names_what_it_serves(service_settings, champion, tmp_path) -> None:
+def test_serve_answers_health_while_loading_and_names_what_it_serves(
+    service_settings, champion, tmp_path
+) -> None:
     """``sensorwatch serve`` with the endpoints on, logging JSON for a log shipper."""
     settings = fresh(service_settings)
     port = free_port()
-    proc = serve_process(settings, champion.store.tracking_uri, tmp_path, metrics_port=str(port), log_format="json")
+    proc = serve_process(
+        settings, champion.store.tracking_uri, tmp_path, metrics_port=str(port), log_format="json"
+    )
     log = tmp_path / "serve.log"
     try:
         assert wait_for(lambda: get(port, "/healthz")[0] == 200, 60), log.read_text()
-        assert wait_for(lambda: get(port, "/readyz")[0] == 200, 90), (get(port, "/readyz"), log.read_text())
+        assert wait_for(lambda: get(port, "/readyz")[0] == 200, 90), (
+            get(port, "/readyz"),
+            log.read_text(),
+        )
         assert samples(port)[("sensorwatch_model_version", ())] == float(champion.version.version)
     finally:
         proc.terminate()
@@ -201,6 +243,10 @@ def test_serve_answers_health_while_loading_and_names_what_it_serves(service_set
     records = [json.loads(line) for line in said[:-1]]
     assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
     line = next(r["message"] for r in records if r["message"].startswith("champion version="))
-    for part in (f"version={champion.version.version}", f"broker={settings.bootstrap_servers}",
-                 f"group={settings.group_id}", f"port={port}"):
+    for part in (
+        f"version={champion.version.version}",
+        f"broker={settings.bootstrap_servers}",
+        f"group={settings.group_id}",
+        f"port={port}",
+    ):
         assert part in line, line

@@ -78,7 +78,11 @@ def _file(n: int, true_rows: list[int], pred_rows: list[int]) -> NabTally:
 
 
 def test_perfect_and_null_detectors() -> None:
-    assert nab_scores(_file(300, [50, 200], [50, 200])) == {"standard": 100.0, "low_fp": 100.0, "low_fn": 100.0}
+    assert nab_scores(_file(300, [50, 200], [50, 200])) == {
+        "standard": 100.0,
+        "low_fp": 100.0,
+        "low_fn": 100.0,
+    }
     assert nab_scores(_file(300, [50, 200], [])) == {"standard": 0.0, "low_fp": 0.0, "low_fn": 0.0}
 
 
@@ -95,7 +99,9 @@ def test_a_detection_half_way_through_its_window() -> None:
 
 
 def test_false_positives_cost_a_fp_each() -> None:
-    tally = _file(300, [100], [100, 20, 250])  # a perfect hit, one switch before, one after the window
+    tally = _file(
+        300, [100], [100, 20, 250]
+    )  # a perfect hit, one switch before, one after the window
     assert tally.false_positives == 2
     scores = nab_scores(tally)
     assert scores["standard"] == pytest.approx(100 * (1 - 0.22 + 1) / 2)  # 89.0

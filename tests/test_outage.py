@@ -24,26 +24,55 @@ pytestmark = pytest.mark.integration
 
 
 def test_no_broker_at_start_is_one_line_and_a_non_zero_exit(champion, tmp_path: Path) -> None:
-    env = {**os.environ, "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri, "SENSORWATCH_BROKER_TIMEOUT_S": "3"}
-    done = subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", "serve", "-b", f"127.0.0.1:{free_port()}"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri,
+        "SENSORWATCH_BROKER_TIMEOUT_S": "3",
+    }
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sensorwatch.pipeline.cli",
+            "serve",
+            "-b",
+            f"127.0.0.1:{free_port()}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0
     assert "Traceback" not in done.stderr + done.stdout
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "no Kafka broker reachable at 127.0.0.1:" in errors[0] and "connection refused" in errors[0]
-    assert sum("Kafka broker unreachable" in line for line in (done.stdout + done.stderr).splitlines()) == 1  # said once
+    assert (
+        len(errors) == 1
+        and "no Kafka broker reachable at 127.0.0.1:" in errors[0]
+        and "connection refused" in errors[0]
+    )
+    assert (
+        sum("Kafka broker unreachable" in line for line in (done.stdout + done.stderr).splitlines())
+        == 1
+    )  # said once
 
 
 def test_a_broker_lost_mid_stream_is_waited_out_and_nothing_is_lost(
-    service_settings, champion, plant_after_training, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    service_settings,
+    champion,
+    plant_after_training,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     proxy_port = free_port()
     broker = BehindProxy(proxy_port, log_dir=tmp_path, timeout_s=30)
     broker.port = free_port()
     proxy = Proxy(broker.port, proxy_port).mend()
     with broker:
-        settings = service_settings.model_copy(update={"bootstrap_servers": f"127.0.0.1:{proxy_port}",
-                                                       "broker_timeout_s": 60.0})
+        settings = service_settings.model_copy(
+            update={"bootstrap_servers": f"127.0.0.1:{proxy_port}", "broker_timeout_s": 60.0}
+        )
         kafka.ensure_topics(settings, kafka.service_topics(settings), partitions=2)
         sim, _ = plant_after_training()
         frame = sim.normal(400)

@@ -5,21 +5,36 @@ import pytest
 
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.detector import Detector
-from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["a", "b", "c"]
 # Plain decisions: every window scored, an alarm after min_windows, no clearing rules, no grace.
-PLAIN = Recipe(window=4, score="mean", min_windows=2, merge_windows=5, suppress_windows=0,
-               clear_ratio=0.0, rearm_ratio=0.0, grace_intervals=0)
+PLAIN = Recipe(
+    window=4,
+    score="mean",
+    min_windows=2,
+    merge_windows=5,
+    suppress_windows=0,
+    clear_ratio=0.0,
+    rearm_ratio=0.0,
+    grace_intervals=0,
+)
 
 
 def detector(threshold: float, recipe: Recipe = PLAIN, channels: list[str] = CHANNELS) -> Detector:
     n = len(channels)
-    spec = DetectorSpec(channels, [0.0] * n, [1.0] * n, [1.0] * n, {"method": "reference", "value": threshold},
-                        recipe=recipe, interval_ms=1)
+    spec = DetectorSpec(
+        channels,
+        [0.0] * n,
+        [1.0] * n,
+        [1.0] * n,
+        {"method": "reference", "value": threshold},
+        recipe=recipe,
+        interval_ms=1,
+    )
     return Detector(build_autoencoder(recipe.window, n, units=8), spec, version="3")
 
 
@@ -50,7 +65,9 @@ def test_alarm_opens_after_min_windows_once() -> None:
     assert len(out.events) == 1
     e = out.events[0]
     assert e.asset_id == "x" and e.model_version == "3" and e.windows == 2
-    assert e.window_start == "1970-01-01T00:00:00.000Z" and e.window_end == "1970-01-01T00:00:00.004Z"
+    assert (
+        e.window_start == "1970-01-01T00:00:00.000Z" and e.window_end == "1970-01-01T00:00:00.004Z"
+    )
     assert sum(e.contributions.values()) == pytest.approx(1.0, abs=1e-3)
     assert max(e.contributions, key=e.contributions.get) == "a"
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from sensorwatch.models.registry import NoChampionError, alias_version, load_detector, set_alias
 from sensorwatch.models.cadence import TimeSeries, TrainingDataError
 from sensorwatch.models.presets import PRESETS
 from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.registry import NoChampionError, alias_version, load_detector, set_alias
 from sensorwatch.models.training import TrainOptions, _mean_loss, _split, fit_detector, make_windows
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
 
@@ -20,8 +20,12 @@ def test_run_holds_params_losses_model_and_artifacts(champion) -> None:
     client = MlflowClient(champion.store.tracking_uri)
     run = client.get_run(champion.version.run_id)
     plant = PRESETS["plant"]
-    assert run.data.params["window"] == str(plant.window) and run.data.params["source"] == "simulator"
-    assert run.data.params["interval_ms"] == "1000" and run.data.params["min_windows"] == str(plant.min_windows)
+    assert (
+        run.data.params["window"] == str(plant.window) and run.data.params["source"] == "simulator"
+    )
+    assert run.data.params["interval_ms"] == "1000" and run.data.params["min_windows"] == str(
+        plant.min_windows
+    )
     losses = client.get_metric_history(run.info.run_id, "loss")
     assert len(losses) == int(run.data.metrics["epochs_trained"]) >= 1
     assert [m.step for m in losses] == list(range(len(losses)))
@@ -70,7 +74,9 @@ def test_training_keeps_the_weights_of_its_best_epoch() -> None:
     recipe = Recipe(epochs=30, patience=2, learning_rate=0.05)
     trained = fit_detector(series, CHANNELS, recipe, TrainOptions(progress=False))
     val = trained.history["val_loss"]
-    assert len(val) == len(trained.history["loss"]) and np.argmin(val) < len(val) - 1  # it went past its best
+    assert (
+        len(val) == len(trained.history["loss"]) and np.argmin(val) < len(val) - 1
+    )  # it went past its best
     mean, std, _ = trained.spec.arrays()
     _, x_val = _split([(series[0].values - mean) / std], recipe)
     assert _mean_loss(trained.model, x_val) == pytest.approx(min(val), rel=1e-3)
@@ -82,7 +88,9 @@ def test_too_little_data_is_refused() -> None:
         fit_detector([TimeSeries(np.arange(10) * 1000, np.zeros((10, 5), np.float32))], CHANNELS)
 
 
-def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from mlflow.exceptions import MlflowException
 
     from sensorwatch.models.registry import Store

@@ -11,9 +11,17 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from sensorwatch.pipeline.data.csvfiles import SourceError
-from sensorwatch.pipeline.dev.replay import Pacer, SendError, asset_for, csv_readings, produce_frame, replay_csv, send_readings
-from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.dev.replay import (
+    Pacer,
+    SendError,
+    asset_for,
+    csv_readings,
+    produce_frame,
+    replay_csv,
+    send_readings,
+)
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, readings
+from sensorwatch.pipeline.settings import Settings
 
 SKAB = """datetime;Accelerometer1RMS;Pressure;Temperature;anomaly;changepoint
 2020-03-09 10:14:33;0.0265;0.054;89.5;0.0;0.0
@@ -39,7 +47,9 @@ def _read_back(broker: str, topic: str, want: int, timeout_s: float = 15.0) -> l
     while len(got) < want and time.monotonic() < deadline:
         for records in reader.poll(timeout_ms=500).values():
             got.extend(records)
-    got.extend(r for records in reader.poll(timeout_ms=300).values() for r in records)  # nothing extra
+    got.extend(
+        r for records in reader.poll(timeout_ms=300).values() for r in records
+    )  # nothing extra
     reader.close()
     return got
 
@@ -72,7 +82,11 @@ def test_pacer_spaces_messages_by_the_rate() -> None:
 def test_csv_readings_merge_files_in_event_time_with_asset_ids(tmp_path: Path) -> None:
     items = csv_readings(_files(tmp_path))
     assert [(r.asset_id, r.ts_ms % 100_000) for r in items] == [
-        ("valve1-0", 73_000), ("valve1-0", 74_000), ("pump-a", 75_000), ("valve1-0", 76_000), ("pump-a", 77_000)
+        ("valve1-0", 73_000),
+        ("valve1-0", 74_000),
+        ("pump-a", 75_000),
+        ("valve1-0", 76_000),
+        ("pump-a", 77_000),
     ]
     assert items[0].values == {"Accelerometer1RMS": 0.0265, "Pressure": 0.054, "Temperature": 89.5}
     assert items[2].values == {"flow": 12.5, "current": 3.1}
@@ -101,11 +115,16 @@ def test_replay_csv_sends_keyed_json_readings(broker: str, tmp_path: Path) -> No
     assert all(r.key.decode() == doc["asset_id"] for r, doc in zip(got, docs))
     assert sorted(doc["ts"] for doc in docs) == [1583748873000 + 1000 * i for i in range(5)]
     first = min(docs, key=lambda doc: doc["ts"])
-    assert first == {"asset_id": "valve1-0", "ts": 1583748873000,
-                     "values": {"Accelerometer1RMS": 0.0265, "Pressure": 0.054, "Temperature": 89.5}}
+    assert first == {
+        "asset_id": "valve1-0",
+        "ts": 1583748873000,
+        "values": {"Accelerometer1RMS": 0.0265, "Pressure": 0.054, "Temperature": 89.5},
+    }
     # one asset's readings stay on one partition, in event-time order
     for asset in ("valve1-0", "pump-a"):
-        mine = sorted((r for r, d in zip(got, docs) if d["asset_id"] == asset), key=lambda r: r.offset)
+        mine = sorted(
+            (r for r, d in zip(got, docs) if d["asset_id"] == asset), key=lambda r: r.offset
+        )
         assert len({r.partition for r in mine}) == 1
         stamps = [orjson.loads(r.value)["ts"] for r in mine]
         assert stamps == sorted(stamps)
@@ -129,7 +148,10 @@ def test_produce_frame_sends_every_row_and_keeps_the_rate(broker: str) -> None:
 
 def test_produce_frame_needs_asset_and_time_columns() -> None:
     with pytest.raises(ValueError, match="ts_ms"):
-        produce_frame(Settings(bootstrap_servers="127.0.0.1:1"), Simulator(assets=1).normal(2).drop(columns="ts_ms"))
+        produce_frame(
+            Settings(bootstrap_servers="127.0.0.1:1"),
+            Simulator(assets=1).normal(2).drop(columns="ts_ms"),
+        )
 
 
 class _RefusingProducer:

@@ -70,8 +70,13 @@ def _settings(env: dict[str, str]) -> Settings:
 
 
 def dag_test(dag_id: str, day: str, env: dict[str, str]) -> dict:
-    done = subprocess.run([sys.executable, str(Path(__file__).parent / "airflow_run.py"), dag_id, day],
-                          env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "airflow_run.py"), dag_id, day],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert lines, done.stdout[-3000:] + done.stderr[-3000:]
     outcome = json.loads(lines[-1])
@@ -106,20 +111,30 @@ def plant(tmp_path_factory, service_settings) -> Plant:
 
     root = tmp_path_factory.mktemp("retraining")
     held_out = (datetime.now(UTC) - timedelta(days=2)).date()
-    start_ms = int(datetime.combine(held_out - timedelta(days=4), datetime.min.time(), UTC).timestamp() * 1000)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=_env(root), check=True,
-                   capture_output=True, timeout=300)
+    start_ms = int(
+        datetime.combine(held_out - timedelta(days=4), datetime.min.time(), UTC).timestamp() * 1000
+    )
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=_env(root),
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     sim = Simulator(assets=ASSETS, seed=11, interval_s=INTERVAL_S, start_ms=start_ms)
     history = sim.normal(3 * PER_DAY)  # three days before the archive: the champion's training data
     env = _env(root, archive_uri=str(root / "archive"))
     settings = _settings(env)
-    train_and_register(settings, series_by_asset(history), list(CHANNELS), "history", promote=True, progress=False)
+    train_and_register(
+        settings, series_by_asset(history), list(CHANNELS), "history", promote=True, progress=False
+    )
 
     first = sim.normal(PER_DAY)
     second, faults = sim.with_faults(PER_DAY, faults_per_asset=1, kinds=("level_shift", "spike"))
-    pd.DataFrame([{"asset_id": f.asset_id, "start_ms": f.start_ms, "end_ms": f.end_ms} for f in faults]).to_csv(
-        root / "labels.csv", index=False)
+    pd.DataFrame(
+        [{"asset_id": f.asset_id, "start_ms": f.start_ms, "end_ms": f.end_ms} for f in faults]
+    ).to_csv(root / "labels.csv", index=False)
     live = fresh(service_settings).model_copy(update={"archive_uri": str(root / "archive")})
     champion = load_detector(store_of(settings), "champion")
     sent = _archive_through_the_service(live, pd.concat([first, second]), champion)
@@ -139,55 +154,98 @@ def _client(plant: Plant):
 
 def test_the_dags_parse_fast_and_without_errors() -> None:
     done = subprocess.run(
-        [sys.executable, "-c",
-         "import json, time; from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder=%r); "
-         "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dags), "
-         "'seconds': {s.file: s.duration.total_seconds() for s in b.dagbag_stats}, "
-         "'heavy': sorted(m for m in __import__('sys').modules if m.split('.')[0] in ('keras', 'tensorflow', 'mlflow'))}))"
-         % str(DAGS)],
-        env=_env(Path("/tmp")), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            "import json, time; from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder=%r); "
+            "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dags), "
+            "'seconds': {s.file: s.duration.total_seconds() for s in b.dagbag_stats}, "
+            "'heavy': sorted(m for m in __import__('sys').modules if m.split('.')[0] in ('keras', 'tensorflow', 'mlflow'))}))"
+            % str(DAGS),
+        ],
+        env=_env(Path("/tmp")),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["errors"] == {} and found["dags"] == ["retrain_lstm_autoencoder", "sensorwatch_drift_check"]
+    assert found["errors"] == {} and found["dags"] == [
+        "retrain_lstm_autoencoder",
+        "sensorwatch_drift_check",
+    ]
     assert all(seconds < 2 for seconds in found["seconds"].values()), found["seconds"]
     assert found["heavy"] == [], "parsing a DAG file must not import Keras, TensorFlow or MLflow"
 
 
-def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_better(plant: Plant) -> None:
+def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_better(
+    plant: Plant,
+) -> None:
     client = _client(plant)
-    manual = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "manual"})
+    manual = dag_test(
+        "retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "manual"}
+    )
     assert manual["state"] == "success", manual["log"][-5000:]
     assert set(manual["tasks"].values()) == {"success"}
     versions = client.search_model_versions("name = 'plant'")
     assert sorted(int(v.version) for v in versions) == [1, 2]
     challenger = client.get_model_version("plant", "2")
-    assert challenger.tags["sensorwatch.logical_date"] == plant.day and challenger.tags["sensorwatch.role"] == "challenger"
-    assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"  # manual: nothing moved
+    assert (
+        challenger.tags["sensorwatch.logical_date"] == plant.day
+        and challenger.tags["sensorwatch.role"] == "challenger"
+    )
+    assert (
+        str(client.get_model_version_by_alias("plant", "champion").version) == "1"
+    )  # manual: nothing moved
     metrics = client.get_run(challenger.run_id).data.metrics
-    assert {"gate.challenger.false_alarms_per_10k", "gate.champion.false_alarms_per_10k", "gate.challenger.recall"} <= set(metrics)
-    assert metrics["gate.challenger.labelled"] == ASSETS  # one labelled fault per pump on the held-out day
+    assert {
+        "gate.challenger.false_alarms_per_10k",
+        "gate.champion.false_alarms_per_10k",
+        "gate.challenger.recall",
+    } <= set(metrics)
+    assert (
+        metrics["gate.challenger.labelled"] == ASSETS
+    )  # one labelled fault per pump on the held-out day
 
-    managed = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "managed"})
+    managed = dag_test(
+        "retrain_lstm_autoencoder",
+        plant.day,
+        {**plant.env, "SENSORWATCH_PROMOTION_MODE": "managed"},
+    )
     assert managed["state"] == "success", managed["log"][-5000:]
-    assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [1, 2]  # a rerun registers nothing
+    assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [
+        1,
+        2,
+    ]  # a rerun registers nothing
     verdict = client.get_run(challenger.run_id).data.tags["sensorwatch.gate"]
-    print(f"\nretrain DAG: manual {manual['seconds']} s, managed rerun {managed['seconds']} s; gate: "
-          f"{client.get_run(challenger.run_id).data.tags['sensorwatch.gate_why']}")
+    print(
+        f"\nretrain DAG: manual {manual['seconds']} s, managed rerun {managed['seconds']} s; gate: "
+        f"{client.get_run(challenger.run_id).data.tags['sensorwatch.gate_why']}"
+    )
     champion = str(client.get_model_version_by_alias("plant", "champion").version)
     assert champion == ("2" if verdict == "better" else "1")
     if champion == "2":
         tags = client.get_model_version("plant", "2").tags
-        assert tags["sensorwatch.promoted_by"] == "retraining gate" and "false alarms/10k" in tags["sensorwatch.promoted_why"]
+        assert (
+            tags["sensorwatch.promoted_by"] == "retraining gate"
+            and "false alarms/10k" in tags["sensorwatch.promoted_why"]
+        )
 
     # A person promotes (or rolls back) by hand, and it is recorded on the version.
-    done = subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", "promote", "1", "--reason", "roll back"],
-                          env=plant.env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "promote", "1", "--reason", "roll back"],
+        env=plant.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"
     assert client.get_model_version("plant", "1").tags["sensorwatch.promoted_why"] == "roll back"
 
 
-def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(plant: Plant, tmp_path) -> None:
+def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(
+    plant: Plant, tmp_path
+) -> None:
     archive = tmp_path / "archive"
     shutil.copytree(plant.root / "archive", archive)
     day = (datetime.fromisoformat(plant.day) - timedelta(days=1)).date().isoformat()
@@ -202,13 +260,19 @@ def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(
     client = _client(plant)
     before = sorted(int(v.version) for v in client.search_model_versions("name = 'plant'"))
 
-    run = dag_test("retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(archive)})
+    run = dag_test(
+        "retrain_lstm_autoencoder",
+        plant.day,
+        {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(archive)},
+    )
     assert run["state"] == "failed"
     assert run["tasks"]["validate"] == "failed" and run["tasks"]["train"] == "upstream_failed"
-    for expectation in ("expect_column_values_to_not_be_null(column=flow)",
-                        "expect_column_values_to_be_between(column=pressure",
-                        "expect_column_values_to_be_between(column=ts_step_ms",
-                        "expect_column_min_to_be_between(column=asset_rows"):
+    for expectation in (
+        "expect_column_values_to_not_be_null(column=flow)",
+        "expect_column_values_to_be_between(column=pressure",
+        "expect_column_values_to_be_between(column=ts_step_ms",
+        "expect_column_min_to_be_between(column=asset_rows",
+    ):
         assert expectation in run["log"], expectation
     assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == before
     failed = client.search_runs(
@@ -222,14 +286,21 @@ def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(
     assert "data_docs/index.html" in docs  # Great Expectations' Data Docs, beside the result
 
 
-def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(plant: Plant, service_settings, tmp_path) -> None:
+def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
+    plant: Plant, service_settings, tmp_path
+) -> None:
     from sensorwatch.models.registry import load_detector, set_alias
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
     from sensorwatch.pipeline.jobs.retrain import drift
     from sensorwatch.pipeline.jobs.train import store_of
 
     set_alias(store_of(plant.settings), "1")  # the champion that scored the archive
-    end_ms = int(datetime.combine(datetime.fromisoformat(plant.day) + timedelta(days=1), datetime.min.time(), UTC).timestamp() * 1000)
+    end_ms = int(
+        datetime.combine(
+            datetime.fromisoformat(plant.day) + timedelta(days=1), datetime.min.time(), UTC
+        ).timestamp()
+        * 1000
+    )
     normal = drift(plant.settings, now_ms=end_ms)
     assert normal.windows >= 500 and not normal.drifted, normal.why
 
@@ -246,8 +317,16 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(plant
     drifted = drift(worn_settings, now_ms=end_ms + 86_400_000)
     assert drifted.drifted, drifted.why
 
-    worn_day = (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()  # its window: the worn day
+    worn_day = (
+        (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()
+    )  # its window: the worn day
     quiet = dag_test("sensorwatch_drift_check", plant.day, plant.env)
     assert quiet["tasks"] == {"drifted": "success", "retrain": "skipped"}, quiet["log"][-3000:]
-    fired = dag_test("sensorwatch_drift_check", worn_day, {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)})
-    assert fired["tasks"] == {"drifted": "success", "retrain": "success"}, fired["log"][-3000:]  # the retraining DAG is triggered
+    fired = dag_test(
+        "sensorwatch_drift_check",
+        worn_day,
+        {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)},
+    )
+    assert fired["tasks"] == {"drifted": "success", "retrain": "success"}, fired["log"][
+        -3000:
+    ]  # the retraining DAG is triggered

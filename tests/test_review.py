@@ -15,8 +15,8 @@ import pytest
 from helpers import fresh, read_all, run_until, wait_for
 from mlflow_server import MlflowServer
 
-from sensorwatch.models.registry import Store, load_detector
 from sensorwatch.models.register import log_training
+from sensorwatch.models.registry import Store, load_detector
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.review.sink import ReviewSink
 from sensorwatch.pipeline.review.verdicts import Reviews
@@ -46,10 +46,15 @@ def _faulty_stream(plant_after_training, readings: int = 1200):
 
 
 def _settings(service_settings, server: MlflowServer, name: str):
-    return fresh(service_settings).model_copy(update={
-        "tracking_uri": server.uri, "model_name": name, "review_experiment": EXPERIMENT, "mlflow_timeout_s": 3.0,
-        "mlflow_retries": 0,
-    })
+    return fresh(service_settings).model_copy(
+        update={
+            "tracking_uri": server.uri,
+            "model_name": name,
+            "review_experiment": EXPERIMENT,
+            "mlflow_timeout_s": 3.0,
+            "mlflow_retries": 0,
+        }
+    )
 
 
 def _tag(run: dict, key: str) -> str | None:
@@ -58,18 +63,32 @@ def _tag(run: dict, key: str) -> str | None:
 
 def _anomaly_runs(server: MlflowServer, experiment_id: str, model: str) -> dict[str, dict]:
     """The anomaly runs of one registered model's versions, by event id."""
-    found = server.api("runs/search", {
-        "experiment_ids": [experiment_id], "max_results": 1000,
-        "filter": f"tags.`sensorwatch.kind` = 'anomaly' and tags.`sensorwatch.model_name` = '{model}'",
-    }).get("runs", [])
+    found = server.api(
+        "runs/search",
+        {
+            "experiment_ids": [experiment_id],
+            "max_results": 1000,
+            "filter": f"tags.`sensorwatch.kind` = 'anomaly' and tags.`sensorwatch.model_name` = '{model}'",
+        },
+    ).get("runs", [])
     return {_tag(r, "sensorwatch.event_id"): r for r in found}
 
 
 def _cli(server: MlflowServer, name: str, *args: str) -> str:
-    env = {**os.environ, "SENSORWATCH_TRACKING_URI": server.uri, "SENSORWATCH_MODEL_NAME": name,
-           "SENSORWATCH_REVIEW_EXPERIMENT": EXPERIMENT, "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", "review", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "SENSORWATCH_TRACKING_URI": server.uri,
+        "SENSORWATCH_MODEL_NAME": name,
+        "SENSORWATCH_REVIEW_EXPERIMENT": EXPERIMENT,
+        "COLUMNS": "200",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "review", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -89,7 +108,9 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
     cleared = {e.event_id: e for e in events if e.kind == "cleared"}
     assert len(opened) >= 2
 
-    exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]["experiment_id"]
+    exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"][
+        "experiment_id"
+    ]
     runs = _anomaly_runs(server, exp, "review")
     assert set(runs) == set(opened)  # one run per alarm, none twice
     for event_id, run in runs.items():
@@ -97,16 +118,29 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
         params = {p["key"]: p["value"] for p in run["data"]["params"]}
         metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
         assert params["asset"] == e.asset_id and params["start"] == e.window_start
-        assert metrics["peak_score"] == pytest.approx(e.score) and metrics["threshold"] == pytest.approx(e.threshold)
+        assert metrics["peak_score"] == pytest.approx(e.score) and metrics[
+            "threshold"
+        ] == pytest.approx(e.threshold)
         assert metrics["peak_score"] > metrics["threshold"] > 0 and metrics["margin"] > 1
-        assert _tag(run, "verdict") == "unreviewed" and _tag(run, "sensorwatch.model_version") == version
+        assert (
+            _tag(run, "verdict") == "unreviewed"
+            and _tag(run, "sensorwatch.model_version") == version
+        )
         assert _tag(run, "mlflow.parentRunId")
-        artifacts = {f["path"] for f in server.api("artifacts/list", run_id=run["info"]["run_id"]).get("files", [])}
+        artifacts = {
+            f["path"]
+            for f in server.api("artifacts/list", run_id=run["info"]["run_id"]).get("files", [])
+        }
         assert {"anomaly.png", "event.json"} <= artifacts
         assert server.artifact(run["info"]["run_id"], "anomaly.png")[:8] == b"\x89PNG\r\n\x1a\n"
         if event_id in cleared:  # the alarm's run lasts as long as the alarm
-            assert run["info"]["status"] == "FINISHED" and _tag(run, "sensorwatch.state") == "cleared"
-            assert int(run["info"]["end_time"]) - int(run["info"]["start_time"]) == e.end_ms - e.start_ms
+            assert (
+                run["info"]["status"] == "FINISHED" and _tag(run, "sensorwatch.state") == "cleared"
+            )
+            assert (
+                int(run["info"]["end_time"]) - int(run["info"]["start_time"])
+                == e.end_ms - e.start_ms
+            )
     parents = {_tag(r, "mlflow.parentRunId") for r in runs.values()}
     import json
 
@@ -114,22 +148,37 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
         table = json.loads(server.artifact(parent, "anomalies.json"))
         children = [r for r in runs.values() if _tag(r, "mlflow.parentRunId") == parent]
         assert len(table["data"]) == len(children) and "duration_s" in table["columns"]
-    tags = {t["key"]: t["value"] for t in server.api(
-        "model-versions/get", name="review", version=version)["model_version"].get("tags", [])}
-    assert f"experiments/{exp}" in tags["sensorwatch.anomalies"]  # the version's page links to its anomalies
+    tags = {
+        t["key"]: t["value"]
+        for t in server.api("model-versions/get", name="review", version=version)[
+            "model_version"
+        ].get("tags", [])
+    }
+    assert (
+        f"experiments/{exp}" in tags["sensorwatch.anomalies"]
+    )  # the version's page links to its anomalies
 
     first, second = sorted(opened)[:2]
-    _cli(server, "review", "label", first[:8], "confirmed", "--note", "bearing noise", "--by", "ana")
-    server.api("runs/set-tag", {"run_id": runs[second]["info"]["run_id"], "key": "verdict", "value": "false-positive"})
+    _cli(
+        server, "review", "label", first[:8], "confirmed", "--note", "bearing noise", "--by", "ana"
+    )
+    server.api(
+        "runs/set-tag",
+        {"run_id": runs[second]["info"]["run_id"], "key": "verdict", "value": "false-positive"},
+    )
     listed = _cli(server, "review", "list", "--limit", "100")
-    lines = {line.split()[0]: line for line in listed.splitlines() if line[:8] in (first[:8], second[:8])}
+    lines = {
+        line.split()[0]: line for line in listed.splitlines() if line[:8] in (first[:8], second[:8])
+    }
     assert "confirmed" in lines[first[:8]] and "false-positive" in lines[second[:8]]
     reviews = Reviews(store, EXPERIMENT)
     assert [a.event_id for a in reviews.list(verdict="confirmed")] == [first]
-    assert [a.event_id for a in reviews.list(verdict="false-positive", asset=opened[second].asset_id)] == [second]
+    assert [
+        a.event_id for a in reviews.list(verdict="false-positive", asset=opened[second].asset_id)
+    ] == [second]
     _cli(server, "review", "label", second[:8], "investigate", "--by", "ana")
     shown = _cli(server, "review", "show", second[:8])
-    history = shown[shown.index("history"):].splitlines()[1:]
+    history = shown[shown.index("history") :].splitlines()[1:]
     assert "in MLflow" in history[0] and "unreviewed → false-positive" in history[0]
     assert "ana" in history[1] and "false-positive → investigate" in history[1]
     assert f"#/experiments/{exp}/runs/{runs[second]['info']['run_id']}" in shown
@@ -160,5 +209,7 @@ def test_mlflow_down_mid_run_the_service_keeps_scoring_and_the_held_anomalies_ap
         stop.set()
         runner.join(60)
     assert sink.logged == held and sink.dropped == 0
-    exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"]["experiment_id"]
+    exp = server.api("experiments/get-by-name", experiment_name=EXPERIMENT)["experiment"][
+        "experiment_id"
+    ]
     assert set(_anomaly_runs(server, exp, "outage-review")) == {e.event_id for e in events}

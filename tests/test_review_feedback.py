@@ -37,8 +37,8 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     """The stream through the service's sinks (archive, review runs in MLflow) with the champion
     registered in a store of its own; one alarm on a fault labelled confirmed, and alarms on no
     fault labelled false-positive (the stream of their assets only)."""
-    from sensorwatch.models.registry import load_detector
     from sensorwatch.models.register import log_training
+    from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.archive import ArchiveSink, read_archive
     from sensorwatch.pipeline.jobs.train import store_of
     from sensorwatch.pipeline.review.sink import ReviewSink
@@ -51,14 +51,23 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     # The stream's readings are of 1970-01-01: retraining for 1970-01-02 (two days back, the
     # second held out) trains on all of them.
     settings = Settings(
-        tracking_uri=f"sqlite:///{root}/mlflow.db", artifact_root=str(root / "artifacts"), model_name="feedback",
-        archive_uri=str(root / "archive"), review_experiment=EXPERIMENT, preset="plant", epochs=1, train_stride=10,
-        retrain_lookback_days=2, seed=3,
+        tracking_uri=f"sqlite:///{root}/mlflow.db",
+        artifact_root=str(root / "artifacts"),
+        model_name="feedback",
+        archive_uri=str(root / "archive"),
+        review_experiment=EXPERIMENT,
+        preset="plant",
+        epochs=1,
+        train_stride=10,
+        retrain_lookback_days=2,
+        seed=3,
     )
 
     def apart(a: Alarm) -> bool:
-        return not any(b is not a and b.asset == a.asset and b.start_ms <= a.end_ms and a.start_ms <= b.end_ms
-                       for b in stream.alarms)
+        return not any(
+            b is not a and b.asset == a.asset and b.start_ms <= a.end_ms and a.start_ms <= b.end_ms
+            for b in stream.alarms
+        )
 
     # Each reviewed alarm on an asset of its own, and apart from that asset's other alarms: scoring
     # one's stretch of the archive again then finds that alarm alone.
@@ -66,10 +75,19 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     for a in stream.alarms:
         if not overlaps_fault(a, stream.faults) and apart(a):
             spurious.setdefault(a.asset, a)
-    on_fault = [a for a in stream.alarms if overlaps_fault(a, stream.faults) and apart(a) and a.asset not in spurious]
-    assert on_fault and spurious, "the stream needs an alarm on a fault and one on none, on other assets"
+    on_fault = [
+        a
+        for a in stream.alarms
+        if overlaps_fault(a, stream.faults) and apart(a) and a.asset not in spurious
+    ]
+    assert on_fault and spurious, (
+        "the stream needs an alarm on a fault and one on none, on other assets"
+    )
     real = max(on_fault, key=lambda a: a.margin)
-    assets = {real.asset, *spurious}  # the plant of those assets alone: fewer runs to log, less to train on
+    assets = {
+        real.asset,
+        *spurious,
+    }  # the plant of those assets alone: fewer runs to log, less to train on
 
     store = store_of(settings)
     log_training(champion.trained, store, alias="champion")
@@ -79,19 +97,27 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     sink = ReviewSink(store, processor, experiment=EXPERIMENT, drain_s=120)
     opened: dict[tuple[str, int], str] = {}  # (asset, start) → event id, in this store's version
     events = 0
-    for decisions in (processor.process([r for r in stream.readings if r.asset_id in assets]), processor.flush()):
+    for decisions in (
+        processor.process([r for r in stream.readings if r.asset_id in assets]),
+        processor.flush(),
+    ):
         out = StepOutput(polled=0, decisions=decisions)
         archive.write(out)
         sink.write(out)
         events += len(decisions.events)
-        opened |= {(e.asset_id, e.start_ms): e.event_id for e in decisions.events if e.kind == "opened"}
+        opened |= {
+            (e.asset_id, e.start_ms): e.event_id for e in decisions.events if e.kind == "opened"
+        }
     archive.flush()
     sink.close()
     assert (sink.logged, sink.dropped) == (events, 0)
 
     reviews = Reviews(store, EXPERIMENT)
     confirmed = reviews.label(opened[real.asset, real.start_ms], "confirmed", by="test")
-    false = [reviews.label(opened[a.asset, a.start_ms], "false-positive", by="test") for a in spurious.values()]
+    false = [
+        reviews.label(opened[a.asset, a.start_ms], "false-positive", by="test")
+        for a in spurious.values()
+    ]
     return Reviewed(settings, store, confirmed, false, read_archive(settings.archive_uri))
 
 
@@ -115,7 +141,9 @@ def test_retraining_leaves_out_the_readings_of_the_confirmed_anomaly(reviewed: R
     assert run.data.tags["sensorwatch.readings_left_out"] == str(inside)
     total = sum(len(f) for f in reviewed.archived.values())
     assert int(run.data.params["readings"]) == total - inside  # what the model was trained on
-    assert int(run.data.params["series"]) == len(reviewed.archived) + 1  # its asset's series cut in two
+    assert (
+        int(run.data.params["series"]) == len(reviewed.archived) + 1
+    )  # its asset's series cut in two
 
 
 @pytest.mark.integration
@@ -136,7 +164,9 @@ def test_the_gate_scores_a_version_on_the_reviewed_stretches(reviewed: Reviewed)
     assert precision == pytest.approx(1 / (1 + len(reviewed.false)))
 
     # At the scale tuned from these verdicts, it alarms on the confirmed one alone.
-    tuning = tune_scale([reviewed.confirmed.margin], [a.margin for a in reviewed.false], 1.0, (0.5, 3.0))
+    tuning = tune_scale(
+        [reviewed.confirmed.margin], [a.margin for a in reviewed.false], 1.0, (0.5, 3.0)
+    )
     assert tuning.dropped == len(reviewed.false), tuning.why
     tuned = replace(champion, spec=with_scale(champion.spec, str(tuning.scale)))
     assert score_reviewed(tuned, reviewed.settings, spans) == (n, 1.0, 1.0)
@@ -148,16 +178,29 @@ def test_the_gate_counts_each_alarm_once_when_reviewed_anomalies_of_an_asset_lie
 ) -> None:
     from sensorwatch.pipeline.jobs.gate import score_reviewed
 
-    pad_ms = 10 * stream.detector.spec.window * stream.detector.spec.interval_ms  # score_reviewed's room
+    pad_ms = (
+        10 * stream.detector.spec.window * stream.detector.spec.interval_ms
+    )  # score_reviewed's room
     ranked = sorted(stream.alarms, key=lambda a: (a.asset, a.start_ms))
-    pairs = [(a, b) for a, b in zip(ranked, ranked[1:])
-             if a.asset == b.asset and a.asset in reviewed.archived
-             and a.end_ms < b.start_ms and a.start_ms < b.start_ms - pad_ms < a.end_ms]
+    pairs = [
+        (a, b)
+        for a, b in zip(ranked, ranked[1:])
+        if a.asset == b.asset
+        and a.asset in reviewed.archived
+        and a.end_ms < b.start_ms
+        and a.start_ms < b.start_ms - pad_ms < a.end_ms
+    ]
     if not pairs:
-        pytest.fail("no two alarms of one asset with the second's padded stretch starting inside the first")
+        pytest.fail(
+            "no two alarms of one asset with the second's padded stretch starting inside the first"
+        )
     first, second = pairs[0]
-    spans = pd.DataFrame([(first.asset, first.start_ms, first.end_ms, "confirmed"),
-                          (second.asset, second.start_ms, second.end_ms, "false-positive")],
-                         columns=["asset_id", "start_ms", "end_ms", "verdict"])
+    spans = pd.DataFrame(
+        [
+            (first.asset, first.start_ms, first.end_ms, "confirmed"),
+            (second.asset, second.start_ms, second.end_ms, "false-positive"),
+        ],
+        columns=["asset_id", "start_ms", "end_ms", "verdict"],
+    )
     # One alarm at each: one of the two at a confirmed anomaly.
     assert score_reviewed(stream.detector, reviewed.settings, spans) == (2, 1.0, 0.5)

@@ -17,8 +17,8 @@ import pytest
 from conftest import PLANT, TRAIN_READINGS
 from mlflow_server import MlflowServer
 
-from sensorwatch.models.registry import Store, load_detector
 from sensorwatch.models.register import log_training
+from sensorwatch.models.registry import Store, load_detector
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
 from sensorwatch.pipeline.review.sink import ReviewSink
 from sensorwatch.pipeline.review.verdicts import Reviews
@@ -32,7 +32,8 @@ EXPERIMENT = "sensorwatch-anomalies"
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(
-        not (CHROMIUM and DRIVER), reason="no chromium and chromedriver (make test installs them, as root, with apt-get)"
+        not (CHROMIUM and DRIVER),
+        reason="no chromium and chromedriver (make test installs them, as root, with apt-get)",
     ),
 ]
 
@@ -51,7 +52,10 @@ def reviewed(tmp_path_factory, champion):
     frame, _ = sim.with_faults(900, faults_per_asset=1, kinds=("spike", "level_shift"))
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
     values = frame[CHANNELS].to_numpy(float).tolist()
-    readings = [Reading(a, int(t), dict(zip(CHANNELS, row))) for a, t, row in zip(frame["asset_id"], frame["ts_ms"], values)]
+    readings = [
+        Reading(a, int(t), dict(zip(CHANNELS, row)))
+        for a, t, row in zip(frame["asset_id"], frame["ts_ms"], values)
+    ]
     for decisions in (processor.process(readings), processor.flush()):
         sink.write(StepOutput(polled=0, decisions=decisions))
     sink.close()
@@ -68,7 +72,12 @@ def browser():
 
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1500,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1500,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     yield driver
@@ -85,10 +94,14 @@ def _page_text_with(driver, needles: list[str], timeout_s: float = 60) -> str:
         return driver.find_element(By.TAG_NAME, "body").text
 
     try:
-        WebDriverWait(driver, timeout_s, poll_frequency=0.5).until(lambda _: all(n in text() for n in needles))
+        WebDriverWait(driver, timeout_s, poll_frequency=0.5).until(
+            lambda _: all(n in text() for n in needles)
+        )
     except TimeoutException:
         missing = [n for n in needles if n not in text()]
-        raise AssertionError(f"{driver.current_url} never showed {missing}; it shows:\n{text()[:3000]}") from None
+        raise AssertionError(
+            f"{driver.current_url} never showed {missing}; it shows:\n{text()[:3000]}"
+        ) from None
     return text()
 
 
@@ -110,7 +123,9 @@ def _tidy(driver) -> None:
     for button in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
         if button.is_displayed():
             button.click()
-    for button in driver.find_elements(By.CSS_SELECTOR, "button[data-component-id$='runnamecellrenderer.tsx_46']"):
+    for button in driver.find_elements(
+        By.CSS_SELECTOR, "button[data-component-id$='runnamecellrenderer.tsx_46']"
+    ):
         button.click()
     time.sleep(1)
 
@@ -124,7 +139,9 @@ def test_the_anomalies_experiment_page_is_the_review_queue(reviewed, browser, tm
     _tidy(browser)
     # Each anomaly's run is named after its asset and start: the queue shows every asset waiting.
     text = _page_text_with(browser, sorted({f"{a.asset} {a.start[:10]}" for a in waiting}))
-    assert f"{len(waiting) + len({a.day for a in waiting})} matching runs" in text  # the anomalies and their days
+    assert (
+        f"{len(waiting) + len({a.day for a in waiting})} matching runs" in text
+    )  # the anomalies and their days
     _screenshot(browser, tmp_path, "review-queue.png")
 
 
@@ -135,7 +152,9 @@ def test_an_anomaly_page_shows_its_asset_verdict_and_plot(reviewed, browser, tmp
     anomaly = reviews.list()[0]
     reviews.label(anomaly.event_id, "confirmed", by="ui-test", note="seen on site")
     browser.get(reviews.url(anomaly))
-    text = _page_text_with(browser, [anomaly.asset, "verdict", "confirmed", "peak_score", "seen on site"])
+    text = _page_text_with(
+        browser, [anomaly.asset, "verdict", "confirmed", "peak_score", "seen on site"]
+    )
     assert anomaly.event_id in text
     browser.get(reviews.url(anomaly) + "/artifacts/anomaly.png")
     _page_text_with(browser, ["anomaly.png", "event.json"])

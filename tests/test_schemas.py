@@ -33,9 +33,16 @@ def reason(raw: bytes | None, **kwargs: object) -> str:
 
 def event(**changes: object) -> AnomalyEvent:
     fields: dict[str, object] = dict(
-        asset_id="pump-7", window_start="2024-05-01T12:00:00.000Z", window_end="2024-05-01T12:00:29.000Z",
-        score=0.84, threshold=0.31, contributions={"flow": 0.71, "pressure": 0.13}, model_version="4",
-        windows=3, detected_at="2024-05-01T12:00:30.120Z")
+        asset_id="pump-7",
+        window_start="2024-05-01T12:00:00.000Z",
+        window_end="2024-05-01T12:00:29.000Z",
+        score=0.84,
+        threshold=0.31,
+        contributions={"flow": 0.71, "pressure": 0.13},
+        model_version="4",
+        windows=3,
+        detected_at="2024-05-01T12:00:30.120Z",
+    )
     fields.update(changes)
     return AnomalyEvent(**fields)  # type: ignore[arg-type]
 
@@ -46,16 +53,22 @@ def test_good_message_parses_with_int_values_as_floats() -> None:
     assert type(parse_reading(GOOD, now_ms=NOW).values["pressure"]) is float
 
 
-@pytest.mark.parametrize(("ts", "ts_ms"), [
-    ("2024-05-01T12:00:00.250Z", 1714564800250),
-    ("2024-05-01T14:00:00.250+02:00", 1714564800250),
-    ("2024-05-01T12:00:00.250", 1714564800250),  # naive is UTC
-    ("2024-05-01 12:00:00.250-0000", 1714564800250),
-    ("2024-05-01T12:00Z", 1714564800000),
-    ("2024-05-01T12:00:00.2509999Z", 1714564800250),  # sub-millisecond digits are cut, not rounded
-    (1714564800250, 1714564800250),
-    (1714564800250.0, 1714564800250),
-])
+@pytest.mark.parametrize(
+    ("ts", "ts_ms"),
+    [
+        ("2024-05-01T12:00:00.250Z", 1714564800250),
+        ("2024-05-01T14:00:00.250+02:00", 1714564800250),
+        ("2024-05-01T12:00:00.250", 1714564800250),  # naive is UTC
+        ("2024-05-01 12:00:00.250-0000", 1714564800250),
+        ("2024-05-01T12:00Z", 1714564800000),
+        (
+            "2024-05-01T12:00:00.2509999Z",
+            1714564800250,
+        ),  # sub-millisecond digits are cut, not rounded
+        (1714564800250, 1714564800250),
+        (1714564800250.0, 1714564800250),
+    ],
+)
 def test_timestamp_forms(ts: object, ts_ms: int) -> None:
     assert parse_reading(msg(ts=ts), now_ms=NOW).ts_ms == ts_ms
 
@@ -64,9 +77,14 @@ BAD = [
     (None, "empty message"),
     (b"", "empty message"),
     (b"{" + b" " * 70_000 + b"}", "oversized: 70002 bytes > 65536"),
-    (b'{"asset_id": "pump-7", ',
-     "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 24 (char 23)"),
-    (b"\xff", "malformed JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"),
+    (
+        b'{"asset_id": "pump-7", ',
+        "malformed JSON: Expecting property name enclosed in double quotes: line 1 column 24 (char 23)",
+    ),
+    (
+        b"\xff",
+        "malformed JSON: 'utf-8' codec can't decode byte 0xff in position 0: invalid start byte",
+    ),
     (b"[1, 2]", "not an object: got list"),
     (msg(ts=...), "missing field 'ts'"),
     (msg(foo=1), "unexpected field 'foo'"),
@@ -75,17 +93,34 @@ BAD = [
     (msg(asset_id=7), "asset_id: must be a non-empty string, got integer"),
     (msg(asset_id="a" * 129), "asset_id: 129 characters > 128"),
     (msg(ts="yesterday"), "ts: unparsable timestamp 'yesterday'"),
-    (msg(ts="2024-02-30T00:00:00Z"),
-     "ts: unparsable timestamp '2024-02-30T00:00:00Z' (day is out of range for month)"),
+    (
+        msg(ts="2024-02-30T00:00:00Z"),
+        "ts: unparsable timestamp '2024-02-30T00:00:00Z' (day is out of range for month)",
+    ),
     (msg(ts=True), "ts: must be an ISO-8601 string or integer epoch milliseconds, got boolean"),
     (msg(ts=1.5), "ts: epoch milliseconds must be an integer, got 1.5"),
     (msg(ts=10**16), "ts: epoch milliseconds 10000000000000000 out of range"),
     (msg(ts="2031-01-01T00:00:00Z"), "ts: 2031-01-01T00:00:00Z is 154 days in the future"),
-    (msg(ts=NOW + 3 * 3_600_000), "ts: 1911697200000 (2030-07-31T03:00:00.000Z) is 3 h in the future"),
-    (msg(ts=NOW + 301_500), "ts: 1911686701500 (2030-07-31T00:05:01.500Z) is 301.5 s in the future"),
-    (b'{"asset_id": "p", "ts": 0, "values": {"pressure": NaN}}', "values.pressure: not a finite number (NaN)"),
-    (b'{"asset_id": "p", "ts": 0, "values": {"a": -Infinity}}', "values.a: not a finite number (-Infinity)"),
-    (b'{"asset_id": "p", "ts": 0, "values": {"a": 1e999}}', "values.a: not a finite number (Infinity)"),
+    (
+        msg(ts=NOW + 3 * 3_600_000),
+        "ts: 1911697200000 (2030-07-31T03:00:00.000Z) is 3 h in the future",
+    ),
+    (
+        msg(ts=NOW + 301_500),
+        "ts: 1911686701500 (2030-07-31T00:05:01.500Z) is 301.5 s in the future",
+    ),
+    (
+        b'{"asset_id": "p", "ts": 0, "values": {"pressure": NaN}}',
+        "values.pressure: not a finite number (NaN)",
+    ),
+    (
+        b'{"asset_id": "p", "ts": 0, "values": {"a": -Infinity}}',
+        "values.a: not a finite number (-Infinity)",
+    ),
+    (
+        b'{"asset_id": "p", "ts": 0, "values": {"a": 1e999}}',
+        "values.a: not a finite number (Infinity)",
+    ),
     (msg(values={"pressure": "3"}), "values.pressure: must be a number, got string"),
     (msg(values={"pressure": True}), "values.pressure: must be a number, got boolean"),
     (msg(values={"pressure": None}), "values.pressure: must be a number, got null"),
@@ -101,11 +136,14 @@ def test_rejection_reasons(raw: bytes | None, expected: str) -> None:
     assert reason(raw) == expected
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ({"flow": 1, "pressure": 2, "foo": 3}, "values: unknown channel 'foo'"),
-    ({"pressure": 2}, "values: missing channel 'flow'"),
-    ({"temp": 2}, "values: unknown channel 'temp'"),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"flow": 1, "pressure": 2, "foo": 3}, "values: unknown channel 'foo'"),
+        ({"pressure": 2}, "values: missing channel 'flow'"),
+        ({"temp": 2}, "values: unknown channel 'temp'"),
+    ],
+)
 def test_channels_must_match_exactly(values: dict[str, float], expected: str) -> None:
     assert reason(msg(values=values), channels=["flow", "pressure"]) == expected
 
@@ -140,7 +178,10 @@ def test_batch_splits_in_order_and_keeps_keys() -> None:
     records = [(b"a", GOOD), (b"b", b"[]"), (b"c", msg(asset_id="p2")), (None, None)]
     oks, errs = parse_batch(records, now_ms=NOW)
     assert [r.asset_id for r in oks] == ["pump-7", "p2"]
-    assert [(e.key, e.reason) for e in errs] == [(b"b", "not an object: got list"), (None, "empty message")]
+    assert [(e.key, e.reason) for e in errs] == [
+        (b"b", "not an object: got list"),
+        (None, "empty message"),
+    ]
 
 
 def test_reading_round_trip() -> None:
@@ -161,12 +202,18 @@ def test_encoded_event_matches_schema_with_formats() -> None:
     assert schema_validator("anomaly").is_valid(orjson.loads(encode_event(event())))
 
 
-@pytest.mark.parametrize(("changes", "expected"), [
-    ({"windows": 0}, "$.windows: 0 is less than the minimum of 1"),
-    ({"window_end": "soon"}, "$.window_end: 'soon' is not a 'date-time'"),
-    ({"detected_at": "2024-02-30T00:00:00Z"}, "$.detected_at: '2024-02-30T00:00:00Z' is not a 'date-time'"),
-    ({"score": "high"}, "$.score: 'high' is not of type 'number'"),
-])
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"windows": 0}, "$.windows: 0 is less than the minimum of 1"),
+        ({"window_end": "soon"}, "$.window_end: 'soon' is not a 'date-time'"),
+        (
+            {"detected_at": "2024-02-30T00:00:00Z"},
+            "$.detected_at: '2024-02-30T00:00:00Z' is not a 'date-time'",
+        ),
+        ({"score": "high"}, "$.score: 'high' is not of type 'number'"),
+    ],
+)
 def test_decode_event_names_the_bad_field(changes: dict[str, object], expected: str) -> None:
     with pytest.raises(ValueError, match=re.escape(expected)):
         decode_event(orjson.dumps(event(**changes).to_dict()))
@@ -256,8 +303,10 @@ AGREEMENT = [
 
 def schema_accepts(raw: bytes) -> bool:
     """Whether a strict JSON reader plus the reading schema accept ``raw``."""
+
     def refuse(literal: str) -> object:
         raise ValueError(f"{literal} is not JSON")
+
     try:
         doc = json.loads(raw, parse_constant=refuse)
     except ValueError:
@@ -271,14 +320,19 @@ def test_schema_and_fast_validator_agree(raw: bytes, valid: bool) -> None:
     assert isinstance(parse_reading(raw, now_ms=NOW), Reading) is valid
 
 
-
 def test_every_rejection_has_a_kind_from_a_fixed_set() -> None:
     from sensorwatch.schemas.records import REJECT_KINDS
 
     samples = {
-        b"": "empty", b"x" * 70_000: "oversized", b"{oops": "malformed_json", b"[]": "not_object",
-        msg(ts=...): "fields", msg(asset_id="a\nb"): "asset_id", msg(ts="soon"): "ts",
-        msg(ts=NOW + 10**9): "future", msg(values={"x": "1"}): "values",
+        b"": "empty",
+        b"x" * 70_000: "oversized",
+        b"{oops": "malformed_json",
+        b"[]": "not_object",
+        msg(ts=...): "fields",
+        msg(asset_id="a\nb"): "asset_id",
+        msg(ts="soon"): "ts",
+        msg(ts=NOW + 10**9): "future",
+        msg(values={"x": "1"}): "values",
     }
     for raw, kind in samples.items():
         assert parse_reading(raw, now_ms=NOW).kind == kind, raw[:60]

@@ -42,6 +42,10 @@ from sensorwatch.models.compiled import compile_forward
 model = keras.Sequential([keras.Input((6, 2)), keras.layers.LSTM(4, return_sequences=True), keras.layers.Dense(2)])
 compile_forward(model, np.zeros(2), np.ones(2), np.ones(2)).warm_up()
 """
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_XLA_FLAGS", "JAX_COMPILATION_CACHE_DIR")
+    }
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=300)
     assert folder.is_dir() and any(folder.iterdir()), "no compiled program was kept"

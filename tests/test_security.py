@@ -35,20 +35,33 @@ def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = folder / f"{name}.pem", folder / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return cert_path, key_path
 
 
@@ -81,7 +94,11 @@ def _serve(tmp_path: Path, tracking_uri: str, **env: str) -> subprocess.Complete
     variables = {f"SENSORWATCH_{k.upper()}": v for k, v in env.items()}
     return subprocess.run(
         [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve", "--tracking-uri", tracking_uri],
-        cwd=tmp_path, capture_output=True, text=True, timeout=180, env={**os.environ, **variables},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, **variables},
     )
 
 
@@ -90,37 +107,59 @@ def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
     tls_broker, service_settings, champion, plant_after_training
 ) -> None:
     bootstrap, ca, proxy = tls_broker
-    settings = fresh(service_settings.model_copy(
-        update={"bootstrap_servers": bootstrap, "security_protocol": "SSL", "ssl_cafile": ca}))  # admin
+    settings = fresh(
+        service_settings.model_copy(
+            update={"bootstrap_servers": bootstrap, "security_protocol": "SSL", "ssl_cafile": ca}
+        )
+    )  # admin
     sim, _ = plant_after_training()
     frame = sim.normal(200)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
     sent = produce_frame(settings, frame, progress=False)  # a producer
-    service = Service.on_kafka(settings, load_detector(champion.store, "champion"))  # consumer, producer, admin
+    service = Service.on_kafka(
+        settings, load_detector(champion.store, "champion")
+    )  # consumer, producer, admin
     run_until(service, sent)
     assert service.stats.scored == sent and committed(settings) == sent
     assert read_all(settings, settings.dlq_topic, timeout_s=3) == []  # a standalone consumer
-    assert proxy.handshakes >= 4  # (its refusals are the plain TCP probes of `reach`, which send nothing)
+    assert (
+        proxy.handshakes >= 4
+    )  # (its refusals are the plain TCP probes of `reach`, which send nothing)
 
 
 @pytest.mark.integration
-def test_a_broker_certificate_that_does_not_verify_is_one_line_and_exit_2(tls_broker, champion, tmp_path) -> None:
+def test_a_broker_certificate_that_does_not_verify_is_one_line_and_exit_2(
+    tls_broker, champion, tmp_path
+) -> None:
     bootstrap, _, proxy = tls_broker
     stranger, _ = self_signed(tmp_path, "stranger")
     refused = proxy.refused
-    done = _serve(tmp_path, champion.store.tracking_uri, bootstrap_servers=bootstrap,
-                  security_protocol="SSL", ssl_cafile=str(stranger))
+    done = _serve(
+        tmp_path,
+        champion.store.tracking_uri,
+        bootstrap_servers=bootstrap,
+        security_protocol="SSL",
+        ssl_cafile=str(stranger),
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
-    assert "the broker's certificate did not verify" in lines[0] and "SENSORWATCH_SSL_CAFILE" in lines[0]
+    assert (
+        "the broker's certificate did not verify" in lines[0]
+        and "SENSORWATCH_SSL_CAFILE" in lines[0]
+    )
     assert proxy.refused > refused
 
 
 @pytest.mark.integration
 def test_tls_to_a_plaintext_broker_is_one_line_and_exit_2(broker, champion, tmp_path) -> None:
     ca, _ = self_signed(tmp_path, "ca")
-    done = _serve(tmp_path, champion.store.tracking_uri, bootstrap_servers=broker,
-                  security_protocol="SSL", ssl_cafile=str(ca))
+    done = _serve(
+        tmp_path,
+        champion.store.tracking_uri,
+        bootstrap_servers=broker,
+        security_protocol="SSL",
+        ssl_cafile=str(ca),
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert "is the broker listening with TLS there?" in lines[0]
@@ -132,30 +171,75 @@ def test_a_refused_scram_login_is_one_line_and_exit_2_and_the_password_never_sho
     login_broker, champion, tmp_path, protocol
 ) -> None:
     bootstrap, broker_log = login_broker
-    done = _serve(tmp_path, champion.store.tracking_uri, bootstrap_servers=bootstrap, security_protocol=protocol,
-                  sasl_mechanism="SCRAM-SHA-256", sasl_username="alice", sasl_password=SECRET)
+    done = _serve(
+        tmp_path,
+        champion.store.tracking_uri,
+        bootstrap_servers=bootstrap,
+        security_protocol=protocol,
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_username="alice",
+        sasl_password=SECRET,
+    )
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
-    assert "refused the SCRAM-SHA-256 login of user 'alice'" in lines[0] and "SENSORWATCH_SASL_PASSWORD" in lines[0]
+    assert (
+        "refused the SCRAM-SHA-256 login of user 'alice'" in lines[0]
+        and "SENSORWATCH_SASL_PASSWORD" in lines[0]
+    )
     assert SECRET not in done.stdout + done.stderr
     assert SECRET not in broker_log.read_text(errors="replace")
 
 
 @pytest.mark.integration
 def test_secrets_never_reach_the_log_errors_or_mlflow(tmp_path) -> None:
-    env = {**os.environ, "SENSORWATCH_SASL_PASSWORD": SECRET, "SENSORWATCH_SSL_PASSWORD": SECRET,
-           "SENSORWATCH_SASL_USERNAME": "alice", "SENSORWATCH_SASL_MECHANISM": "SCRAM-SHA-512"}
+    env = {
+        **os.environ,
+        "SENSORWATCH_SASL_PASSWORD": SECRET,
+        "SENSORWATCH_SSL_PASSWORD": SECRET,
+        "SENSORWATCH_SASL_USERNAME": "alice",
+        "SENSORWATCH_SASL_MECHANISM": "SCRAM-SHA-512",
+    }
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     runs = [
-        ["train", "--readings", "300", "--assets", "2", "--epochs", "1", "--verbose", "--tracking-uri", uri],
-        ["serve", "--bootstrap-servers", "127.0.0.1:9", "--tracking-uri", uri],  # an error: no broker
-        ["train", "--readings", "300", "--tracking-uri", uri, "--window", "-3"],  # an error: a bad option
+        [
+            "train",
+            "--readings",
+            "300",
+            "--assets",
+            "2",
+            "--epochs",
+            "1",
+            "--verbose",
+            "--tracking-uri",
+            uri,
+        ],
+        [
+            "serve",
+            "--bootstrap-servers",
+            "127.0.0.1:9",
+            "--tracking-uri",
+            uri,
+        ],  # an error: no broker
+        [
+            "train",
+            "--readings",
+            "300",
+            "--tracking-uri",
+            uri,
+            "--window",
+            "-3",
+        ],  # an error: a bad option
     ]
     said = ""
     for args in runs:
-        done = subprocess.run([sys.executable, "-m", "sensorwatch.pipeline.cli", *args], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300,
-                              env={**env, "SENSORWATCH_BROKER_TIMEOUT_S": "1"})
+        done = subprocess.run(
+            [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, "SENSORWATCH_BROKER_TIMEOUT_S": "1"},
+        )
         said += done.stdout + done.stderr
     assert "registered" in said and "error:" in said
     assert SECRET not in said
@@ -184,28 +268,56 @@ def test_tls_and_sasl_settings_reach_every_client(monkeypatch) -> None:
         monkeypatch.setattr(clients, name, recorder(name))
     monkeypatch.setattr(clients, "check_login", lambda settings: True)
     ca = Path(__file__)  # any readable file stands in for the CA here: nothing connects
-    settings = Settings(bootstrap_servers="kafka:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                        sasl_username="alice", sasl_password=SECRET, ssl_cafile=ca, ssl_check_hostname=True)
+    settings = Settings(
+        bootstrap_servers="kafka:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="alice",
+        sasl_password=SECRET,
+        ssl_cafile=ca,
+        ssl_check_hostname=True,
+    )
     clients.consumer(settings, "t")
     clients.producer(settings)
     clients.ensure_topics(settings, ["t"])
     for name, opts in made.items():
         assert opts["security_protocol"] == "SASL_SSL", name
-        assert opts["sasl_mechanism"] == "SCRAM-SHA-512" and opts["sasl_plain_username"] == "alice", name
+        assert (
+            opts["sasl_mechanism"] == "SCRAM-SHA-512" and opts["sasl_plain_username"] == "alice"
+        ), name
         assert opts["sasl_plain_password"] == SECRET and opts["ssl_cafile"] == str(ca), name
     assert set(made) == {"KafkaConsumer", "KafkaProducer", "KafkaAdminClient"}
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
 
 
-@pytest.mark.parametrize("env, says", [
-    ({"SECURITY_PROTOCOL": "SASL_SSL"}, "needs sasl_mechanism, sasl_username and sasl_password"),
-    ({"SSL_CAFILE": "/no/such/ca.pem"}, "no such file: /no/such/ca.pem"),
-    ({"SSL_CERTFILE": __file__}, "ssl_certfile and ssl_keyfile go together"),
-])
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        (
+            {"SECURITY_PROTOCOL": "SASL_SSL"},
+            "needs sasl_mechanism, sasl_username and sasl_password",
+        ),
+        ({"SSL_CAFILE": "/no/such/ca.pem"}, "no such file: /no/such/ca.pem"),
+        ({"SSL_CERTFILE": __file__}, "ssl_certfile and ssl_keyfile go together"),
+    ],
+)
 def test_incomplete_security_settings_are_one_line_and_exit_2(env, says, tmp_path) -> None:
     variables = {f"SENSORWATCH_{k}": v for k, v in env.items()}
     done = subprocess.run(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve", "--bootstrap-servers", "127.0.0.1:9"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, env={**os.environ, **variables},
+        [
+            sys.executable,
+            "-m",
+            "sensorwatch.pipeline.cli",
+            "serve",
+            "--bootstrap-servers",
+            "127.0.0.1:9",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **variables},
     )
-    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and says in done.stderr, done.stderr
+    assert (
+        done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and says in done.stderr
+    ), done.stderr

@@ -9,26 +9,29 @@ import time
 
 import orjson
 import pytest
+from helpers import fresh, read_all, run_until, serve_process, wait_for
 from kafka import TopicPartition
 
 from sensorwatch.models.registry import load_detector
-from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.dev.replay import produce_frame
-from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.dev.simulator import Simulator
+from sensorwatch.pipeline.kafka import clients as kafka
+from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.schemas.events import decode_event
-
-from helpers import fresh, read_all, run_until, serve_process, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_champion_flags_injected_faults_on_the_anomalies_topic(service_settings, champion, plant_after_training) -> None:
+def test_champion_flags_injected_faults_on_the_anomalies_topic(
+    service_settings, champion, plant_after_training
+) -> None:
     settings = fresh(service_settings)
     # The plant the champion learned, going on after its training data, with faults on two pumps;
     # the other two stay healthy: their rows come from a twin simulator's fault-free run.
     sim, twin = plant_after_training()
-    frame, faults = sim.with_faults(1200, faults_per_asset=2, kinds=("level_shift", "broken_correlation"))
+    frame, faults = sim.with_faults(
+        1200, faults_per_asset=2, kinds=("level_shift", "broken_correlation")
+    )
     healthy = {"pump-03", "pump-04"}
     frame = frame.where(~frame["asset_id"].isin(healthy), twin.normal(1200))
     faults = [f for f in faults if f.asset_id not in healthy]
@@ -46,7 +49,10 @@ def test_champion_flags_injected_faults_on_the_anomalies_topic(service_settings,
     assert all(abs(sum(e.contributions.values()) - 1) < 1e-2 for e in events)
     # Everything polled was committed: the group's offsets are at the end of each partition.
     probe = kafka.consumer(settings)
-    parts = [TopicPartition(settings.readings_topic, p) for p in probe.partitions_for_topic(settings.readings_topic)]
+    parts = [
+        TopicPartition(settings.readings_topic, p)
+        for p in probe.partitions_for_topic(settings.readings_topic)
+    ]
     committed = sum(probe.committed(tp) or 0 for tp in parts)
     probe.close()
     assert committed == sent
@@ -70,19 +76,31 @@ def test_every_record_is_scored_or_dead_lettered(service_settings, champion, cli
     channels = champion.detector_spec.channels
     t0 = int(time.time() * 1000) - 600_000
     good = [
-        {"asset_id": "p1", "ts": t0 + i * 1000, "values": {c: 1.0 + 0.01 * i for c in channels}} for i in range(40)
+        {"asset_id": "p1", "ts": t0 + i * 1000, "values": {c: 1.0 + 0.01 * i for c in channels}}
+        for i in range(40)
     ]
     wrong = {c: 1.0 for c in channels}
     bad_values = [
-        ({"asset_id": "p1", "ts": t0 + 50_000, "values": {**wrong, channels[0]: "x"}}, "must be a number"),
-        ({"asset_id": "p1", "ts": t0 + 51_000, "values": {**wrong, "bogus": 1.0}}, "unknown channel"),
-        ({"asset_id": "p1", "ts": t0 + 52_000, "values": {c: 1.0 for c in channels[1:]}}, "missing channel"),
+        (
+            {"asset_id": "p1", "ts": t0 + 50_000, "values": {**wrong, channels[0]: "x"}},
+            "must be a number",
+        ),
+        (
+            {"asset_id": "p1", "ts": t0 + 51_000, "values": {**wrong, "bogus": 1.0}},
+            "unknown channel",
+        ),
+        (
+            {"asset_id": "p1", "ts": t0 + 52_000, "values": {c: 1.0 for c in channels[1:]}},
+            "missing channel",
+        ),
         ({"asset_id": "p1", "ts": t0 + 5_000, "values": wrong}, "duplicate"),  # already seen
         ({"asset_id": "p1", "ts": t0 - 60_000, "values": wrong}, "late"),  # before the window
     ]
     nan = b'{"asset_id": "p1", "ts": %d, "values": {%s}}' % (
         t0 + 53_000,
-        b", ".join(b'"%s": %s' % (c.encode(), b"NaN" if i == 0 else b"1.0") for i, c in enumerate(channels)),
+        b", ".join(
+            b'"%s": %s' % (c.encode(), b"NaN" if i == 0 else b"1.0") for i, c in enumerate(channels)
+        ),
     )
     oversized = orjson.dumps({"asset_id": "p1", "ts": t0, "values": {"pad" * 30_000: 1.0}})
     send = kafka.producer(settings)
@@ -125,10 +143,14 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
 
 
 @pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
-def test_replicas_in_one_group_share_the_partitions(service_settings, champion, client: str) -> None:
+def test_replicas_in_one_group_share_the_partitions(
+    service_settings, champion, client: str
+) -> None:
     """Two scorers in one consumer group split the readings: each is scored once, none lost."""
     settings = fresh(service_settings).model_copy(update={"kafka_client": client})
-    replicas = [Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)]
+    replicas = [
+        Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)
+    ]
     stop = threading.Event()
     runners = [threading.Thread(target=r.run, args=(stop,)) for r in replicas]
     for t in runners:
@@ -151,8 +173,8 @@ def test_replicas_in_one_group_share_the_partitions(service_settings, champion, 
 
 
 def test_a_new_champion_is_picked_up_without_restart(service_settings, champion) -> None:
-    from sensorwatch.models.registry import set_alias
     from sensorwatch.models.register import log_training
+    from sensorwatch.models.registry import set_alias
 
     settings = fresh(service_settings).model_copy(update={"reload_interval_s": 0.01})
     service = Service.on_kafka(settings, load_detector(champion.store, "champion"), champion.store)
@@ -161,8 +183,14 @@ def test_a_new_champion_is_picked_up_without_restart(service_settings, champion)
         assert service.processor.detector.version == champion.version.version
         set_alias(champion.store, newer.version, "champion")
         time.sleep(0.05)
-        assert service.reloader.maybe_swap(service.processor) is None  # loading, off the poll thread
-        assert wait_for(lambda: service.reloader.maybe_swap(service.processor) == newer.version, 60, every_s=0.05)
+        assert (
+            service.reloader.maybe_swap(service.processor) is None
+        )  # loading, off the poll thread
+        assert wait_for(
+            lambda: service.reloader.maybe_swap(service.processor) == newer.version,
+            60,
+            every_s=0.05,
+        )
         assert service.processor.detector.version == newer.version
     finally:
         set_alias(champion.store, champion.version.version, "champion")
@@ -180,18 +208,27 @@ def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeat
     from dataclasses import replace
 
     import pyarrow.dataset as ds
-
-    from sensorwatch.models.autoencoder import build_autoencoder
-    from sensorwatch.models.registry import Store
-    from sensorwatch.models.register import log_training
-    from sensorwatch.models.training import TrainedDetector, TrainOptions
-    from sensorwatch.pipeline.archive import read_archive
     from helpers import committed
 
-    store = Store(f"sqlite:///{tmp_path}/mlflow.db", model_name="swap", artifact_root=str(tmp_path / "artifacts"))
+    from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.register import log_training
+    from sensorwatch.models.registry import Store
+    from sensorwatch.models.training import TrainedDetector, TrainOptions
+    from sensorwatch.pipeline.archive import read_archive
+
+    store = Store(
+        f"sqlite:///{tmp_path}/mlflow.db",
+        model_name="swap",
+        artifact_root=str(tmp_path / "artifacts"),
+    )
     log_training(champion.trained, store, alias="champion")
     settings = fresh(service_settings).model_copy(
-        update={"reload_interval_s": 0.5, "archive_uri": str(tmp_path / "archive"), "cache_dir": tmp_path / "cache"})
+        update={
+            "reload_interval_s": 0.5,
+            "archive_uri": str(tmp_path / "archive"),
+            "cache_dir": tmp_path / "cache",
+        }
+    )
     sim, _ = plant_after_training()
     frame = sim.normal(600)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
@@ -208,8 +245,14 @@ def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeat
 
         spec = champion.detector_spec
         longer = replace(spec, recipe=spec.recipe.updated(window=spec.window + 5))
-        model = build_autoencoder(longer.window, len(spec.channels), spec.recipe.units, spec.recipe.latent)
-        log_training(TrainedDetector(model, longer, {"loss": [1.0]}, TrainOptions(progress=False)), store, alias="champion")
+        model = build_autoencoder(
+            longer.window, len(spec.channels), spec.recipe.units, spec.recipe.latent
+        )
+        log_training(
+            TrainedDetector(model, longer, {"loss": [1.0]}, TrainOptions(progress=False)),
+            store,
+            alias="champion",
+        )
         assert wait_for(lambda: service.metrics.model_refused._value.get() == 1, 90)
 
         produce_frame(settings, second, progress=False)
@@ -219,7 +262,9 @@ def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeat
         runner.join(60)
     assert service.processor.detector.version == "2"  # the refused version 3 never served
     assert service.stats.scored == len(frame) and committed(settings) == len(frame)
-    scores = ds.dataset(str(tmp_path / "archive" / "scores"), format="parquet").to_table().to_pandas()
+    scores = (
+        ds.dataset(str(tmp_path / "archive" / "scores"), format="parquet").to_table().to_pandas()
+    )
     assert not scores.duplicated(["asset_id", "ts_ms"]).any()  # no window scored twice
     assert set(scores["model_version"]) == {"1", "2"} and len(scores) == service.stats.windows
     assert sum(len(f) for f in read_archive(str(tmp_path / "archive")).values()) == len(frame)

@@ -22,14 +22,24 @@ from sensorwatch.pipeline.stream.step import Partition, Polled, StepOutput
 
 CHANNELS = ["a", "b"]
 T0 = 1_700_000_000_000
-RECIPE = Recipe(window=4, score="mean", min_windows=1, merge_windows=0, suppress_windows=0,
-                clear_ratio=0.0, rearm_ratio=0.0, grace_intervals=2)
+RECIPE = Recipe(
+    window=4,
+    score="mean",
+    min_windows=1,
+    merge_windows=0,
+    suppress_windows=0,
+    clear_ratio=0.0,
+    rearm_ratio=0.0,
+    grace_intervals=2,
+)
 
 
 class ListSource:
     """Hands out the given polls one by one, then nothing; records what was committed."""
 
-    def __init__(self, polls: list[list[Polled]], journal: list[str], stop: threading.Event) -> None:
+    def __init__(
+        self, polls: list[list[Polled]], journal: list[str], stop: threading.Event
+    ) -> None:
         self.polls, self.journal, self.stop = list(polls), journal, stop
         self.assigned: set[Partition] = {("readings", 0), ("readings", 1)}
         self.assigned_new: set[Partition] = set()
@@ -76,8 +86,15 @@ class RecordingSink:
 
 
 def detector(threshold: float) -> Detector:
-    spec = DetectorSpec(CHANNELS, [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], {"method": "reference", "value": threshold},
-                        recipe=RECIPE, interval_ms=1000)
+    spec = DetectorSpec(
+        CHANNELS,
+        [0.0, 0.0],
+        [1.0, 1.0],
+        [1.0, 1.0],
+        {"method": "reference", "value": threshold},
+        recipe=RECIPE,
+        interval_ms=1000,
+    )
     return Detector(build_autoencoder(RECIPE.window, 2, units=4), spec, version="1")
 
 
@@ -117,12 +134,18 @@ def test_with_a_commit_interval_polls_are_written_at_once_and_checkpointed_toget
     now = [0.0]
     commits: list[dict] = []
     sinks, state = [RecordingSink("events", journal)], [RecordingSink("state", journal)]
-    checkpoint = Checkpoint(sinks, lambda offsets: (journal.append("commit"), commits.append(offsets)), state,
-                            every_s=5.0, clock=lambda: now[0])
+    checkpoint = Checkpoint(
+        sinks,
+        lambda offsets: (journal.append("commit"), commits.append(offsets)),
+        state,
+        every_s=5.0,
+        clock=lambda: now[0],
+    )
     from sensorwatch.pipeline.stream.processor import Processor
     from sensorwatch.pipeline.stream.step import ParseRules, step
 
     processor = Processor(detector(1e9))
+
     def poll(i: int) -> None:
         checkpoint(step(processor, [record(i % 2, i, "p1", i)], ParseRules(), now_ms=T0 * 2))
 
@@ -156,7 +179,9 @@ def test_a_sink_that_cannot_flush_stops_the_service_without_committing() -> None
 
 
 def test_anomalies_reach_the_event_sink() -> None:
-    _, stats, _, (_, events), _ = run([[record(0, i, "p1", i, value=3.0) for i in range(8)]], threshold=0.0)
+    _, stats, _, (_, events), _ = run(
+        [[record(0, i, "p1", i, value=3.0) for i in range(8)]], threshold=0.0
+    )
     published = [e for out in events.written for e in out.events]
     assert stats.anomalies == len(published) == 1
     assert published[0].asset_id == "p1" and published[0].model_version == "1"
@@ -166,14 +191,22 @@ def test_revoked_partitions_take_their_assets_state_along() -> None:
     journal: list[str] = []
     stop = threading.Event()
     source = ListSource([], journal, stop)
-    service = Service(Settings(commit_interval_s=0), detector(1e9), source, [RecordingSink("dlq", journal)])
-    service.handle([record(0, i, "p1", i) for i in range(3)] + [record(1, i, "p2", i) for i in range(3)])
+    service = Service(
+        Settings(commit_interval_s=0), detector(1e9), source, [RecordingSink("dlq", journal)]
+    )
+    service.handle(
+        [record(0, i, "p1", i) for i in range(3)] + [record(1, i, "p2", i) for i in range(3)]
+    )
     assert set(service.processor.windower.assets()) == {"p1", "p2"}
     service.forget({("readings", 0)})
-    assert service.processor.windower.assets() == ["p2"] and service.owners == {"p2": ("readings", 1)}
+    assert service.processor.windower.assets() == ["p2"] and service.owners == {
+        "p2": ("readings", 1)
+    }
 
 
-def test_a_stream_too_sparse_for_the_model_is_said_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_stream_too_sparse_for_the_model_is_said_and_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # The model learned one reading a second; these come every 5 minutes: each gap resets the window.
     sparse = [record(0, i, "p1", i * 300) for i in range(20)]
     with caplog.at_level("WARNING", logger="sensorwatch.pipeline"):
@@ -181,14 +214,23 @@ def test_a_stream_too_sparse_for_the_model_is_said_and_counted(caplog: pytest.Lo
     assert stats.windows == 0 and stats.windowless == 19
     assert service.metrics.value("sensorwatch_windowless_stretches_total") == 19
     said = [r.getMessage() for r in caplog.records if "no window can form" in r.getMessage()]
-    assert len(said) == 1 and "asset=p1" in said[0] and "gap_s=300" in said[0]  # once per asset a minute
+    assert (
+        len(said) == 1 and "asset=p1" in said[0] and "gap_s=300" in said[0]
+    )  # once per asset a minute
 
 
-def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(caplog: pytest.LogCaptureFixture) -> None:
+def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     journal: list[str] = []
     source = ListSource([], journal, threading.Event())
     with caplog.at_level("INFO", logger="sensorwatch.pipeline"):
-        service = Service(Settings(min_windows=3, window=8, stride=2, commit_interval_s=0), detector(1e9), source, [])
+        service = Service(
+            Settings(min_windows=3, window=8, stride=2, commit_interval_s=0),
+            detector(1e9),
+            source,
+            [],
+        )
     recipe = service.processor.recipe
     assert (recipe.window, recipe.min_windows, recipe.stride) == (RECIPE.window, 3, 2)
     assert service.processor.windower.window == RECIPE.window
@@ -197,9 +239,14 @@ def test_serving_decides_by_the_version_recipe_with_decision_fields_overridden(c
     assert "recipe overrides version=1 min_windows=3 stride=2" in said
 
 
-@pytest.mark.parametrize("huge", [1e25, 3.0e38, -3.0e38])  # inside float32; beyond it is rejected at parsing
+@pytest.mark.parametrize(
+    "huge", [1e25, 3.0e38, -3.0e38]
+)  # inside float32; beyond it is rejected at parsing
 def test_finite_but_huge_values_raise_an_alarm_not_the_service(huge: float) -> None:
-    polls = [[record(0, i, "p1", i) for i in range(6)] + [record(0, 6 + i, "p1", 6 + i, value=huge) for i in range(6)]]
+    polls = [
+        [record(0, i, "p1", i) for i in range(6)]
+        + [record(0, 6 + i, "p1", 6 + i, value=huge) for i in range(6)]
+    ]
     _, stats, _, (_, events), _ = run(polls, threshold=1.0)
     published = [e for out in events.written for e in out.events]
     assert stats.scored == 12 and len(published) == 1

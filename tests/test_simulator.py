@@ -52,7 +52,10 @@ def test_successive_calls_continue_one_time_base() -> None:
     # the state carries over: the join is as smooth as the inside of one long call
     pd.testing.assert_frame_equal(first, whole.iloc[:800])
     for asset in ("pump-01", "pump-02"):
-        jump = abs(_asset(second, asset)["temperature"].iloc[0] - _asset(first, asset)["temperature"].iloc[-1])
+        jump = abs(
+            _asset(second, asset)["temperature"].iloc[0]
+            - _asset(first, asset)["temperature"].iloc[-1]
+        )
         assert jump < 1.0
 
 
@@ -80,7 +83,9 @@ def test_pumps_differ_but_share_the_physics() -> None:
 
 @pytest.mark.parametrize("kind", FAULT_KINDS)
 def test_each_fault_kind_changes_only_its_window_and_measurably(kind: str) -> None:
-    faulty, faults = Simulator(assets=3, seed=4).with_faults(3_000, faults_per_asset=2, kinds=(kind,))
+    faulty, faults = Simulator(assets=3, seed=4).with_faults(
+        3_000, faults_per_asset=2, kinds=(kind,)
+    )
     clean = Simulator(assets=3, seed=4).normal(3_000)
     changed = ~np.isclose(faulty[CHANNELS].to_numpy(), clean[CHANNELS].to_numpy())
     inside = labels(faulty, faults)
@@ -91,7 +96,9 @@ def test_each_fault_kind_changes_only_its_window_and_measurably(kind: str) -> No
         cols = [CHANNELS.index(c) for c in fault.channels]
         other = [i for i in range(len(CHANNELS)) if i not in cols]
         assert not changed[rows][:, other].any()  # nor any channel the label does not name
-        delta = np.abs(faulty[CHANNELS].to_numpy()[rows][:, cols] - clean[CHANNELS].to_numpy()[rows][:, cols])
+        delta = np.abs(
+            faulty[CHANNELS].to_numpy()[rows][:, cols] - clean[CHANNELS].to_numpy()[rows][:, cols]
+        )
         sigmas = delta / NOISE[cols]
         if kind == "stuck":
             frozen = faulty[list(fault.channels)].to_numpy()[rows]

@@ -13,7 +13,13 @@ import pytest
 from sensorwatch.models.metrics import changepoints, nab_scores, nab_tally, point_counts
 from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
 from sensorwatch.pipeline.jobs.detect import detect_file
-from sensorwatch.pipeline.jobs.skab import TRAIN_ROWS, evaluate_skab, format_report, halves, skab_files
+from sensorwatch.pipeline.jobs.skab import (
+    TRAIN_ROWS,
+    evaluate_skab,
+    format_report,
+    halves,
+    skab_files,
+)
 from sensorwatch.pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -51,7 +57,11 @@ def test_evaluate_four_files(skab_dir: Path, tmp_path: Path) -> None:
         # The report's figures are those of the written predictions.
         truth = source.labels.iloc[TRAIN_ROWS:]
         assert point_counts(truth["anomaly"], written["anomaly"]) == result.counts
-        tally = nab_tally(truth["changepoint"].to_numpy(), changepoints(written["anomaly"]), source.ts_ms[TRAIN_ROWS:])
+        tally = nab_tally(
+            truth["changepoint"].to_numpy(),
+            changepoints(written["anomaly"]),
+            source.ts_ms[TRAIN_ROWS:],
+        )
         assert nab_scores(tally) == nab_scores(result.nab)
     summary = report.summary("reference")
     # Far better than flagging everything (F1 0.70 on SKAB, with FAR 100 %), and than the null

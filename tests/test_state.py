@@ -35,9 +35,19 @@ def model():
 
 
 def detector(model, threshold: dict) -> Detector:
-    recipe = Recipe(window=6, stride=2, score="mean", min_windows=2, merge_windows=2, clear_ratio=0.3,
-                    rearm_ratio=0.5, grace_intervals=1.5)
-    spec = DetectorSpec(CHANNELS, [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], threshold, recipe=recipe, interval_ms=1000)
+    recipe = Recipe(
+        window=6,
+        stride=2,
+        score="mean",
+        min_windows=2,
+        merge_windows=2,
+        clear_ratio=0.3,
+        rearm_ratio=0.5,
+        grace_intervals=1.5,
+    )
+    spec = DetectorSpec(
+        CHANNELS, [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], threshold, recipe=recipe, interval_ms=1000
+    )
     return Detector(model, spec, version="7")
 
 
@@ -48,9 +58,14 @@ def records(n: int = 240) -> list[Polled]:
     for i in range(n):
         for a, asset in enumerate(("p1", "p2", "p3")):
             level = 3.0 if (60 + 20 * a) <= i < (90 + 20 * a) else 0.0
-            values = {"a": float(np.sin(i / 5) + level + rng.normal(0, 0.05)), "b": float(np.cos(i / 7))}
+            values = {
+                "a": float(np.sin(i / 5) + level + rng.normal(0, 0.05)),
+                "b": float(np.cos(i / 7)),
+            }
             ts = T0 + i * 1000 + (400 if i % 7 == 3 else 0)
-            out.append(Polled("readings", a, i, asset.encode(), encode_reading(Reading(asset, ts, values))))
+            out.append(
+                Polled("readings", a, i, asset.encode(), encode_reading(Reading(asset, ts, values)))
+            )
     # swap neighbours now and then: within the grace, they are put back in order
     for k in range(5, len(out) - 3, 31):
         out[k], out[k + 3] = out[k + 3], out[k]
@@ -63,10 +78,18 @@ def run(processor: Processor, polls: list[list[Polled]]) -> list:
 
 
 def decided(outs) -> tuple:
-    windows = [(a, int(e)) for o in outs for a, e in zip(o.decisions.windows.asset_ids, o.decisions.windows.end_ms)]
+    windows = [
+        (a, int(e))
+        for o in outs
+        for a, e in zip(o.decisions.windows.asset_ids, o.decisions.windows.end_ms)
+    ]
     scores = np.concatenate([o.decisions.scores for o in outs])
     alarm = np.concatenate([o.decisions.alarm for o in outs])
-    events = [(e.asset_id, e.kind, e.event_id, e.window_start, e.window_end, e.windows) for o in outs for e in o.events]
+    events = [
+        (e.asset_id, e.kind, e.event_id, e.window_start, e.window_end, e.windows)
+        for o in outs
+        for e in o.events
+    ]
     return windows, scores, alarm, events
 
 
@@ -107,4 +130,6 @@ def test_a_snapshot_is_data_only() -> None:
     with pytest.raises(state.StateError):
         state.decode(b"\x80\x04\x95 pickle")
     with pytest.raises(state.StateError):
-        state.decode(b'{"format": 1, "state": {"x": {"__array__": "object", "shape": [1], "data": ""}}}')
+        state.decode(
+            b'{"format": 1, "state": {"x": {"__array__": "object", "shape": [1], "data": ""}}}'
+        )

@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 
 from sensorwatch.models.alarms import AlarmRules
-from sensorwatch.models.thresholds.dynamic import DynamicThreshold, choose_epsilon
-from sensorwatch.models.thresholds.spot import SpotThreshold, fit_gpd, gpd_quantile
 from sensorwatch.models.thresholds import (
     METHODS,
     ReferenceThreshold,
@@ -14,6 +12,8 @@ from sensorwatch.models.thresholds import (
     make_threshold,
     threshold_from_dict,
 )
+from sensorwatch.models.thresholds.dynamic import DynamicThreshold, choose_epsilon
+from sensorwatch.models.thresholds.spot import SpotThreshold, fit_gpd, gpd_quantile
 
 RNG = np.random.default_rng(11)
 NORMAL = np.exp(RNG.normal(0.0, 0.3, 1000))  # positive, skewed: like reconstruction errors
@@ -139,7 +139,14 @@ def test_alarm_clears_when_the_score_falls_far_below_its_level() -> None:
 def test_rearm_bar_holds_back_the_aftermath_and_decays() -> None:
     # Cleared at level 10 (clear_span so long the level stays put): the bar is 0.5 · 10 = 5,
     # halving every 2 windows. Scores of 3 stay below it until it has decayed under 3.
-    rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=10**6, rearm_ratio=0.5, rearm_half_life=2)
+    rules = AlarmRules(
+        min_windows=1,
+        merge_windows=0,
+        clear_ratio=0.5,
+        clear_span=10**6,
+        rearm_ratio=0.5,
+        rearm_half_life=2,
+    )
     state = rules.new_state()
     assert state.step(True, 10.0) and not state.step(True, 2.0)  # 2 < 0.5 · 10: cleared
     bars, steps = [], []
@@ -151,14 +158,29 @@ def test_rearm_bar_holds_back_the_aftermath_and_decays() -> None:
 
 
 def test_rearm_bar_keeps_a_steady_aftermath_quiet() -> None:
-    rules = AlarmRules(min_windows=2, merge_windows=0, clear_ratio=0.3, clear_span=10**6, rearm_ratio=0.3, rearm_half_life=0)
+    rules = AlarmRules(
+        min_windows=2,
+        merge_windows=0,
+        clear_ratio=0.3,
+        clear_span=10**6,
+        rearm_ratio=0.3,
+        rearm_half_life=0,
+    )
     state = rules.new_state()
     alarm = [state.step(True, s) for s in [20.0] * 5 + [5.0] * 50]
     assert alarm[:5] == [False, True, True, True, True] and not any(alarm[5:])
-    assert state.step(True, 7.0) is False and state.step(True, 7.0) is True  # a new rise opens after min_windows
+    assert (
+        state.step(True, 7.0) is False and state.step(True, 7.0) is True
+    )  # a new rise opens after min_windows
 
 
 def test_alarm_rules_reject_bad_values() -> None:
-    for bad in ({"clear_ratio": 1.0}, {"clear_ratio": -0.1}, {"rearm_ratio": -1.0}, {"clear_span": 0}, {"rearm_half_life": -1}):
+    for bad in (
+        {"clear_ratio": 1.0},
+        {"clear_ratio": -0.1},
+        {"rearm_ratio": -1.0},
+        {"clear_span": 0},
+        {"rearm_half_life": -1},
+    ):
         with pytest.raises(ValueError):
             AlarmRules(**bad)

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings as hypothesis_settings
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from sensorwatch.models.cadence import TimeSeries
@@ -15,12 +16,23 @@ from sensorwatch.pipeline.jobs.review import without_confirmed
 
 
 def test_without_confirmed_drops_exactly_the_confirmed_readings_and_cuts_the_series_there() -> None:
-    series = {"a": TimeSeries(np.arange(10) * 1000, np.arange(10.0)[:, None]),
-              "b": TimeSeries(np.arange(4) * 1000, np.arange(4.0)[:, None])}
-    confirmed = pd.DataFrame({"asset_id": ["a", "a", "a", "c"], "start_ms": [2000, 8500, 20_000, 0],
-                              "end_ms": [3500, 9000, 30_000, 9000]})
+    series = {
+        "a": TimeSeries(np.arange(10) * 1000, np.arange(10.0)[:, None]),
+        "b": TimeSeries(np.arange(4) * 1000, np.arange(4.0)[:, None]),
+    }
+    confirmed = pd.DataFrame(
+        {
+            "asset_id": ["a", "a", "a", "c"],
+            "start_ms": [2000, 8500, 20_000, 0],
+            "end_ms": [3500, 9000, 30_000, 9000],
+        }
+    )
     pieces, dropped, touched = without_confirmed(series, confirmed)
-    assert [p.ts_ms.tolist() for p in pieces] == [[0, 1000], [4000, 5000, 6000, 7000, 8000], [0, 1000, 2000, 3000]]
+    assert [p.ts_ms.tolist() for p in pieces] == [
+        [0, 1000],
+        [4000, 5000, 6000, 7000, 8000],
+        [0, 1000, 2000, 3000],
+    ]
     # Three readings of "a" are inside a span (ends included); the span past the data and the one
     # on an asset with no data touch nothing.
     assert (dropped, touched) == (3, 2)
@@ -34,7 +46,9 @@ def histories(draw):
     for k in range(draw(st.integers(1, 3))):
         steps = draw(st.lists(st.integers(1, 5), min_size=1, max_size=60))
         ts = np.cumsum(steps).astype(np.int64) * 1000
-        series[f"p{k}"] = TimeSeries(ts, np.c_[np.full(len(ts), k), np.arange(len(ts))].astype(np.float64))
+        series[f"p{k}"] = TimeSeries(
+            ts, np.c_[np.full(len(ts), k), np.arange(len(ts))].astype(np.float64)
+        )
     for _ in range(draw(st.integers(0, 6))):
         asset = draw(st.sampled_from([*series, "elsewhere"]))
         start = draw(st.integers(-5, 320)) * 1000 + draw(st.sampled_from([0, 500]))
@@ -44,7 +58,9 @@ def histories(draw):
 
 @hypothesis_settings(max_examples=200, deadline=None, derandomize=True)
 @given(histories(), st.integers(2, 5))
-def test_no_training_window_holds_a_confirmed_reading_or_bridges_a_removed_stretch(history, window: int) -> None:
+def test_no_training_window_holds_a_confirmed_reading_or_bridges_a_removed_stretch(
+    history, window: int
+) -> None:
     series, confirmed = history
     pieces, dropped, touched = without_confirmed(series, confirmed)
     names = list(series)
@@ -54,12 +70,21 @@ def test_no_training_window_holds_a_confirmed_reading_or_bridges_a_removed_stret
         return bool(((spans["start_ms"] <= ts) & (spans["end_ms"] >= ts)).any())
 
     kept = [(names[int(k)], int(i)) for p in pieces for k, i in p.values]
-    wanted = [(a, i) for a, s in series.items() for i, t in enumerate(s.ts_ms.tolist()) if not inside(a, t)]
+    wanted = [
+        (a, i)
+        for a, s in series.items()
+        for i, t in enumerate(s.ts_ms.tolist())
+        if not inside(a, t)
+    ]
     assert kept == wanted  # every reading outside the spans is kept, in order, and none inside
     assert dropped == sum(len(s) for s in series.values()) - len(wanted)
     assert touched == sum(
-        1 for r in confirmed.itertuples() if r.asset_id in series
-        and ((series[r.asset_id].ts_ms >= r.start_ms) & (series[r.asset_id].ts_ms <= r.end_ms)).any()
+        1
+        for r in confirmed.itertuples()
+        if r.asset_id in series
+        and (
+            (series[r.asset_id].ts_ms >= r.start_ms) & (series[r.asset_id].ts_ms <= r.end_ms)
+        ).any()
     )
     for p in pieces:
         asset, index = names[int(p.values[0, 0])], p.values[:, 1].astype(int)

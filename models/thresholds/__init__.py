@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from sensorwatch.models.thresholds.base import Threshold, ewma
 from sensorwatch.models.thresholds.dynamic import DynamicThreshold
 from sensorwatch.models.thresholds.spot import SpotThreshold
-from sensorwatch.models.thresholds.base import Threshold, ewma
 
 __all__ = [
     "METHODS",
@@ -55,7 +55,13 @@ class ReferenceThreshold(Threshold):
 
     method = "reference"
 
-    def __init__(self, quantile: float = 0.99, factor: float = 1.5, value: float | None = None, smooth: int = 1) -> None:
+    def __init__(
+        self,
+        quantile: float = 0.99,
+        factor: float = 1.5,
+        value: float | None = None,
+        smooth: int = 1,
+    ) -> None:
         super().__init__(smooth)
         self.quantile, self.factor, self.value = quantile, factor, value
 
@@ -86,7 +92,11 @@ class ZScoreThreshold(Threshold):
     method = "zscore"
 
     def __init__(
-        self, k: float = 4.0, center: float | None = None, scale: float | None = None, smooth: int = 1
+        self,
+        k: float = 4.0,
+        center: float | None = None,
+        scale: float | None = None,
+        smooth: int = 1,
     ) -> None:
         super().__init__(smooth)
         self.k, self.center, self.scale = k, center, scale
@@ -114,7 +124,8 @@ class ZScoreThreshold(Threshold):
 
 
 METHODS: dict[str, type[Threshold]] = {
-    cls.method: cls for cls in (ReferenceThreshold, ZScoreThreshold, SpotThreshold, DynamicThreshold)
+    cls.method: cls
+    for cls in (ReferenceThreshold, ZScoreThreshold, SpotThreshold, DynamicThreshold)
 }
 
 
@@ -127,7 +138,9 @@ def make_threshold(method: str, **params: Any) -> Threshold:
     try:
         cls = METHODS[method]
     except KeyError:
-        raise ValueError(f"unknown threshold method {method!r}; choose from {', '.join(METHODS)}") from None
+        raise ValueError(
+            f"unknown threshold method {method!r}; choose from {', '.join(METHODS)}"
+        ) from None
     return cls(**params)
 
 

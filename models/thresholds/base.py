@@ -59,7 +59,11 @@ class Threshold:
         """Advance the smoother by one score and return the smoothed value."""
         if self.smooth <= 1:
             return float(score)
-        self._acc = float(score) if self._acc is None else self._acc + 2.0 / (self.smooth + 1) * (score - self._acc)
+        self._acc = (
+            float(score)
+            if self._acc is None
+            else self._acc + 2.0 / (self.smooth + 1) * (score - self._acc)
+        )
         return self._acc
 
     def update(self, score: float) -> bool:
@@ -78,4 +82,7 @@ class Threshold:
 
     def export(self) -> dict[str, Any]:
         """Parameters and stream state: ``load_threshold`` builds the same threshold back."""
-        return {"params": self.to_dict(), "vars": {name: getattr(self, name) for name in self.STREAM_VARS}}
+        return {
+            "params": self.to_dict(),
+            "vars": {name: getattr(self, name) for name in self.STREAM_VARS},
+        }

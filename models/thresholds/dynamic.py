@@ -82,7 +82,12 @@ class DynamicThreshold(Threshold):
         smooth: int = 1,
     ) -> None:
         super().__init__(smooth)
-        self.history, self.prune, self.max_runs, self.refit_every = int(history), prune, int(max_runs), int(refit_every)
+        self.history, self.prune, self.max_runs, self.refit_every = (
+            int(history),
+            prune,
+            int(max_runs),
+            int(refit_every),
+        )
         self.z_min, self.z_max, self.z_step = z_min, z_max, z_step
         self._z = np.arange(z_min, z_max + z_step / 2, z_step)
         self.scores: deque[float] = deque(scores or [], maxlen=self.history)

@@ -48,7 +48,9 @@ def fit_gpd(excesses: np.ndarray) -> tuple[float, float]:
     xs, lik, gammas = _profile(y, coarse)
     best = int(np.argmax(lik))
     # A finer grid between the best point's neighbours.
-    xs, lik, gammas = _profile(y, np.linspace(coarse[max(best - 1, 0)], coarse[min(best + 1, len(coarse) - 1)], 80))
+    xs, lik, gammas = _profile(
+        y, np.linspace(coarse[max(best - 1, 0)], coarse[min(best + 1, len(coarse) - 1)], 80)
+    )
     best = int(np.argmax(lik))
     exp_lik = -len(y) * np.log(mean) - len(y)  # gamma = 0: the exponential distribution
     if exp_lik >= lik[best]:

@@ -11,8 +11,8 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
-from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.cache import RegistryUnreachable
+from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
 from sensorwatch.pipeline.cli import dev, jobs, lifecycle, review, settings_cmd
 from sensorwatch.pipeline.cli.options import log_format_option
@@ -30,8 +30,16 @@ app.add_typer(review.app, name="review")
 
 # Every command takes --log-format; `settings` declares it itself, as one of the settings it shows.
 for command in (
-    dev.demo, dev.broker, jobs.train, jobs.serve, dev.simulate, dev.replay, jobs.detect,
-    lifecycle.retrain, lifecycle.promote, lifecycle.drift,
+    dev.demo,
+    dev.broker,
+    jobs.train,
+    jobs.serve,
+    dev.simulate,
+    dev.replay,
+    jobs.detect,
+    lifecycle.retrain,
+    lifecycle.promote,
+    lifecycle.drift,
 ):
     app.command()(log_format_option(command))
 evaluate_app.command("skab")(log_format_option(jobs.evaluate_skab))
@@ -54,15 +62,31 @@ def _version(asked: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", is_eager=True, callback=_version, help="Print the installed version and exit.")
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_version,
+            help="Print the installed version and exit.",
+        ),
     ] = False,
 ) -> None:
     pass  # the help is the app's own (above)
 
+
 # Problems of input, settings or environment: one line on stderr and exit status 2.
 KNOWN = (
-    UserError, SourceError, BrokerError, SendError, NoChampionError, StoreError, IntegrityError, RegistryUnreachable,
-    TrainingDataError, FileNotFoundError, PermissionError,
+    UserError,
+    SourceError,
+    BrokerError,
+    SendError,
+    NoChampionError,
+    StoreError,
+    IntegrityError,
+    RegistryUnreachable,
+    TrainingDataError,
+    FileNotFoundError,
+    PermissionError,
 )
 
 
@@ -71,7 +95,9 @@ def main() -> None:
     try:
         status = app(standalone_mode=False)
     except TyperException as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group asks for help (Typer too knows it by name)
+        if (
+            type(exc).__name__ == "NoArgsIsHelpError"
+        ):  # a bare group asks for help (Typer too knows it by name)
             _show_help(exc)
             sys.exit(0)
         # a bad option or argument: what is wrong, on one line

@@ -8,12 +8,21 @@ from typing import Annotated
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Servers, TimeUnit, Verbose, need_servers, settings_from, setup_logging
+from sensorwatch.pipeline.cli.options import (
+    Servers,
+    TimeUnit,
+    Verbose,
+    need_servers,
+    settings_from,
+    setup_logging,
+)
 from sensorwatch.pipeline.errors import UserError
 
 
 def broker(
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Port on 127.0.0.1 (default: a free one).")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Run the embedded Kafka-compatible broker in the foreground, with the service's topics."""
@@ -27,10 +36,17 @@ def simulate(
     assets: Annotated[int, typer.Option(min=1, help="Simulated assets.")] = 8,
     readings: Annotated[int, typer.Option(min=1, help="Readings per asset.")] = 2000,
     faults: Annotated[int, typer.Option(min=0, help="Injected faults per asset.")] = 2,
-    rate: Annotated[float | None, typer.Option(min=0.001, help="Readings per second (default: as fast as possible).")] = None,
-    interval: Annotated[float, typer.Option(min=0.001, help="Seconds between two readings of a pump.")] = 1.0,
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Readings per second (default: as fast as possible)."),
+    ] = None,
+    interval: Annotated[
+        float, typer.Option(min=0.001, help="Seconds between two readings of a pump.")
+    ] = 1.0,
     seed: Annotated[int | None, typer.Option(help="Simulator seed.")] = None,
-    labels: Annotated[Path | None, typer.Option(help="Write the injected faults to this CSV.")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="Write the injected faults to this CSV.")
+    ] = None,
     bootstrap_servers: Servers = None,
     verbose: Verbose = False,
 ) -> None:
@@ -51,13 +67,23 @@ def simulate(
     if labels:
         pd.DataFrame([f.__dict__ for f in injected]).to_csv(labels, index=False)
     sent = produce_frame(settings, frame, rate, progress=True)
-    typer.echo(f"sent {sent} readings of {assets} assets with {len(injected)} injected faults to {settings.readings_topic}")
+    typer.echo(
+        f"sent {sent} readings of {assets} assets with {len(injected)} injected faults to {settings.readings_topic}"
+    )
 
 
 def replay(
-    files: Annotated[list[Path], typer.Argument(help="CSV files (SKAB `;` format or plain CSV with a time column).")],
-    rate: Annotated[float | None, typer.Option(min=0.001, help="Readings per second (default: as fast as possible).")] = None,
-    asset_id: Annotated[str | None, typer.Option(help="Asset id for every file (default: from each file's name).")] = None,
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="CSV files (SKAB `;` format or plain CSV with a time column)."),
+    ],
+    rate: Annotated[
+        float | None,
+        typer.Option(min=0.001, help="Readings per second (default: as fast as possible)."),
+    ] = None,
+    asset_id: Annotated[
+        str | None, typer.Option(help="Asset id for every file (default: from each file's name).")
+    ] = None,
     time_unit: TimeUnit = None,
     bootstrap_servers: Servers = None,
     verbose: Verbose = False,
@@ -73,7 +99,9 @@ def replay(
 
 def demo(
     assets: Annotated[int, typer.Option(min=1, help="Simulated assets.")] = 8,
-    readings: Annotated[int, typer.Option(min=200, help="Readings per asset streamed through Kafka.")] = 2500,
+    readings: Annotated[
+        int, typer.Option(min=200, help="Readings per asset streamed through Kafka.")
+    ] = 2500,
     verbose: Verbose = False,
 ) -> None:
     """Everything on embedded defaults: broker, training, MLflow registry, service, faults, summary."""

@@ -35,11 +35,20 @@ log = logging.getLogger("sensorwatch.pipeline")
 
 @recipe_options
 def train(
-    files: Annotated[list[Path] | None, typer.Argument(help="CSV files of normal operation (default: the simulator).")] = None,
-    rows: Annotated[int | None, typer.Option(min=1, help="Use only the first ROWS rows of each file.")] = None,
-    assets: Annotated[int, typer.Option(min=1, help="Simulated assets, when training on the simulator.")] = 8,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="CSV files of normal operation (default: the simulator)."),
+    ] = None,
+    rows: Annotated[
+        int | None, typer.Option(min=1, help="Use only the first ROWS rows of each file.")
+    ] = None,
+    assets: Annotated[
+        int, typer.Option(min=1, help="Simulated assets, when training on the simulator.")
+    ] = 8,
     readings: Annotated[int, typer.Option(min=100, help="Readings per simulated asset.")] = 1500,
-    promote: Annotated[bool, typer.Option(help="Point the champion alias at the new version.")] = False,
+    promote: Annotated[
+        bool, typer.Option(help="Point the champion alias at the new version.")
+    ] = False,
     mixed_precision: Annotated[bool | None, typer.Option(help="float16 compute on GPUs.")] = None,
     time_unit: TimeUnit = None,
     tracking_uri: Tracking = None,
@@ -48,12 +57,21 @@ def train(
 ) -> None:
     """Train the LSTM autoencoder with the recipe, log the run to MLflow and register a model version."""
     # Settings are checked before the heavy imports, so a bad one is refused at once.
-    settings = job_settings(mixed_precision=mixed_precision, tracking_uri=tracking_uri, **(recipe or {}))
+    settings = job_settings(
+        mixed_precision=mixed_precision, tracking_uri=tracking_uri, **(recipe or {})
+    )
     from sensorwatch.models.cadence import TrainingDataError
     from sensorwatch.models.registry import check_store
-    from sensorwatch.pipeline.jobs.train import csv_series, simulator_series, store_of, train_and_register
+    from sensorwatch.pipeline.jobs.train import (
+        csv_series,
+        simulator_series,
+        store_of,
+        train_and_register,
+    )
 
-    check_store(store_of(settings), writing=True)  # a URI that points nowhere is refused before training
+    check_store(
+        store_of(settings), writing=True
+    )  # a URI that points nowhere is refused before training
     setup_logging(verbose)
     if files:
         series, channels = csv_series(files, rows, time_unit)
@@ -119,7 +137,9 @@ def _champion(settings: Settings) -> tuple[Detector, Store]:
     the cache folder and loaded, not compiled again)."""
     from sensorwatch.models.compile_cache import keep_compiled
 
-    keep_compiled(settings.cache_dir / "compiled")  # before Keras is imported: TensorFlow reads it then
+    keep_compiled(
+        settings.cache_dir / "compiled"
+    )  # before Keras is imported: TensorFlow reads it then
     from sensorwatch.models.cache import load_champion
     from sensorwatch.pipeline.jobs.train import cache_of, store_of
 
@@ -132,7 +152,9 @@ def serve(
     bootstrap_servers: Servers = None,
     group_id: Annotated[str | None, typer.Option(help="Consumer group.")] = None,
     tracking_uri: Tracking = None,
-    metrics_port: Annotated[int | None, typer.Option(help="Port of /healthz, /readyz and /metrics (0: off).")] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Port of /healthz, /readyz and /metrics (0: off).")
+    ] = None,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Run the scoring service: one replica of the consumer group, deciding by the champion's recipe.
@@ -140,10 +162,15 @@ def serve(
     Recipe options given here override the version's decision rules (stride, alarm and cadence
     rules); its model fields are fixed by training.
     """
-    settings = need_servers(job_settings(
-        bootstrap_servers=bootstrap_servers, group_id=group_id, tracking_uri=tracking_uri, metrics_port=metrics_port,
-        **(recipe or {}),
-    ))
+    settings = need_servers(
+        job_settings(
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            tracking_uri=tracking_uri,
+            metrics_port=metrics_port,
+            **(recipe or {}),
+        )
+    )
     from sensorwatch.pipeline.service.connect import connect
     from sensorwatch.pipeline.service.health import Endpoints, Health
     from sensorwatch.pipeline.service.loop import Service
@@ -152,7 +179,9 @@ def serve(
 
     setup_logging(verbose=True)
     stop = threading.Event()
-    stop_on_signals(stop)  # a stop asked for while the model loads ends the service before its first poll
+    stop_on_signals(
+        stop
+    )  # a stop asked for while the model loads ends the service before its first poll
     # /healthz answers while the model loads (alive, not ready): an orchestrator waits, not restarts.
     metrics, health = ServiceMetrics(), Health(settings)
     endpoints = Endpoints(settings.metrics_port, metrics, health) if settings.metrics_port else None
@@ -177,10 +206,17 @@ def serve(
     connection = joining.result()
     log.info(
         "champion version=%s model=%s loaded and compiled in %.1f s; serving broker=%s group=%s topic=%s port=%s",
-        detector.version, settings.model_name, loaded_s, settings.bootstrap_servers, settings.group_id,
-        settings.readings_topic, endpoints.port if endpoints else "off",
+        detector.version,
+        settings.model_name,
+        loaded_s,
+        settings.bootstrap_servers,
+        settings.group_id,
+        settings.readings_topic,
+        endpoints.port if endpoints else "off",
     )
-    service = Service.on_kafka(settings, detector, store, connection, metrics=metrics, health=health, endpoints=endpoints)
+    service = Service.on_kafka(
+        settings, detector, store, connection, metrics=metrics, health=health, endpoints=endpoints
+    )
     stats = service.run(stop)
     typer.echo(
         f"stopped: {stats.records} records, {stats.scored} scored, {stats.rejected} dead-lettered, "
@@ -190,9 +226,16 @@ def serve(
 
 @recipe_options
 def detect(
-    file: Annotated[Path, typer.Argument(help="CSV file: SKAB `;` format or plain CSV with a time column.")],
-    out: Annotated[Path, typer.Option(help="Where to write `datetime, score, anomaly` for the rows after training.")],
-    train_rows: Annotated[int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")] = 400,
+    file: Annotated[
+        Path, typer.Argument(help="CSV file: SKAB `;` format or plain CSV with a time column.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Where to write `datetime, score, anomaly` for the rows after training."),
+    ],
+    train_rows: Annotated[
+        int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")
+    ] = 400,
     time_unit: TimeUnit = None,
     recipe: dict[str, Any] | None = None,
 ) -> None:
@@ -211,26 +254,45 @@ def detect(
     result = detect_frame(frame, train_rows, settings.recipe(), TrainOptions(seed=settings.seed))
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
-    typer.echo(f"wrote {len(result)} rows to {out}: {int(result['anomaly'].sum())} flagged anomalous")
+    typer.echo(
+        f"wrote {len(result)} rows to {out}: {int(result['anomaly'].sum())} flagged anomalous"
+    )
 
 
 @recipe_options
 def evaluate_skab(
-    out: Annotated[Path, typer.Option(help="Folder for the predictions (same relative paths as the data).")],
-    data: Annotated[Path | None, typer.Option(help="SKAB data folder (default: the skab_dir setting).")] = None,
-    methods: Annotated[str | None, typer.Option(help="Threshold methods to compare, comma-separated (default: the recipe's).")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for the predictions (same relative paths as the data).")
+    ],
+    data: Annotated[
+        Path | None, typer.Option(help="SKAB data folder (default: the skab_dir setting).")
+    ] = None,
+    methods: Annotated[
+        str | None,
+        typer.Option(help="Threshold methods to compare, comma-separated (default: the recipe's)."),
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes scoring files side by side.")] = 2,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """The SKAB protocol on every file: F1, FAR, MAR and NAB beside the published leaderboard."""
     settings = job_settings(**(recipe or {}))
-    from sensorwatch.pipeline.jobs.skab import METHOD_PARAMS, evaluate_skab as run, format_report
+    from sensorwatch.pipeline.jobs.skab import METHOD_PARAMS, format_report
+    from sensorwatch.pipeline.jobs.skab import evaluate_skab as run
 
     setup_logging(False)
     chosen = [m.strip() for m in methods.split(",")] if methods else None
     unknown = [m for m in chosen or [] if m not in METHOD_PARAMS]
     if unknown:
-        raise UserError(f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}")
-    report = run(data or settings.skab_dir, out, settings.recipe(), methods=chosen, workers=workers,
-                 compiled=settings.cache_dir / "compiled", seed=settings.seed)
+        raise UserError(
+            f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}"
+        )
+    report = run(
+        data or settings.skab_dir,
+        out,
+        settings.recipe(),
+        methods=chosen,
+        workers=workers,
+        compiled=settings.cache_dir / "compiled",
+        seed=settings.seed,
+    )
     typer.echo(format_report(report))

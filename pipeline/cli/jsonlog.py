@@ -21,7 +21,13 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter as _LibraryFormatter
 
 # The record's own fields, under the names log shippers expect.
-RENAMED = {"asctime": "time", "levelname": "level", "name": "logger", "exc_info": "exception", "stack_info": "stack"}
+RENAMED = {
+    "asctime": "time",
+    "levelname": "level",
+    "name": "logger",
+    "exc_info": "exception",
+    "stack_info": "stack",
+}
 OWN = ("asctime", "levelname", "name", "message")
 
 
@@ -33,9 +39,16 @@ class JsonFormatter(_LibraryFormatter):
     default_msec_format = "%s.%03dZ"
 
     def __init__(self) -> None:
-        super().__init__("".join(f"{{{f}}}" for f in OWN), style="{", rename_fields=RENAMED, json_ensure_ascii=False)
+        super().__init__(
+            "".join(f"{{{f}}}" for f in OWN),
+            style="{",
+            rename_fields=RENAMED,
+            json_ensure_ascii=False,
+        )
 
-    def add_fields(self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
         super().add_fields(log_data, record, message_dict)
         # An extra named like one of the record's own fields (``level``, ``exception``) does not replace it.
         for field in OWN:

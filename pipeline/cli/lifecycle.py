@@ -12,7 +12,9 @@ from sensorwatch.pipeline.errors import UserError
 
 
 def promote(
-    version: Annotated[str, typer.Argument(help="The model version to make champion (an older one rolls back).")],
+    version: Annotated[
+        str, typer.Argument(help="The model version to make champion (an older one rolls back).")
+    ],
     reason: Annotated[str, typer.Option(help="Why, recorded on the version.")] = "promoted by hand",
     tracking_uri: Tracking = None,
 ) -> None:
@@ -20,7 +22,8 @@ def promote(
     settings = settings_from(tracking_uri=tracking_uri)
     from mlflow.exceptions import MlflowException
 
-    from sensorwatch.pipeline.jobs.retrain import person, promote as run
+    from sensorwatch.pipeline.jobs.retrain import person
+    from sensorwatch.pipeline.jobs.retrain import promote as run
 
     if not version.isdigit():
         raise UserError(f"version: a version number, got {version!r}")
@@ -28,12 +31,16 @@ def promote(
     try:
         run(settings, version, by=person(), why=reason)
     except MlflowException as exc:
-        raise UserError(f"version {version} of {settings.model_name!r}: {str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"version {version} of {settings.model_name!r}: {str(exc).splitlines()[0]}"
+        ) from None
     typer.echo(f"{settings.model_name} version {version} is now @{settings.model_alias} ({reason})")
 
 
 def retrain(
-    date: Annotated[str | None, typer.Option(help="Logical date YYYY-MM-DD (default: today, UTC).")] = None,
+    date: Annotated[
+        str | None, typer.Option(help="Logical date YYYY-MM-DD (default: today, UTC).")
+    ] = None,
     tracking_uri: Tracking = None,
     verbose: Verbose = False,
 ) -> None:
@@ -44,7 +51,8 @@ def retrain(
         datetime.fromisoformat(day)
     except ValueError:
         raise UserError(f"date: not YYYY-MM-DD: {day!r}") from None
-    from sensorwatch.pipeline.jobs import gate, retrain as steps
+    from sensorwatch.pipeline.jobs import gate
+    from sensorwatch.pipeline.jobs import retrain as steps
 
     setup_logging(verbose)
     report = steps.validate(settings, day)

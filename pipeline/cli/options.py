@@ -30,14 +30,19 @@ from sensorwatch.pipeline.settings import Settings
 
 Servers = Annotated[
     str | None,
-    typer.Option("--bootstrap-servers", "-b", help="Kafka bootstrap servers (default: SENSORWATCH_BOOTSTRAP_SERVERS)."),
+    typer.Option(
+        "--bootstrap-servers",
+        "-b",
+        help="Kafka bootstrap servers (default: SENSORWATCH_BOOTSTRAP_SERVERS).",
+    ),
 ]
 Tracking = Annotated[str | None, typer.Option("--tracking-uri", help="MLflow tracking URI.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")]
 LogFormat = Annotated[
     Literal["text", "json"] | None,
     typer.Option(
-        "--log-format", show_default=False,
+        "--log-format",
+        show_default=False,
         help="Log records as text, or as one JSON object per line for log shippers (default: SENSORWATCH_LOG_FORMAT).",
     ),
 ]
@@ -46,7 +51,8 @@ LogFormat = Annotated[
 TimeUnit = Annotated[
     Literal["s", "ms", "us", "ns"] | None,
     typer.Option(
-        "--time-unit", show_default=False,
+        "--time-unit",
+        show_default=False,
         help="Unit of a numeric time column (default: told from its magnitude, epoch times of 1973-2100).",
     ),
 ]
@@ -78,9 +84,13 @@ def job_settings(**overrides: Any) -> Settings:
     try:
         check_params(recipe.threshold, recipe.threshold_params)
     except ValueError as exc:
-        origin = "" if "threshold_params" in settings.model_fields_set else (
-            f" (preset {settings.preset} gives {json.dumps(recipe.threshold_params)}; "
-            f"give --threshold-params for {recipe.threshold})"
+        origin = (
+            ""
+            if "threshold_params" in settings.model_fields_set
+            else (
+                f" (preset {settings.preset} gives {json.dumps(recipe.threshold_params)}; "
+                f"give --threshold-params for {recipe.threshold})"
+            )
         )
         raise UserError(f"threshold-params: {exc}{origin}") from None
     return settings
@@ -97,11 +107,19 @@ def _invalid(err: Any, given: dict[str, Any]) -> str:
     loc = [str(part) for part in err["loc"]] or ["settings"]
     field, inner = loc[0], "".join(f"{part}: " for part in loc[1:])
     # A validator's own message, without pydantic's "Value error, " before it.
-    msg = str(err["ctx"]["error"]) if err["type"] == "value_error" and "error" in err.get("ctx", {}) else err["msg"]
+    msg = (
+        str(err["ctx"]["error"])
+        if err["type"] == "value_error" and "error" in err.get("ctx", {})
+        else err["msg"]
+    )
     if field in given or field not in Settings.model_fields:
         return f"{field.replace('_', '-')}: {inner}{msg}"
     value = err.get("input")
-    shown = f" (it holds {value!r})" if isinstance(value, str) and len(value) <= 80 and repr(value) not in msg else ""
+    shown = (
+        f" (it holds {value!r})"
+        if isinstance(value, str) and len(value) <= 80 and repr(value) not in msg
+        else ""
+    )
     return f"{env_name(field)}: {inner}{msg}{shown}"
 
 
@@ -135,8 +153,14 @@ def _log_stream() -> TextIO:
     its group while the model loads) must not be silenced with it."""
     try:
         if sys.stderr.fileno() == 2:
-            return os.fdopen(os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace")
-    except (AttributeError, OSError, ValueError):  # not the process's own standard error (a test runner's)
+            return os.fdopen(
+                os.dup(2), "w", buffering=1, encoding=sys.stderr.encoding, errors="backslashreplace"
+            )
+    except (
+        AttributeError,
+        OSError,
+        ValueError,
+    ):  # not the process's own standard error (a test runner's)
         pass
     return sys.stderr
 
@@ -176,14 +200,18 @@ _CHATTER = (
 
 
 def _not_chatter(record: logging.LogRecord) -> bool:
-    return not any(record.name.startswith(name) and text in record.getMessage() for name, text in _CHATTER)
+    return not any(
+        record.name.startswith(name) and text in record.getMessage() for name, text in _CHATTER
+    )
 
 
 def _log_as(log_format: str) -> None:
     global _log_format
     _log_format = log_format
     for handler in _ours:
-        handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(
+            JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        )
     # A library's warnings.warn() is printed over several lines: a log shipper gets it as a record.
     logging.captureWarnings(log_format == "json" and bool(_ours))
 
@@ -195,7 +223,9 @@ _shared_flags: dict[str, Any] = {}
 def log_format_option(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--log-format`` to ``command``; given, it overrides ``SENSORWATCH_LOG_FORMAT`` in the
     settings the command reads, and so the format of its log records."""
-    extra = inspect.Parameter("log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormat)
+    extra = inspect.Parameter(
+        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormat
+    )
 
     @functools.wraps(command)
     def wrapper(*args: Any, log_format: str | None = None, **kwargs: Any) -> Any:
@@ -225,7 +255,9 @@ def _option_type(annotation: Any) -> type:
 
 
 def _json_fields() -> set[str]:
-    return {name for name, f in Recipe.model_fields.items() if typing.get_origin(f.annotation) is dict}
+    return {
+        name for name, f in Recipe.model_fields.items() if typing.get_origin(f.annotation) is dict
+    }
 
 
 def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -234,31 +266,52 @@ def recipe_options(command: Callable[..., Any]) -> Callable[..., Any]:
     names = ["preset", *Recipe.model_fields]
     extra = [
         inspect.Parameter(
-            "preset", inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[str | None, typer.Option(
-                help=f"Named recipe to start from: {', '.join(PRESETS)} (default: default).", rich_help_panel=RECIPE_PANEL
-            )],
+            "preset",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                str | None,
+                typer.Option(
+                    help=f"Named recipe to start from: {', '.join(PRESETS)} (default: default).",
+                    rich_help_panel=RECIPE_PANEL,
+                ),
+            ],
         )
     ]
     for name, field in Recipe.model_fields.items():
         flag = "--" + name.replace("_", "-")
         kind = _option_type(field.annotation)
-        extra.append(inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=None,
-            annotation=Annotated[kind | None, typer.Option(
-                flag, help=f"{field.description} [env SENSORWATCH_{name.upper()}]",
-                rich_help_panel=RECIPE_PANEL, show_default=False,
-            )],
-        ))
+        extra.append(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=None,
+                annotation=Annotated[
+                    kind | None,
+                    typer.Option(
+                        flag,
+                        help=f"{field.description} [env SENSORWATCH_{name.upper()}]",
+                        rich_help_panel=RECIPE_PANEL,
+                        show_default=False,
+                    ),
+                ],
+            )
+        )
     as_json = _json_fields()
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         recipe = {name: kwargs.pop(name) for name in names}
-        recipe = {k: _parse_json(k, v) if k in as_json else v for k, v in recipe.items() if v is not None}
+        recipe = {
+            k: _parse_json(k, v) if k in as_json else v for k, v in recipe.items() if v is not None
+        }
         return command(*args, recipe=recipe, **kwargs)
 
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "recipe"]
+    own = [
+        p
+        for p in inspect.signature(command, eval_str=True).parameters.values()
+        if p.name != "recipe"
+    ]
     return _signed(wrapper, own + extra)
 
 

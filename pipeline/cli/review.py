@@ -9,10 +9,18 @@ import typer
 
 from sensorwatch.pipeline.cli.options import Tracking, settings_from, setup_logging
 
-app = typer.Typer(no_args_is_help=True, help="Review flagged anomalies: list, show, label; tune the threshold from verdicts.")
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Review flagged anomalies: list, show, label; tune the threshold from verdicts.",
+)
 
 Verdict = Literal["confirmed", "false-positive", "investigate"]
-Ref = Annotated[str, typer.Argument(help="The anomaly: its id as `review list` shows it (or all of it), or its MLflow run id.")]
+Ref = Annotated[
+    str,
+    typer.Argument(
+        help="The anomaly: its id as `review list` shows it (or all of it), or its MLflow run id."
+    ),
+]
 
 
 def _reviews(tracking_uri: str | None):
@@ -26,9 +34,12 @@ def _reviews(tracking_uri: str | None):
 def list_(
     day: Annotated[str | None, typer.Option(help="Only this UTC day (YYYY-MM-DD).")] = None,
     asset: Annotated[str | None, typer.Option(help="Only this asset.")] = None,
-    version: Annotated[str | None, typer.Option(help="Only anomalies this model version flagged.")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Only anomalies this model version flagged.")
+    ] = None,
     verdict: Annotated[
-        Literal["unreviewed", "confirmed", "false-positive", "investigate"] | None, typer.Option(help="Only this verdict.")
+        Literal["unreviewed", "confirmed", "false-positive", "investigate"] | None,
+        typer.Option(help="Only this verdict."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most anomalies to show, newest first.")] = 50,
     tracking_uri: Tracking = None,
@@ -45,7 +56,9 @@ def list_(
     if not console.is_terminal:  # a pipe or a file: whole rows, not rows folded to 80 columns
         console = Console(highlight=False, soft_wrap=True, width=220)
     if not found:
-        console.print("no anomalies" + (" match" if any((day, asset, version, verdict)) else " logged yet"))
+        console.print(
+            "no anomalies" + (" match" if any((day, asset, version, verdict)) else " logged yet")
+        )
         return
     rows = [summary(a) for a in found]
     table = Table(box=None, pad_edge=False)
@@ -68,7 +81,8 @@ def show(ref: Ref, tracking_uri: Tracking = None) -> None:
         f"  from         {a.start}  to {a.end}  ({a.duration_s:g} s, {a.windows} anomalous windows)",
         f"  peak score   {a.peak:.4g}  threshold {a.threshold:.4g}  margin {a.margin:.4g} (fires below this threshold scale)",
         f"  top channels {a.top_channels}",
-        "  shares       " + ", ".join(f"{c} {v:.0%}" for c, v in sorted(a.shares.items(), key=lambda kv: -kv[1])),
+        "  shares       "
+        + ", ".join(f"{c} {v:.0%}" for c, v in sorted(a.shares.items(), key=lambda kv: -kv[1])),
         f"  model        {a.model_name} version {a.model_version}",
         f"  verdict      {a.verdict}",
         f"  plot         {a.artifact_uri.rstrip('/')}/anomaly.png",
@@ -87,7 +101,9 @@ def label(
     ref: Ref,
     verdict: Annotated[Verdict, typer.Argument(help="confirmed, false-positive or investigate.")],
     note: Annotated[str, typer.Option(help="Why, kept with the verdict.")] = "",
-    by: Annotated[str | None, typer.Option(help="Who (default: the user running the command).")] = None,
+    by: Annotated[
+        str | None, typer.Option(help="Who (default: the user running the command).")
+    ] = None,
     tracking_uri: Tracking = None,
 ) -> None:
     """Set an anomaly's verdict (as setting its `verdict` tag in MLflow's UI does), keeping the change."""
@@ -102,7 +118,12 @@ def label(
 
 @app.command()
 def tune(
-    apply: Annotated[bool, typer.Option(help="Set the scale on the champion version (running services take it at their next reload check).")] = False,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            help="Set the scale on the champion version (running services take it at their next reload check)."
+        ),
+    ] = False,
     tracking_uri: Tracking = None,
 ) -> None:
     """The threshold scale the champion's reviewed anomalies call for: logged to MLflow with its evidence."""
@@ -115,6 +136,9 @@ def tune(
     t = done.tuning
     typer.echo(f"version {done.version}: {t.why}")
     if t.changed:
-        typer.echo("applied to the version: services take it at their next reload check" if done.applied
-                   else "not applied: run again with --apply to set it on the version")
+        typer.echo(
+            "applied to the version: services take it at their next reload check"
+            if done.applied
+            else "not applied: run again with --apply to set it on the version"
+        )
     typer.echo(f"evidence: MLflow run {done.run_id} in experiment {settings.review_experiment!r}")

@@ -20,7 +20,14 @@ from typing import Annotated, Any, Literal
 import typer
 
 from sensorwatch.models.recipe import RECIPE_FIELDS
-from sensorwatch.pipeline.cli.options import LogFormat, Servers, Tracking, env_name, job_settings, recipe_options
+from sensorwatch.pipeline.cli.options import (
+    LogFormat,
+    Servers,
+    Tracking,
+    env_name,
+    job_settings,
+    recipe_options,
+)
 from sensorwatch.pipeline.settings import Settings
 
 HIDDEN = "**********"
@@ -38,7 +45,10 @@ def mask(text: str) -> str:
 def settings(
     output: Annotated[
         Literal["text", "env", "json"],
-        typer.Option("--format", help="text: name = value, its variable and source; env: lines for a .env file; json: one object."),
+        typer.Option(
+            "--format",
+            help="text: name = value, its variable and source; env: lines for a .env file; json: one object.",
+        ),
     ] = "text",
     bootstrap_servers: Servers = None,
     tracking_uri: Tracking = None,
@@ -46,7 +56,12 @@ def settings(
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Print the effective settings (defaults, then .env, environment and flags), secrets masked."""
-    flags = {"bootstrap_servers": bootstrap_servers, "tracking_uri": tracking_uri, "log_format": log_format, **(recipe or {})}
+    flags = {
+        "bootstrap_servers": bootstrap_servers,
+        "tracking_uri": tracking_uri,
+        "log_format": log_format,
+        **(recipe or {}),
+    }
     current = job_settings(**flags)
     values = effective(current)
     if output == "json":
@@ -69,7 +84,9 @@ def effective(current: Settings) -> dict[str, Any]:
     from pydantic_core import to_jsonable_python
 
     recipe = current.recipe()
-    names = [n for n in Settings.model_fields if n not in RECIPE_FIELDS] + list(type(recipe).model_fields)
+    names = [n for n in Settings.model_fields if n not in RECIPE_FIELDS] + list(
+        type(recipe).model_fields
+    )
     values: dict[str, Any] = {}
     for name in names:
         value = getattr(recipe if name in RECIPE_FIELDS else current, name)

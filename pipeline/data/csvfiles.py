@@ -17,6 +17,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
+
 from sensorwatch.pipeline.errors import SourceError
 
 TIME_COLUMNS = ("datetime", "timestamp", "ts", "time", "date")
@@ -26,9 +27,10 @@ TimeUnit = Literal["s", "ms", "us", "ns"]
 TIME_UNITS: tuple[str, ...] = get_args(TimeUnit)
 PER_MS = {"s": 1e-3, "ms": 1.0, "us": 1e3, "ns": 1e6}  # units in one millisecond
 # Epoch times from 1973-03-03 (1e8 s) to 2100-01-01 (4_102_444_800 s), in each unit.
-EPOCH_RANGES = {unit: (100_000_000_000 * per_ms, 4_102_444_800_000 * per_ms) for unit, per_ms in PER_MS.items()}
+EPOCH_RANGES = {
+    unit: (100_000_000_000 * per_ms, 4_102_444_800_000 * per_ms) for unit, per_ms in PER_MS.items()
+}
 LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: later times are a wrong unit, not data
-
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ def _separator(path: Path) -> str:
     return ";" if header.count(";") > header.count(",") else ","
 
 
-def read_sensor_csv(path: str | Path, time_column: str | None = None, time_unit: TimeUnit | None = None) -> SensorFrame:
+def read_sensor_csv(
+    path: str | Path, time_column: str | None = None, time_unit: TimeUnit | None = None
+) -> SensorFrame:
     """Read one CSV: a time column (ISO-8601 or epoch numbers), numeric channels, optional labels.
 
     ``time_unit`` is the unit of a numeric time column (``s``, ``ms``, ``us`` or ``ns``); without
@@ -97,7 +101,9 @@ def _parse_times(col: pd.Series, path: Path, name: str, unit: TimeUnit | None) -
     parsed = pd.to_datetime(col, errors="coerce", utc=True, format="mixed")
     if parsed.isna().any():
         row = int(np.argmax(parsed.isna().to_numpy()))
-        raise SourceError(f"{path}: row {row + 2} has an unreadable time {col.iloc[row]!r} in {name!r}")
+        raise SourceError(
+            f"{path}: row {row + 2} has an unreadable time {col.iloc[row]!r} in {name!r}"
+        )
     return parsed.dt.as_unit("ms").astype("int64").to_numpy(np.int64)
 
 
@@ -134,8 +140,12 @@ def _numeric_times(col: pd.Series, path: Path, name: str, unit: TimeUnit | None)
     per_ms = PER_MS[unit]
     extreme = max(low, high, key=abs)
     if abs(extreme) / per_ms > LATEST_MS:
-        raise SourceError(f"{path}: the numbers in {name!r} reach {extreme:.15g}, beyond year 9999 in {unit}: is the unit right?")
-    if np.issubdtype(raw.dtype, np.integer):  # exact, where float64 would lose the last digits of ns
+        raise SourceError(
+            f"{path}: the numbers in {name!r} reach {extreme:.15g}, beyond year 9999 in {unit}: is the unit right?"
+        )
+    if np.issubdtype(
+        raw.dtype, np.integer
+    ):  # exact, where float64 would lose the last digits of ns
         ints = raw.astype(np.int64)
         return ints * 1000 if unit == "s" else (ints + int(per_ms) // 2) // int(per_ms)
     return np.round(raw.astype(np.float64) / per_ms).astype(np.int64)
@@ -155,7 +165,9 @@ def _check_order(ts: np.ndarray, col: pd.Series, path: Path) -> None:
     if same.size:
         i = int(same[0]) + 1
         verb = "repeats" if same.size == 1 else "repeat"
-        raise SourceError(f"{path}: {_rows(same.size)} {verb} an earlier time (first: row {i + 2}, {col.iloc[i]})")
+        raise SourceError(
+            f"{path}: {_rows(same.size)} {verb} an earlier time (first: row {i + 2}, {col.iloc[i]})"
+        )
 
 
 def _rows(n: int) -> str:

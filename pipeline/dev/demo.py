@@ -12,13 +12,13 @@ from datetime import datetime
 from rich.console import Console
 
 from sensorwatch.models.cache import load_champion
-from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.dev.replay import produce_frame
-from sensorwatch.pipeline.service.loop import Service
-from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
 from sensorwatch.pipeline.jobs.train import cache_of, store_of, train_and_register
+from sensorwatch.pipeline.kafka import clients as kafka
+from sensorwatch.pipeline.service.loop import Service
+from sensorwatch.pipeline.settings import Settings
 from sensorwatch.schemas.events import decode_event
 from sensorwatch.schemas.records import AnomalyEvent
 
@@ -78,7 +78,9 @@ def _show(console: Console, e: AnomalyEvent, faults: list[Fault], tolerance_ms: 
 
 def demo_settings(settings: Settings) -> Settings:
     """The demo's training defaults, where the user set nothing else."""
-    return settings.model_copy(update={k: v for k, v in DEMO_DEFAULTS.items() if k not in settings.model_fields_set})
+    return settings.model_copy(
+        update={k: v for k, v in DEMO_DEFAULTS.items() if k not in settings.model_fields_set}
+    )
 
 
 def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
@@ -90,10 +92,18 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
     days_back = 1 + (TRAIN_READINGS + readings) * 1000 // DAY_MS
     sim_start = (int(time.time() * 1000) // DAY_MS - days_back) * DAY_MS
     sim = Simulator(assets=assets, seed=settings.seed, start_ms=sim_start)
-    embedded = None if settings.bootstrap_servers else EmbeddedBroker(kafka.service_topics(settings), settings=settings)
+    embedded = (
+        None
+        if settings.bootstrap_servers
+        else EmbeddedBroker(kafka.service_topics(settings), settings=settings)
+    )
     with embedded or contextlib.nullcontext():
         settings = (embedded.settings if embedded else settings).model_copy(
-            update={"max_poll_interval_ms": 10_000, "session_timeout_ms": 6000, "reload_interval_s": 0}
+            update={
+                "max_poll_interval_ms": 10_000,
+                "session_timeout_ms": 6000,
+                "reload_interval_s": 0,
+            }
         )
         servers = settings.bootstrap_servers
         kafka.ensure_topics(settings, kafka.service_topics(settings))
@@ -107,7 +117,9 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
             f"(recipe: preset {settings.preset}, README 'Recipes and cadence')"
         )
         t0 = time.perf_counter()
-        trained, version = train_and_register(settings, series, list(CHANNELS), f"simulator:{assets}x{TRAIN_READINGS}", promote=True)
+        trained, version = train_and_register(
+            settings, series, list(CHANNELS), f"simulator:{assets}x{TRAIN_READINGS}", promote=True
+        )
         train_s = time.perf_counter() - t0
         console.print(
             f"      {len(trained.history['loss'])} epochs in {train_s:.0f} s; registered {version.name} "
@@ -119,7 +131,9 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         service = Service.on_kafka(settings, detector, store_of(settings))
         stop = threading.Event()
         failure: list[BaseException] = []
-        runner = threading.Thread(target=_run_service, args=(service, stop, failure), name="service", daemon=True)
+        runner = threading.Thread(
+            target=_run_service, args=(service, stop, failure), name="service", daemon=True
+        )
         runner.start()
         console.print(
             f"[bold]3/5[/] streaming {len(frame)} readings with {len(faults)} injected faults through Kafka "
@@ -132,7 +146,17 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
             raise RuntimeError(f"the scoring service failed: {failure[0]!r}") from failure[0]
         stream_s = time.perf_counter() - t_stream
 
-    _summary(console, settings, service, events, faults, sent, stream_s, train_s, time.perf_counter() - wall)
+    _summary(
+        console,
+        settings,
+        service,
+        events,
+        faults,
+        sent,
+        stream_s,
+        train_s,
+        time.perf_counter() - wall,
+    )
     _review(console, settings, service, events, faults)
 
 
@@ -192,14 +216,17 @@ def _summary(console, settings, service, events, faults, sent, stream_s, train_s
     per_10k = len(match.false_alarms) / max(sent, 1) * 10_000
     missed = sorted({faults[j].kind for j in range(len(faults)) if j not in match.detected})
     console.print("[bold]4/5[/] summary")
-    console.print(f"      readings {s.records}  scored {s.scored}  dead-lettered {s.rejected}  windows {s.windows}")
+    console.print(
+        f"      readings {s.records}  scored {s.scored}  dead-lettered {s.rejected}  windows {s.windows}"
+    )
     console.print(
         f"      anomaly events {len(events)}  faults injected {len(faults)}  detected {len(match.detected)}"
         f"  false alarms {len(match.false_alarms)}"
     )
     console.print(
         f"      recall {recall:.0%} of fault events  precision {precision:.0%}  "
-        f"false alarms per 10,000 readings {per_10k:.2f}" + (f"  (missed: {', '.join(missed)})" if missed else "")
+        f"false alarms per 10,000 readings {per_10k:.2f}"
+        + (f"  (missed: {', '.join(missed)})" if missed else "")
     )
     console.print(
         f"      scoring {s.scored / max(s.busy_s, 1e-9):,.0f} readings/s of service time, "
@@ -229,9 +256,16 @@ def _review(console, settings, service, events, faults) -> None:
     console.print(f"      open the review queue:  [bold]mlflow ui --backend-store-uri {uri}[/]")
     console.print(f"                              then {reviews.queue_url()}")
     tolerance = _tolerance_ms(service)
-    sample = next((e for e in events if _fault_of(e, faults, tolerance) is not None), events[0] if events else None)
+    sample = next(
+        (e for e in events if _fault_of(e, faults, tolerance) is not None),
+        events[0] if events else None,
+    )
     ref = sample.event_id[:8] if sample else "<id>"
     console.print("      list them:              [bold]sensorwatch review list[/]")
-    console.print(f"      label one:              [bold]sensorwatch review label {ref} confirmed --note \"bearing noise\"[/]"
-                  "  (or set its 'verdict' tag in the UI)")
-    console.print("      let verdicts tune it:   [bold]sensorwatch review tune[/]  (retraining also leaves confirmed anomalies out)")
+    console.print(
+        f'      label one:              [bold]sensorwatch review label {ref} confirmed --note "bearing noise"[/]'
+        "  (or set its 'verdict' tag in the UI)"
+    )
+    console.print(
+        "      let verdicts tune it:   [bold]sensorwatch review tune[/]  (retraining also leaves confirmed anomalies out)"
+    )

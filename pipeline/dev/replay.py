@@ -18,12 +18,12 @@ from kafka import KafkaProducer
 from tqdm.auto import tqdm
 
 from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
+from sensorwatch.pipeline.dev.simulator import readings
+from sensorwatch.pipeline.errors import SendError
 from sensorwatch.pipeline.kafka.clients import ensure_topics, producer
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.dev.simulator import readings
 from sensorwatch.schemas.readings import encode_reading
 from sensorwatch.schemas.records import Reading
-from sensorwatch.pipeline.errors import SendError
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -85,11 +85,15 @@ def send_readings(
     client = client or producer(settings, linger_ms=20, batch_size=256 * 1024)
     errors: list[Exception] = []
     pacer, sent, began = Pacer(rate), 0, time.monotonic()
-    bar = tqdm(total=total, desc=desc, unit="msg", unit_scale=True, disable=not progress, mininterval=0.5)
+    bar = tqdm(
+        total=total, desc=desc, unit="msg", unit_scale=True, disable=not progress, mininterval=0.5
+    )
     try:
         for reading in items:
             pacer.wait(sent)
-            future = client.send(topic, key=reading.asset_id.encode(), value=encode_reading(reading))
+            future = client.send(
+                topic, key=reading.asset_id.encode(), value=encode_reading(reading)
+            )
             future.add_errback(errors.append)
             sent += 1
             if sent % 512 == 0:
@@ -103,20 +107,32 @@ def send_readings(
         if own:
             client.close()
     if errors:
-        raise SendError(f"{len(errors)} of {sent} readings to {topic!r} were not delivered: {errors[0]}")
+        raise SendError(
+            f"{len(errors)} of {sent} readings to {topic!r} were not delivered: {errors[0]}"
+        )
     seconds = time.monotonic() - began
-    log.info("sent topic=%s readings=%d seconds=%.2f rate=%.0f", topic, sent, seconds, sent / max(seconds, 1e-9))
+    log.info(
+        "sent topic=%s readings=%d seconds=%.2f rate=%.0f",
+        topic,
+        sent,
+        seconds,
+        sent / max(seconds, 1e-9),
+    )
     return sent
 
 
-def produce_frame(settings: Settings, df: pd.DataFrame, rate: float | None = None, progress: bool = True) -> int:
+def produce_frame(
+    settings: Settings, df: pd.DataFrame, rate: float | None = None, progress: bool = True
+) -> int:
     """Send a simulator frame (``asset_id``, ``ts_ms``, channel columns) in event-time order."""
     missing = {"asset_id", "ts_ms"} - set(df.columns)
     if missing:
         raise ValueError(f"the frame lacks column(s) {', '.join(sorted(missing))}")
     if not df["ts_ms"].is_monotonic_increasing:
         df = df.sort_values("ts_ms", kind="stable")
-    return send_readings(settings, readings(df), total=len(df), rate=rate, progress=progress, desc="simulate")
+    return send_readings(
+        settings, readings(df), total=len(df), rate=rate, progress=progress, desc="simulate"
+    )
 
 
 def replay_csv(
@@ -133,7 +149,9 @@ def replay_csv(
     """
     items = csv_readings(paths, asset_id, time_unit)
     total = len(items)
-    return send_readings(settings, iter(items), total=total, rate=rate, progress=progress, desc="replay")
+    return send_readings(
+        settings, iter(items), total=total, rate=rate, progress=progress, desc="replay"
+    )
 
 
 def asset_for(path: Path | str) -> str:
@@ -143,10 +161,14 @@ def asset_for(path: Path | str) -> str:
     ('valve1-0', 'anomaly-free')
     """
     path = Path(path)
-    return f"{path.parent.name}-{path.stem}" if path.stem.isdigit() and path.parent.name else path.stem
+    return (
+        f"{path.parent.name}-{path.stem}" if path.stem.isdigit() and path.parent.name else path.stem
+    )
 
 
-def csv_readings(paths: Sequence[Path | str], asset_id: str | None = None, time_unit: str | None = None) -> list[Reading]:
+def csv_readings(
+    paths: Sequence[Path | str], asset_id: str | None = None, time_unit: str | None = None
+) -> list[Reading]:
     """The readings of ``paths``, each file as ``asset_id`` or ``asset_for(path)``, in event-time order."""
     frames = [read_sensor_csv(path, time_unit=time_unit) for path in paths]
     if not frames:

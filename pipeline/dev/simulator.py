@@ -32,7 +32,9 @@ from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["vibration", "current", "pressure", "temperature", "flow"]
 FAULT_KINDS = ("spike", "level_shift", "drift", "stuck", "noise_burst", "broken_correlation")
-DEFAULT_START_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z: a fixed start keeps a seed's frames equal
+DEFAULT_START_MS = (
+    1_704_067_200_000  # 2024-01-01T00:00:00Z: a fixed start keeps a seed's frames equal
+)
 NOISE = np.array([0.05, 0.3, 0.03, 0.1, 0.8])  # measurement noise sigma per channel, CHANNELS order
 FIRST_FAULT = 100  # readings of each asset before the first fault
 FAULT_GAP = 300  # normal readings between two faults of one asset
@@ -43,7 +45,12 @@ _CHOICES = {
     "spike": ("vibration", "current", "pressure"),
     "level_shift": tuple(CHANNELS),
     "drift": tuple(CHANNELS),
-    "stuck": ("vibration", "current", "pressure", "flow"),  # temperature moves too slowly to show it
+    "stuck": (
+        "vibration",
+        "current",
+        "pressure",
+        "flow",
+    ),  # temperature moves too slowly to show it
     "noise_burst": ("vibration", "current", "pressure", "flow"),
     "broken_correlation": ("flow",),
 }
@@ -71,7 +78,9 @@ class _Pump:
     schedule_rng: np.random.Generator  # one stream per purpose, so how a run is split into calls
     wander_rng: np.random.Generator  # does not change what it draws
     noise_rng: np.random.Generator
-    coef: np.ndarray  # flow per load, static head, head per load², no-load current, current per load³,
+    coef: (
+        np.ndarray
+    )  # flow per load, static head, head per load², no-load current, current per load³,
     #                   vibration at rest, vibration per load², ambient temperature, temperature rise
     tau_s: float  # thermal time constant
     knots_t: list[float] = field(default_factory=list)  # set-point schedule: seconds since start
@@ -81,8 +90,16 @@ class _Pump:
 
     def channels(self, load: np.ndarray, heat: np.ndarray, ambient: np.ndarray) -> np.ndarray:
         q, p0, p2, i0, i3, v0, v2, t0, rise = self.coef
-        return np.stack([v0 + v2 * load**2, i0 + i3 * load**3, p0 + p2 * load**2,
-                         t0 + ambient + rise * heat, q * load], axis=1)
+        return np.stack(
+            [
+                v0 + v2 * load**2,
+                i0 + i3 * load**3,
+                p0 + p2 * load**2,
+                t0 + ambient + rise * heat,
+                q * load,
+            ],
+            axis=1,
+        )
 
     def span(self) -> np.ndarray:
         """Each channel's swing between light (0.35) and full load: the unit faults are sized in."""
@@ -97,7 +114,9 @@ class Simulator:
     ``normal()`` and streaming data from ``with_faults()`` look like one plant.
     """
 
-    def __init__(self, assets: int = 8, seed: int = 7, interval_s: float = 1.0, start_ms: int | None = None) -> None:
+    def __init__(
+        self, assets: int = 8, seed: int = 7, interval_s: float = 1.0, start_ms: int | None = None
+    ) -> None:
         if assets < 1 or interval_s <= 0:
             raise ValueError("a simulator needs at least one asset and a positive interval")
         self.seed = seed
@@ -113,7 +132,11 @@ class Simulator:
         rng = np.random.default_rng([self.seed, 3, index])
         nominal = np.array([120.0, 1.0, 4.0, 8.0, 30.0, 1.0, 2.5, 22.0, 25.0])
         streams = [np.random.default_rng([self.seed, 0, index, purpose]) for purpose in range(3)]
-        pump = _Pump(*streams, coef=nominal * rng.uniform(0.93, 1.07, nominal.size), tau_s=rng.uniform(120, 300))
+        pump = _Pump(
+            *streams,
+            coef=nominal * rng.uniform(0.93, 1.07, nominal.size),
+            tau_s=rng.uniform(120, 300),
+        )
         level = rng.uniform(0.45, 0.9)
         pump.knots_t, pump.knots_v, pump.heat = [0.0], [level], level
         return pump
@@ -133,7 +156,9 @@ class Simulator:
         """The next readings with ``faults_per_asset`` faults per asset, cycling through ``kinds``."""
         unknown = set(kinds) - set(FAULT_KINDS)
         if unknown or not kinds:
-            raise ValueError(f"unknown fault kinds {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}")
+            raise ValueError(
+                f"unknown fault kinds {sorted(unknown)}; choose from {', '.join(FAULT_KINDS)}"
+            )
         first = self._next
         values, loads = self._advance(n_per_asset)
         ts = self.start_ms + (first + np.arange(n_per_asset)) * self.interval_ms
@@ -141,7 +166,10 @@ class Simulator:
         faults: list[Fault] = []
         for a, pump in enumerate(self._pumps):
             rng = np.random.default_rng([self.seed, 1, first, a])
-            todo = [kinds[order[(a * faults_per_asset + j) % len(kinds)]] for j in range(faults_per_asset)]
+            todo = [
+                kinds[order[(a * faults_per_asset + j) % len(kinds)]]
+                for j in range(faults_per_asset)
+            ]
             names = [_pick_channels(kind, rng) for kind in todo]
             # a frozen sensor only shows while its true value moves: where, its noise-free signal says
             swing = pump.channels(loads[a], loads[a], np.zeros(n_per_asset)) / pump.span()
@@ -161,7 +189,10 @@ class Simulator:
         hour = ((self.start_ms + k * self.interval_ms) / 3_600_000) % 24
         demand = 0.08 * np.sin(2 * np.pi * (hour - 9) / 24)  # busier by day
         ambient = 2.0 * np.sin(2 * np.pi * (hour - 14) / 24)
-        values, loads = np.empty((len(self._pumps), n, len(CHANNELS))), np.empty((len(self._pumps), n))
+        values, loads = (
+            np.empty((len(self._pumps), n, len(CHANNELS))),
+            np.empty((len(self._pumps), n)),
+        )
         for a, pump in enumerate(self._pumps):
             _extend_schedule(pump, t_s[0], t_s[-1])
             setpoint = np.interp(t_s, pump.knots_t, pump.knots_v)
@@ -185,11 +216,18 @@ class Simulator:
 def _lag(state: float, x: np.ndarray, rate: float) -> tuple[float, np.ndarray]:
     """First-order lag y[k] = a·y[k-1] + (1-a)·x[k] from ``state``, a = exp(-rate); returns (last, y)."""
     # pandas' ewm runs the recursion in compiled code; the state rides in front as its first value.
-    y = pd.Series(np.concatenate([[state], x])).ewm(alpha=1 - np.exp(-rate), adjust=False).mean().to_numpy()[1:]
+    y = (
+        pd.Series(np.concatenate([[state], x]))
+        .ewm(alpha=1 - np.exp(-rate), adjust=False)
+        .mean()
+        .to_numpy()[1:]
+    )
     return float(y[-1]), y
 
 
-def _wander(pump: _Pump, n: int, interval_s: float, std: float = 0.03, tau_s: float = 900.0) -> np.ndarray:
+def _wander(
+    pump: _Pump, n: int, interval_s: float, std: float = 0.03, tau_s: float = 900.0
+) -> np.ndarray:
     """A slow random wander of the load: an AR(1) process of standard deviation ``std``."""
     a = np.exp(-interval_s / tau_s)
     # _lag feeds (1 - a)·x, so x is the innovation scaled up by 1 / (1 - a).
@@ -203,12 +241,16 @@ def _extend_schedule(pump: _Pump, from_s: float, until_s: float) -> None:
 
     A step takes the drive 10–30 s, as a variable-speed drive accelerates a pump; a ramp 1–5 min.
     """
-    keep = max(0, int(np.searchsorted(pump.knots_t, from_s)) - 1)  # older knots are never read again
+    keep = max(
+        0, int(np.searchsorted(pump.knots_t, from_s)) - 1
+    )  # older knots are never read again
     del pump.knots_t[:keep], pump.knots_v[:keep]
     rng = pump.schedule_rng
     while pump.knots_t[-1] <= until_s:
         hold_end = pump.knots_t[-1] + rng.uniform(120, 900)
-        change = rng.uniform(10, 30) if rng.random() < 0.5 else rng.uniform(60, 300)  # drive step or ramp
+        change = (
+            rng.uniform(10, 30) if rng.random() < 0.5 else rng.uniform(60, 300)
+        )  # drive step or ramp
         step = rng.choice([-1, 1]) * rng.uniform(0.2, 0.5)
         level = pump.knots_v[-1] + step
         if not 0.35 <= level <= 0.95:  # turn back at the ends of the operating range
@@ -225,19 +267,27 @@ def _place(
     A fault with a guide (a signal in units of its span) is moved, within the slack, to the
     nearest place where the guide swings by STUCK_MIN_SWING, or else where it swings most.
     """
-    lengths = [int(rng.integers(5, 11)) if k == "spike" else int(rng.integers(60, 301)) for k in kinds]
+    lengths = [
+        int(rng.integers(5, 11)) if k == "spike" else int(rng.integers(60, 301)) for k in kinds
+    ]
     slack = n - FIRST_FAULT - sum(lengths) - FAULT_GAP * (len(kinds) - 1)
     if slack < 0:
-        raise ValueError(f"{n} readings per asset are too few for {len(kinds)} faults; need {n - slack}")
+        raise ValueError(
+            f"{n} readings per asset are too few for {len(kinds)} faults; need {n - slack}"
+        )
     extra = np.diff(np.concatenate([[0], np.sort(rng.integers(0, slack + 1, len(kinds))), [slack]]))
     spans, cursor = [], FIRST_FAULT
     for guide, length, wanted in zip(guides, lengths, extra):
         start = cursor + min(int(wanted), slack)
         if guide is not None:
-            view = np.lib.stride_tricks.sliding_window_view(guide[cursor : cursor + slack + length], length)
+            view = np.lib.stride_tricks.sliding_window_view(
+                guide[cursor : cursor + slack + length], length
+            )
             ranges = view.max(axis=1) - view.min(axis=1)
             moving = np.flatnonzero(ranges >= STUCK_MIN_SWING)
-            start = cursor + int(moving[np.argmin(np.abs(moving - wanted))] if moving.size else np.argmax(ranges))
+            start = cursor + int(
+                moving[np.argmin(np.abs(moving - wanted))] if moving.size else np.argmax(ranges)
+            )
         slack -= start - cursor
         spans.append((start, start + length))
         cursor = start + length + FAULT_GAP
@@ -250,7 +300,13 @@ def _pick_channels(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
 
 
 def _inject(
-    x: np.ndarray, kind: str, names: tuple[str, ...], s: int, e: int, pump: _Pump, rng: np.random.Generator
+    x: np.ndarray,
+    kind: str,
+    names: tuple[str, ...],
+    s: int,
+    e: int,
+    pump: _Pump,
+    rng: np.random.Generator,
 ) -> None:
     """Write fault ``kind`` on channels ``names`` into rows s:e of one asset's values ``x``, in place."""
     cols, span, n = [_C[c] for c in names], pump.span(), e - s
@@ -265,9 +321,13 @@ def _inject(
         elif kind == "stuck":
             x[s:e, c] = x[s, c]
         elif kind == "noise_burst":
-            x[s:e, c] += rng.normal(0, rng.uniform(0.12, 0.2) * span[c], n)  # a loose contact, interference
+            x[s:e, c] += rng.normal(
+                0, rng.uniform(0.12, 0.2) * span[c], n
+            )  # a loose contact, interference
         else:  # broken_correlation: flow falls away (a blockage) while current and pressure follow the load
-            x[s:e, c] *= 1 - rng.uniform(0.35, 0.55) * np.clip(np.arange(n) / max(1, min(20, n // 4)), 0, 1)
+            x[s:e, c] *= 1 - rng.uniform(0.35, 0.55) * np.clip(
+                np.arange(n) / max(1, min(20, n // 4)), 0, 1
+            )
     x[s:e, cols] = np.round(x[s:e, cols], 4)
 
 

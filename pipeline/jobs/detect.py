@@ -17,11 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sensorwatch.models.cadence import NoCadenceError, TimeSeries, describe_gaps, learn_interval, split_at_gaps
+from sensorwatch.models.cadence import (
+    NoCadenceError,
+    TimeSeries,
+    describe_gaps,
+    learn_interval,
+    split_at_gaps,
+)
 from sensorwatch.models.detector import Detector
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import make_threshold
-from sensorwatch.models.training import TrainedDetector, TrainingDataError, TrainOptions, fit_detector
+from sensorwatch.models.training import (
+    TrainedDetector,
+    TrainingDataError,
+    TrainOptions,
+    fit_detector,
+)
 from sensorwatch.pipeline.data.csvfiles import SensorFrame, SourceError, read_sensor_csv
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.schemas.records import Reading
@@ -35,23 +46,37 @@ def _readings(frame: SensorFrame, start: int) -> Iterator[list[Reading]]:
     names = frame.channels
     for lo in range(start, len(frame), POLL):
         rows = frame.values[lo : lo + POLL].tolist()
-        yield [Reading(ASSET, int(t), dict(zip(names, r))) for t, r in zip(frame.ts_ms[lo : lo + POLL].tolist(), rows)]
+        yield [
+            Reading(ASSET, int(t), dict(zip(names, r)))
+            for t, r in zip(frame.ts_ms[lo : lo + POLL].tolist(), rows)
+        ]
 
 
-def train_on(frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None) -> TrainedDetector:
+def train_on(
+    frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None
+) -> TrainedDetector:
     """Train a detector on the first ``train_rows`` rows of a file."""
     _check_train_rows(frame, train_rows, recipe)
     try:
-        return fit_detector([TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])], frame.channels, recipe, options)
+        return fit_detector(
+            [TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])],
+            frame.channels,
+            recipe,
+            options,
+        )
     except TrainingDataError as exc:
         raise SourceError(f"{frame.path}: {exc}") from None
 
 
 def _check_train_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
     if not 0 < train_rows < len(frame):
-        raise SourceError(f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)")
+        raise SourceError(
+            f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)"
+        )
     if train_rows < recipe.window:
-        raise SourceError(f"{frame.path}: {train_rows} training rows are fewer than one window of {recipe.window}")
+        raise SourceError(
+            f"{frame.path}: {train_rows} training rows are fewer than one window of {recipe.window}"
+        )
 
 
 def with_threshold(trained: TrainedDetector, method: str, params: dict[str, Any]) -> Detector:
@@ -60,7 +85,9 @@ def with_threshold(trained: TrainedDetector, method: str, params: dict[str, Any]
         raise ValueError("the trained detector kept no calibration scores")
     threshold = make_threshold(method, **params).fit(trained.calibration_scores)
     recipe = trained.recipe.updated(threshold=method, threshold_params=params)
-    return Detector(trained.model, replace(trained.spec, threshold=threshold.to_dict(), recipe=recipe))
+    return Detector(
+        trained.model, replace(trained.spec, threshold=threshold.to_dict(), recipe=recipe)
+    )
 
 
 def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFrame:
@@ -71,7 +98,9 @@ def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFr
     processor = Processor(detector)
     # The last window-1 training rows are history only: the first test row gets a full window.
     start = max(train_rows - (detector.spec.window - 1), 0)
-    decisions = [processor.process(batch) for batch in _readings(frame, start)] + [processor.flush()]
+    decisions = [processor.process(batch) for batch in _readings(frame, start)] + [
+        processor.flush()
+    ]
     end_ms = np.concatenate([d.windows.end_ms for d in decisions])
     if end_ms.size == 0:
         raise _no_window(frame, start, detector.spec.window, processor.windower.max_gap_ms or 0)
@@ -86,7 +115,9 @@ def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFr
 
 def _no_window(frame: SensorFrame, start: int, window: int, gap_ms: int) -> SourceError:
     why = describe_gaps(frame.ts_ms[start:], gap_ms)
-    return SourceError(f"{frame.path}: no window of {window} readings can form after the training rows: {why}")
+    return SourceError(
+        f"{frame.path}: no window of {window} readings can form after the training rows: {why}"
+    )
 
 
 def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
@@ -104,14 +135,18 @@ def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> N
         raise _no_window(frame, start, recipe.window, gap_ms)
 
 
-def detect_frame(frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None) -> pd.DataFrame:
+def detect_frame(
+    frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None
+) -> pd.DataFrame:
     """Train on the first ``train_rows`` rows and decide every later row: ``datetime, score, anomaly``."""
     check_windows_form(frame, train_rows, recipe)
     trained = train_on(frame, train_rows, recipe, options)
     return decide(frame, train_rows, Detector(trained.model, trained.spec))
 
 
-def _rows(frame: SensorFrame, train_rows: int, end_ms: np.ndarray, scores: np.ndarray, alarm: np.ndarray) -> pd.DataFrame:
+def _rows(
+    frame: SensorFrame, train_rows: int, end_ms: np.ndarray, scores: np.ndarray, alarm: np.ndarray
+) -> pd.DataFrame:
     """One output row per test row: the score of the window ending at it, the alarm state after it."""
     ts = frame.ts_ms[train_rows:]
     pos = np.searchsorted(end_ms, ts)
@@ -125,7 +160,9 @@ def _rows(frame: SensorFrame, train_rows: int, end_ms: np.ndarray, scores: np.nd
     whole_seconds = bool((ts % 1000 == 0).all())
     return pd.DataFrame(
         {
-            "datetime": times.strftime("%Y-%m-%d %H:%M:%S") if whole_seconds else times.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3],
+            "datetime": times.strftime("%Y-%m-%d %H:%M:%S")
+            if whole_seconds
+            else times.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3],
             "score": score,
             "anomaly": state.astype(np.int8),
         }
@@ -133,7 +170,10 @@ def _rows(frame: SensorFrame, train_rows: int, end_ms: np.ndarray, scores: np.nd
 
 
 def detect_file(
-    path: str | Path, train_rows: int, recipe: Recipe | None = None, options: TrainOptions | None = None
+    path: str | Path,
+    train_rows: int,
+    recipe: Recipe | None = None,
+    options: TrainOptions | None = None,
 ) -> pd.DataFrame:
     """Causally score one CSV file (SKAB format or plain CSV with a time column).
 

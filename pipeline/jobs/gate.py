@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from sensorwatch.pipeline.archive import read_archive
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.retrain import Span, _champion, _frames
+from sensorwatch.pipeline.jobs.review import reviewed_spans
 from sensorwatch.pipeline.jobs.train import store_of
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.archive import read_archive
-from sensorwatch.pipeline.jobs.review import reviewed_spans
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
@@ -51,14 +51,18 @@ def labels_of(settings: Settings) -> pd.DataFrame:
     frame = pd.read_csv(settings.labels_path)
     missing = {"asset_id", "start_ms", "end_ms"} - set(frame.columns)
     if missing:
-        raise UserError(f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms (missing {', '.join(sorted(missing))})")
+        raise UserError(
+            f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms (missing {', '.join(sorted(missing))})"
+        )
     return frame
 
 
 Alarm = tuple[str, int, int]  # asset, start, end (epoch ms)
 
 
-def _alarms(detector: Detector, frames: dict[str, pd.DataFrame]) -> tuple[int, int, list[float], list[Alarm]]:
+def _alarms(
+    detector: Detector, frames: dict[str, pd.DataFrame]
+) -> tuple[int, int, list[float], list[Alarm]]:
     """Readings, windows, score/threshold ratios and opened alarms of ``frames`` on the service's own path."""
     from sensorwatch.pipeline.stream.processor import Processor
     from sensorwatch.schemas.records import Reading
@@ -70,13 +74,18 @@ def _alarms(detector: Detector, frames: dict[str, pd.DataFrame]) -> tuple[int, i
     opened: list[Alarm] = []
     for asset, frame in frames.items():
         values = frame[channels].to_numpy(np.float64)
-        batch = [Reading(asset, int(t), dict(zip(channels, row))) for t, row in zip(frame["ts_ms"], values.tolist())]
+        batch = [
+            Reading(asset, int(t), dict(zip(channels, row)))
+            for t, row in zip(frame["ts_ms"], values.tolist())
+        ]
         readings += len(batch)
         for decisions in (processor.process(batch), processor.flush()):
             windows += len(decisions.windows)
             if len(decisions.windows):
                 ratios.extend((decisions.scores / np.maximum(decisions.levels, 1e-12)).tolist())
-            opened += [(e.asset_id, e.start_ms, e.end_ms) for e in decisions.events if e.kind == "opened"]
+            opened += [
+                (e.asset_id, e.start_ms, e.end_ms) for e in decisions.events if e.kind == "opened"
+            ]
     return readings, windows, ratios, opened
 
 
@@ -96,16 +105,26 @@ def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFr
         inside = inside[(inside["end_ms"] >= lo) & (inside["start_ms"] <= hi)]
     false = sum(1 for alarm in opened if not _overlaps(alarm, inside))
     found = sum(
-        1 for row in inside.itertuples()
+        1
+        for row in inside.itertuples()
         if any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in opened)
     )
     return Figures(
-        detector.version, readings, windows, false, 1e4 * false / max(readings, 1), len(inside), found,
-        found / len(inside) if len(inside) else float("nan"), float(np.mean(ratios)) if ratios else float("nan"),
+        detector.version,
+        readings,
+        windows,
+        false,
+        1e4 * false / max(readings, 1),
+        len(inside),
+        found,
+        found / len(inside) if len(inside) else float("nan"),
+        float(np.mean(ratios)) if ratios else float("nan"),
     )
 
 
-def score_reviewed(detector: Detector, settings: Settings, reviewed: pd.DataFrame) -> tuple[int, float, float]:
+def score_reviewed(
+    detector: Detector, settings: Settings, reviewed: pd.DataFrame
+) -> tuple[int, float, float]:
     """(reviewed, recall, precision) of ``detector`` on the reviewed anomalies (``asset_id``,
     ``start_ms``, ``end_ms``, ``verdict``): each one's stretch of the archive, with room before it
     for windows to fill and after it for the alarm to clear, is scored on the service's path, and
@@ -116,9 +135,13 @@ def score_reviewed(detector: Detector, settings: Settings, reviewed: pd.DataFram
     pad = 10 * detector.spec.window * detector.spec.interval_ms
     found: list[bool] = []
     for row in reviewed.itertuples():
-        frames = read_archive(settings.archive_uri, int(row.start_ms) - pad, int(row.end_ms) + pad, {row.asset_id})
+        frames = read_archive(
+            settings.archive_uri, int(row.start_ms) - pad, int(row.end_ms) + pad, {row.asset_id}
+        )
         alarms = _alarms(detector, frames)[3]
-        found.append(any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in alarms))
+        found.append(
+            any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in alarms)
+        )
     confirmed = (reviewed["verdict"] == "confirmed").to_numpy()
     hits = np.asarray(found, bool)
     recall = float(hits[confirmed].mean()) if confirmed.any() else float("nan")
@@ -139,14 +162,19 @@ def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, A
     store = store_of(settings)
     reviewed = reviewed_spans(settings)
     figures = {}
-    for role, load in (("challenger", lambda: load_version(store, version)), ("champion", lambda: _champion(settings))):
+    for role, load in (
+        ("challenger", lambda: load_version(store, version)),
+        ("champion", lambda: _champion(settings)),
+    ):
         try:
             detector = load()
         except LookupError:  # no champion yet
             continue
         figures[role] = score(detector, holdout, labels)
         n, recall, precision = score_reviewed(detector, settings, reviewed)
-        figures[role] = replace(figures[role], reviewed=n, reviewed_recall=recall, reviewed_precision=precision)
+        figures[role] = replace(
+            figures[role], reviewed=n, reviewed_recall=recall, reviewed_precision=precision
+        )
     challenger, champion = figures["challenger"], figures.get("champion")
     better, why = gate(challenger, champion, settings)
     mlflow = mlflow_for(store, writing=True)
@@ -157,11 +185,22 @@ def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, A
                 for key, value in asdict(figures).items():
                     if isinstance(value, (int, float)) and key != "version" and np.isfinite(value):
                         mlflow.log_metric(f"gate.{who}.{key}", float(value))
-        rows = [dict(role=who, **asdict(f)) for who, f in (("challenger", challenger), ("champion", champion)) if f]
+        rows = [
+            dict(role=who, **asdict(f))
+            for who, f in (("challenger", challenger), ("champion", champion))
+            if f
+        ]
         mlflow.log_table(pd.DataFrame(rows), artifact_file="gate.json")
-        mlflow.set_tags({"sensorwatch.gate": "better" if better else "not better", "sensorwatch.gate_why": why})
-    return {"version": version, "better": better, "why": why, "challenger": _plain(challenger),
-            "champion": _plain(champion) if champion else None}
+        mlflow.set_tags(
+            {"sensorwatch.gate": "better" if better else "not better", "sensorwatch.gate_why": why}
+        )
+    return {
+        "version": version,
+        "better": better,
+        "why": why,
+        "challenger": _plain(challenger),
+        "champion": _plain(champion) if champion else None,
+    }
 
 
 def _plain(figures: Figures) -> dict[str, Any]:
@@ -170,7 +209,10 @@ def _plain(figures: Figures) -> dict[str, Any]:
     >>> _plain(Figures("2", 10, 9, 0, 0.0, 0, 0, float("nan"), 0.5))["recall"] is None
     True
     """
-    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in asdict(figures).items()}
+    return {
+        k: None if isinstance(v, float) and not np.isfinite(v) else v
+        for k, v in asdict(figures).items()
+    }
 
 
 def gate(challenger: Figures, champion: Figures | None, settings: Settings) -> tuple[bool, str]:
@@ -183,19 +225,22 @@ def gate(challenger: Figures, champion: Figures | None, settings: Settings) -> t
     rk = champion.recall if np.isfinite(champion.recall) else 0.0
     figures = f"false alarms/10k {fa_c:.2f} vs {fa_k:.2f}, recall {rc:.2f} vs {rk:.2f}"
     if challenger.reviewed:
-        figures += (f"; on {challenger.reviewed} reviewed anomalies recall {_pct(challenger.reviewed_recall)} vs "
-                    f"{_pct(champion.reviewed_recall)}, precision {_pct(challenger.reviewed_precision)} vs "
-                    f"{_pct(champion.reviewed_precision)}")
+        figures += (
+            f"; on {challenger.reviewed} reviewed anomalies recall {_pct(challenger.reviewed_recall)} vs "
+            f"{_pct(champion.reviewed_recall)}, precision {_pct(challenger.reviewed_precision)} vs "
+            f"{_pct(champion.reviewed_precision)}"
+        )
     figures += f" (challenger {challenger.version} vs champion {champion.version})"
-    if np.isfinite(champion.reviewed_recall) and not challenger.reviewed_recall >= champion.reviewed_recall:
+    if (
+        np.isfinite(champion.reviewed_recall)
+        and not challenger.reviewed_recall >= champion.reviewed_recall
+    ):
         return False, f"misses confirmed anomalies the champion finds: {figures}"
     if rc >= rk and fa_c <= fa_k - settings.promote_margin_false_alarms:
         return True, f"fewer false alarms at no loss of recall: {figures}"
     if fa_c <= fa_k and rc >= rk + settings.promote_margin_recall:
         return True, f"better recall at no more false alarms: {figures}"
     return False, f"not better by the margins: {figures}"
-
-
 
 
 def _pct(x: float) -> str:

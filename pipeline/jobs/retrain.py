@@ -29,7 +29,11 @@ from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.review import reviewed_spans, without_confirmed
 from sensorwatch.pipeline.jobs.train import store_of, train_and_register
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.schemas.training_data import TrainingDataRules, ValidationReport, validate_training_data
+from sensorwatch.schemas.training_data import (
+    TrainingDataRules,
+    ValidationReport,
+    validate_training_data,
+)
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
@@ -37,7 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("sensorwatch.pipeline")
 
 DATE_TAG = "sensorwatch.logical_date"
-
 
 
 class ValidationFailed(UserError):
@@ -72,12 +75,18 @@ def rules_from(detector: Detector, settings: Settings) -> TrainingDataRules:
     cadence = spec.recipe.cadence(spec.interval_ms)
     gap = (cadence.max_gap_ms or spec.interval_ms * 10) / spec.interval_ms
     return TrainingDataRules(
-        spec.channels, ranges, spec.interval_ms, max_gap_intervals=gap,
-        max_missing_rate=settings.validation_max_missing, min_rows=max(settings.validation_min_rows, spec.window * 2),
+        spec.channels,
+        ranges,
+        spec.interval_ms,
+        max_gap_intervals=gap,
+        max_missing_rate=settings.validation_max_missing,
+        min_rows=max(settings.validation_min_rows, spec.window * 2),
     )
 
 
-def validate(settings: Settings, logical_date: str, champion: Detector | None = None) -> ValidationReport:
+def validate(
+    settings: Settings, logical_date: str, champion: Detector | None = None
+) -> ValidationReport:
     """Great Expectations on the training part of the span; ``ValidationFailed`` names what failed."""
     span = Span.of(logical_date, settings.retrain_lookback_days)
     champion = champion or _champion(settings)
@@ -96,14 +105,18 @@ def _log_validation(settings: Settings, logical_date: str, report: ValidationRep
 
     mlflow = mlflow_for(store_of(settings), writing=True)
     experiment = mlflow.set_experiment(settings.experiment)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name=f"validate {logical_date}") as run:
+    with mlflow.start_run(
+        experiment_id=experiment.experiment_id, run_name=f"validate {logical_date}"
+    ) as run:
         mlflow.set_tags({DATE_TAG: logical_date, "sensorwatch.step": "validate"})
         mlflow.log_metric("rows", report.rows)
         mlflow.log_metric("failed_expectations", len(report.failures))
         mlflow.log_dict(report.result, "validation.json")
         mlflow.log_text("\n".join(report.failures) or "all expectations met", "validation.txt")
         if report.docs is not None and report.docs.is_dir():
-            mlflow.log_artifacts(str(report.docs), "data_docs")  # GX's HTML report: data_docs/index.html
+            mlflow.log_artifacts(
+                str(report.docs), "data_docs"
+            )  # GX's HTML report: data_docs/index.html
     if not report.success:
         from mlflow import MlflowClient
 
@@ -115,21 +128,46 @@ def train(settings: Settings, logical_date: str) -> str:
     the version already registered for that date when there is one."""
     existing = _version_for(settings, logical_date)
     if existing is not None:
-        log.info("version %s is already registered for %s: not training again", existing, logical_date)
+        log.info(
+            "version %s is already registered for %s: not training again", existing, logical_date
+        )
         return existing
     span = Span.of(logical_date, settings.retrain_lookback_days)
     frames = _frames(settings, span.start_ms, span.holdout_ms)
     channels = _channels(frames)
-    by_asset = {a: TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32)) for a, f in frames.items()}
-    series, dropped, anomalies = without_confirmed(by_asset, reviewed_spans(settings, ("confirmed",)))
-    if dropped:
-        log.info("left out %d readings of %d confirmed anomalies from the training data", dropped, anomalies)
-    trained, version = train_and_register(
-        settings, series, channels, f"archive:{logical_date}", promote=False, progress=False,
-        tags={DATE_TAG: logical_date, "sensorwatch.role": "challenger",
-              "sensorwatch.confirmed_anomalies_left_out": str(anomalies), "sensorwatch.readings_left_out": str(dropped)},
+    by_asset = {
+        a: TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32))
+        for a, f in frames.items()
+    }
+    series, dropped, anomalies = without_confirmed(
+        by_asset, reviewed_spans(settings, ("confirmed",))
     )
-    log.info("trained version %s on %d windows of %d assets", version.version, trained.windows, len(by_asset))
+    if dropped:
+        log.info(
+            "left out %d readings of %d confirmed anomalies from the training data",
+            dropped,
+            anomalies,
+        )
+    trained, version = train_and_register(
+        settings,
+        series,
+        channels,
+        f"archive:{logical_date}",
+        promote=False,
+        progress=False,
+        tags={
+            DATE_TAG: logical_date,
+            "sensorwatch.role": "challenger",
+            "sensorwatch.confirmed_anomalies_left_out": str(anomalies),
+            "sensorwatch.readings_left_out": str(dropped),
+        },
+    )
+    log.info(
+        "trained version %s on %d windows of %d assets",
+        version.version,
+        trained.windows,
+        len(by_asset),
+    )
     return version.version
 
 
@@ -158,7 +196,11 @@ def _champion(settings: Settings) -> Detector:
 
 
 def promote(
-    settings: Settings, version: str, verdict: dict[str, Any] | None = None, by: str | None = None, why: str = ""
+    settings: Settings,
+    version: str,
+    verdict: dict[str, Any] | None = None,
+    by: str | None = None,
+    why: str = "",
 ) -> bool:
     """``managed``: move the alias when the gate says better; ``manual``: tag the version
     ``challenger`` only. With ``by`` (a person), promote whatever the mode: a promotion or a
@@ -170,7 +212,9 @@ def promote(
     store = store_of(settings)
     mlflow_for(store, writing=True)
     client = MlflowClient()
-    client.get_model_version(settings.model_name, version)  # a clear error when there is no such version
+    client.get_model_version(
+        settings.model_name, version
+    )  # a clear error when there is no such version
     if by is None and (settings.promotion_mode == "manual" or not (verdict or {}).get("better")):
         client.set_model_version_tag(settings.model_name, version, "sensorwatch.role", "challenger")
         client.set_registered_model_alias(settings.model_name, "challenger", version)
@@ -185,10 +229,16 @@ def promote(
     }
     if verdict:
         record["sensorwatch.promoted_figures"] = json.dumps(
-            {k: verdict[k] for k in ("challenger", "champion") if verdict.get(k)}, default=float)[:5000]
+            {k: verdict[k] for k in ("challenger", "champion") if verdict.get(k)}, default=float
+        )[:5000]
     for key, value in record.items():
         client.set_model_version_tag(settings.model_name, version, key, value)
-    log.info("version %s is now %s: %s", version, settings.model_alias, record["sensorwatch.promoted_why"])
+    log.info(
+        "version %s is now %s: %s",
+        version,
+        settings.model_alias,
+        record["sensorwatch.promoted_why"],
+    )
     return True
 
 
@@ -226,15 +276,28 @@ def drift(settings: Settings, now_ms: int | None = None) -> Drift:
     p99 = float(tags[P99_TAG])
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     frames = _frames(settings, now_ms - int(settings.drift_window_hours * 3_600_000), now_ms)
-    scores = np.concatenate([
-        f.loc[f.get("model_version", pd.Series(dtype=str)) == version, "score"].dropna().to_numpy()
-        for f in frames.values() if "score" in f
-    ] or [np.zeros(0)])
+    scores = np.concatenate(
+        [
+            f.loc[f.get("model_version", pd.Series(dtype=str)) == version, "score"]
+            .dropna()
+            .to_numpy()
+            for f in frames.values()
+            if "score" in f
+        ]
+        or [np.zeros(0)]
+    )
     if len(scores) < settings.drift_min_windows:
-        return Drift(False, 0.0, 0.01, len(scores), f"{len(scores)} windows scored by version {version}: too few to tell")
+        return Drift(
+            False,
+            0.0,
+            0.01,
+            len(scores),
+            f"{len(scores)} windows scored by version {version}: too few to tell",
+        )
     rate = float((scores > p99).mean())
     drifted = rate > 0.01 * settings.drift_ratio
-    why = (f"{rate:.1%} of {len(scores)} recent windows above the training 99th percentile {p99:.4g} "
-           f"(drift above {settings.drift_ratio:g}× the 1 % of training)")
+    why = (
+        f"{rate:.1%} of {len(scores)} recent windows above the training 99th percentile {p99:.4g} "
+        f"(drift above {settings.drift_ratio:g}× the 1 % of training)"
+    )
     return Drift(drifted, rate, 0.01, len(scores), why)
-

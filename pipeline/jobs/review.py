@@ -37,7 +37,9 @@ def reviews_of(settings: Settings) -> Reviews:
     return Reviews(store_of(settings), settings.review_experiment, settings.review_ui_url)
 
 
-def reviewed_spans(settings: Settings, verdicts: tuple[str, ...] = ("confirmed", "false-positive")) -> pd.DataFrame:
+def reviewed_spans(
+    settings: Settings, verdicts: tuple[str, ...] = ("confirmed", "false-positive")
+) -> pd.DataFrame:
     """Anomalies with one of ``verdicts``, as stretches of their asset (empty without any)."""
     from sensorwatch.models.registry import StoreError
 
@@ -45,8 +47,12 @@ def reviewed_spans(settings: Settings, verdicts: tuple[str, ...] = ("confirmed",
         reviews = reviews_of(settings)
     except StoreError:  # no MLflow store yet: nothing reviewed
         return pd.DataFrame(columns=SPAN_COLUMNS)
-    rows = [(a.asset, a.start_ms, a.end_ms, a.verdict, a.event_id)
-            for v in verdicts for a in reviews.list(verdict=v, limit=50_000) if a.start and a.end]
+    rows = [
+        (a.asset, a.start_ms, a.end_ms, a.verdict, a.event_id)
+        for v in verdicts
+        for a in reviews.list(verdict=v, limit=50_000)
+        if a.start and a.end
+    ]
     return pd.DataFrame(rows, columns=SPAN_COLUMNS)
 
 
@@ -108,26 +114,50 @@ def tune(settings: Settings, apply: bool = False, by: str = "") -> TuningRun:
     mlflow_for(store, writing=True)
     version = alias_version(store, settings.model_alias)
     if version is None:
-        raise NoChampionError(f"no model version of {settings.model_name!r} has alias {settings.model_alias!r}")
+        raise NoChampionError(
+            f"no model version of {settings.model_name!r} has alias {settings.model_alias!r}"
+        )
     client = MlflowClient(tracking_uri=store.tracking_uri)
     current = _current_scale(client, settings.model_name, version)
     # Cleared alarms only: an open one's margin is what it reached so far, not its own.
-    reviewed = [a for a in reviews_of(settings).reviewed() if a.model_version == version and a.state == "cleared"]
+    reviewed = [
+        a
+        for a in reviews_of(settings).reviewed()
+        if a.model_version == version and a.state == "cleared"
+    ]
     confirmed = [a.margin for a in reviewed if a.verdict == "confirmed"]
     false = [a.margin for a in reviewed if a.verdict == "false-positive"]
-    tuning = tune_scale(confirmed, false, current, (settings.tune_scale_min, settings.tune_scale_max))
-    evidence = pd.DataFrame([
-        {"event_id": a.event_id, "asset": a.asset, "start": a.start, "verdict": a.verdict, "margin": a.margin,
-         "fires_before": fires(a.margin, current), "fires_after": fires(a.margin, tuning.scale)}
-        for a in reviewed
-    ], columns=["event_id", "asset", "start", "verdict", "margin", "fires_before", "fires_after"])
+    tuning = tune_scale(
+        confirmed, false, current, (settings.tune_scale_min, settings.tune_scale_max)
+    )
+    evidence = pd.DataFrame(
+        [
+            {
+                "event_id": a.event_id,
+                "asset": a.asset,
+                "start": a.start,
+                "verdict": a.verdict,
+                "margin": a.margin,
+                "fires_before": fires(a.margin, current),
+                "fires_after": fires(a.margin, tuning.scale),
+            }
+            for a in reviewed
+        ],
+        columns=["event_id", "asset", "start", "verdict", "margin", "fires_before", "fires_after"],
+    )
     run_id = _log_tuning(client, settings, version, tuning, evidence, apply, by)
     applied = apply and tuning.changed
     if applied:
-        for key, value in ((SCALE_TAG, f"{tuning.scale:.6g}"), ("sensorwatch.threshold_scale_why", tuning.why),
-                           ("sensorwatch.threshold_scale_run", run_id), ("sensorwatch.threshold_scale_by", by)):
+        for key, value in (
+            (SCALE_TAG, f"{tuning.scale:.6g}"),
+            ("sensorwatch.threshold_scale_why", tuning.why),
+            ("sensorwatch.threshold_scale_run", run_id),
+            ("sensorwatch.threshold_scale_by", by),
+        ):
             client.set_model_version_tag(settings.model_name, version, key, value[:5000])
-        log.info("version %s threshold scale %g → %g: %s", version, current, tuning.scale, tuning.why)
+        log.info(
+            "version %s threshold scale %g → %g: %s", version, current, tuning.scale, tuning.why
+        )
     return TuningRun(tuning, version, run_id, applied, evidence)
 
 
@@ -145,23 +175,51 @@ def _current_scale(client, name: str, version: str) -> float:
     return float(info.metadata["detector"]["recipe"].get("threshold_scale", 1.0))
 
 
-def _log_tuning(client, settings: Settings, version: str, t: Tuning, evidence: pd.DataFrame, apply: bool, by: str) -> str:
+def _log_tuning(
+    client,
+    settings: Settings,
+    version: str,
+    t: Tuning,
+    evidence: pd.DataFrame,
+    apply: bool,
+    by: str,
+) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
     from sensorwatch.models.registry import experiment_id
 
     exp = experiment_id(client, store_of(settings), settings.review_experiment)
-    tags = {runs.KIND_TAG: "tuning", runs.VERSION_TAG: version, runs.MODEL_TAG: settings.model_name,
-            runs.NOTE_TAG: t.why, runs.LOGGED_ARTIFACTS_TAG: json.dumps([{"path": "evidence.json", "type": "table"}])}
+    tags = {
+        runs.KIND_TAG: "tuning",
+        runs.VERSION_TAG: version,
+        runs.MODEL_TAG: settings.model_name,
+        runs.NOTE_TAG: t.why,
+        runs.LOGGED_ARTIFACTS_TAG: json.dumps([{"path": "evidence.json", "type": "table"}]),
+    }
     run = client.create_run(exp, tags=tags, run_name=f"threshold tuning v{version}")
     run_id = run.info.run_id
-    params = {"current_scale": t.current, "scale": f"{t.scale:.6g}", "bounds": f"{t.bounds[0]:g}-{t.bounds[1]:g}",
-              "applied": apply and t.changed, "by": by or "-"}
-    metrics = {"confirmed": t.confirmed, "false_positives": t.false, "confirmed_kept": t.kept,
-               "false_positives_dropped": t.dropped, "false_positives_still_firing": t.still_firing, "scale": t.scale}
+    params = {
+        "current_scale": t.current,
+        "scale": f"{t.scale:.6g}",
+        "bounds": f"{t.bounds[0]:g}-{t.bounds[1]:g}",
+        "applied": apply and t.changed,
+        "by": by or "-",
+    }
+    metrics = {
+        "confirmed": t.confirmed,
+        "false_positives": t.false,
+        "confirmed_kept": t.kept,
+        "false_positives_dropped": t.dropped,
+        "false_positives_still_firing": t.still_firing,
+        "scale": t.scale,
+    }
     now = int(time.time() * 1000)
-    client.log_batch(run_id, [Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                     [Param(k, str(v)) for k, v in params.items()], [RunTag("sensorwatch.why", t.why)])
+    client.log_batch(
+        run_id,
+        [Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        [Param(k, str(v)) for k, v in params.items()],
+        [RunTag("sensorwatch.why", t.why)],
+    )
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "evidence.json"
         evidence.to_json(path, orient="split", index=False)

@@ -27,7 +27,14 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sensorwatch.models.compile_cache import keep_compiled
-from sensorwatch.models.metrics import NabTally, PointCounts, changepoints, nab_scores, nab_tally, point_counts
+from sensorwatch.models.metrics import (
+    NabTally,
+    PointCounts,
+    changepoints,
+    nab_scores,
+    nab_tally,
+    point_counts,
+)
 from sensorwatch.models.recipe import Recipe
 
 TRAIN_ROWS = 400
@@ -60,7 +67,9 @@ def skab_files(data_dir: str | Path) -> list[str]:
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"no SKAB data at {root} (set skab_dir / SENSORWATCH_SKAB_DIR)")
-    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.csv") if "anomaly-free" not in p.parts)
+    files = sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*.csv") if "anomaly-free" not in p.parts
+    )
     if not files:
         raise FileNotFoundError(f"no SKAB CSV files under {root}")
     for name in files:
@@ -130,17 +139,27 @@ class SkabReport:
     methods: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # every file of the data set, for the halves
 
-    def summary(self, method: str, names: Sequence[str] | None = None, subset: str = "all") -> Summary:
-        chosen = [r for r in self.results if r.method == method and (names is None or r.name in names)]
+    def summary(
+        self, method: str, names: Sequence[str] | None = None, subset: str = "all"
+    ) -> Summary:
+        chosen = [
+            r for r in self.results if r.method == method and (names is None or r.name in names)
+        ]
         counts = sum((r.counts for r in chosen), PointCounts())
         tally = sum((r.nab for r in chosen), NabTally())
-        return Summary(method, subset, len(chosen), counts.f1, counts.far, counts.mar, nab_scores(tally))
+        return Summary(
+            method, subset, len(chosen), counts.f1, counts.far, counts.mar, nab_scores(tally)
+        )
 
     def summaries(self) -> list[Summary]:
         """Per method: all files, the tuning half and the held-out half."""
         ran = {r.name for r in self.results}
         tune, held = halves(self.names or sorted(ran))
-        subsets = [(None, "all")] + [(h, label) for h, label in ((tune, "tuning half"), (held, "held-out half")) if ran & set(h)]
+        subsets = [(None, "all")] + [
+            (h, label)
+            for h, label in ((tune, "tuning half"), (held, "held-out half"))
+            if ran & set(h)
+        ]
         if len(subsets) == 2 and set(subsets[1][0]) >= ran:
             subsets = subsets[1:]  # only one half ran: "all" would say the same
         return [self.summary(m, sel, label) for m in self.methods for sel, label in subsets]
@@ -165,23 +184,33 @@ def _one_thread_per_worker(workers: int) -> Iterator[None]:
 
 
 def evaluate_file(
-    data_dir: Path, name: str, out_dir: Path | None, recipe: Recipe, methods: Sequence[str], train_rows: int, seed: int = 7
+    data_dir: Path,
+    name: str,
+    out_dir: Path | None,
+    recipe: Recipe,
+    methods: Sequence[str],
+    train_rows: int,
+    seed: int = 7,
 ) -> list[FileResult]:
     """Train once on one file, decide it under each threshold method, write and score the decisions."""
-    from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
     from sensorwatch.models.training import TrainOptions
+    from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
     from sensorwatch.pipeline.jobs.detect import decide, train_on, with_threshold
 
     start = time.perf_counter()
     frame = read_sensor_csv(data_dir / name)
     # Each worker keeps one model in memory and resets it between files.
-    trained = train_on(frame, train_rows, recipe, TrainOptions(seed=seed, progress=False, reuse_model=True))
+    trained = train_on(
+        frame, train_rows, recipe, TrainOptions(seed=seed, progress=False, reuse_model=True)
+    )
     trained_s = time.perf_counter() - start
     truth = frame.labels.iloc[train_rows:]
     results = []
     for method in methods:
         t0 = time.perf_counter()
-        params = recipe.threshold_params if method == recipe.threshold else METHOD_PARAMS.get(method, {})
+        params = (
+            recipe.threshold_params if method == recipe.threshold else METHOD_PARAMS.get(method, {})
+        )
         out = decide(frame, train_rows, with_threshold(trained, method, params))
         if out_dir is not None:
             target = (out_dir / method / name) if len(methods) > 1 else out_dir / name
@@ -189,8 +218,12 @@ def evaluate_file(
             out.to_csv(target, index=False)
         pred = out["anomaly"].to_numpy()
         counts = point_counts(truth["anomaly"].to_numpy(), pred)
-        tally = nab_tally(truth["changepoint"].to_numpy(), changepoints(pred), frame.ts_ms[train_rows:])
-        results.append(FileResult(name, method, counts, tally, trained_s + time.perf_counter() - t0))
+        tally = nab_tally(
+            truth["changepoint"].to_numpy(), changepoints(pred), frame.ts_ms[train_rows:]
+        )
+        results.append(
+            FileResult(name, method, counts, tally, trained_s + time.perf_counter() - t0)
+        )
     return results
 
 
@@ -222,9 +255,17 @@ def evaluate_skab(
     start = time.perf_counter()
     results: list[FileResult] = []
     bar = tqdm(total=len(names), desc="SKAB files", unit="file", disable=not progress)
-    pool_args: dict[str, Any] = {"initializer": keep_compiled, "initargs": (Path(compiled),)} if compiled else {}
-    with _one_thread_per_worker(workers), ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **pool_args) as pool:
-        futures = [pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, seed) for n in names]
+    pool_args: dict[str, Any] = (
+        {"initializer": keep_compiled, "initargs": (Path(compiled),)} if compiled else {}
+    )
+    with (
+        _one_thread_per_worker(workers),
+        ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **pool_args) as pool,
+    ):
+        futures = [
+            pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, seed)
+            for n in names
+        ]
         for done in as_completed(futures):
             results.extend(done.result())
             bar.update()
@@ -245,8 +286,12 @@ def format_report(report: SkabReport) -> str:
     nab = dict(NAB_LEADERBOARD)
     for name, f1, far, mar in LEADERBOARD:
         score = f"{nab.pop(name):.2f}" if name in nab else "–"
-        lines.append(f"| {name} (leaderboard) | 34 | {f1:.2f} | {far:.2f} | {mar:.2f} | {score} | – | – |")
+        lines.append(
+            f"| {name} (leaderboard) | 34 | {f1:.2f} | {far:.2f} | {mar:.2f} | {score} | – | – |"
+        )
     for name, score in nab.items():
         lines.append(f"| {name} (leaderboard) | 34 | – | – | – | {score:.2f} | – | – |")
-    lines.append(f"\nWall time: {report.wall_s:.1f} s for {len({r.name for r in report.results})} files, {report.workers} worker(s).")
+    lines.append(
+        f"\nWall time: {report.wall_s:.1f} s for {len({r.name for r in report.results})} files, {report.workers} worker(s)."
+    )
     return "\n".join(lines)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.cadence import TimeSeries
-from sensorwatch.models.registry import RegisteredVersion, Store
 from sensorwatch.models.register import log_training
+from sensorwatch.models.registry import RegisteredVersion, Store
 from sensorwatch.pipeline.data.csvfiles import SourceError, read_sensor_csv
 from sensorwatch.pipeline.settings import Settings
 
@@ -25,8 +25,13 @@ def store_of(settings: Settings) -> Store:
     """The MLflow store the settings name; only the default local store is made when missing."""
     default = Settings.model_fields["tracking_uri"].default
     return Store(
-        settings.tracking_uri, settings.model_name, settings.experiment, settings.artifact_root,
-        create=settings.tracking_uri == default, timeout_s=settings.mlflow_timeout_s, retries=settings.mlflow_retries,
+        settings.tracking_uri,
+        settings.model_name,
+        settings.experiment,
+        settings.artifact_root,
+        create=settings.tracking_uri == default,
+        timeout_s=settings.mlflow_timeout_s,
+        retries=settings.mlflow_retries,
     )
 
 
@@ -41,14 +46,20 @@ def options_of(settings: Settings, progress: bool = True) -> TrainOptions:
     """The run options (not the recipe) the settings give."""
     from sensorwatch.models.training import TrainOptions
 
-    return TrainOptions(seed=settings.seed, mixed_precision=settings.mixed_precision, progress=progress)
+    return TrainOptions(
+        seed=settings.seed, mixed_precision=settings.mixed_precision, progress=progress
+    )
 
 
-def simulator_series(settings: Settings, assets: int, readings: int) -> tuple[list[TimeSeries], list[str]]:
+def simulator_series(
+    settings: Settings, assets: int, readings: int
+) -> tuple[list[TimeSeries], list[str]]:
     """Normal readings of each simulated asset, one series per asset."""
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
 
-    return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(CHANNELS)
+    return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(
+        CHANNELS
+    )
 
 
 def csv_series(
@@ -84,6 +95,11 @@ def train_and_register(
     trained = fit_detector(series, channels, settings.recipe(), options_of(settings, progress))
     params = {"source": source, "series": len(series), "readings": int(sum(len(s) for s in series))}
     version = log_training(
-        trained, store_of(settings), params, alias=settings.model_alias if promote else None, tags=tags, documents=documents,
+        trained,
+        store_of(settings),
+        params,
+        alias=settings.model_alias if promote else None,
+        tags=tags,
+        documents=documents,
     )
     return trained, version

@@ -43,7 +43,9 @@ def ensure_changelog(settings: Settings) -> str:
     return topic
 
 
-def restore(settings: Settings, partitions: set[int], processor: Processor, settle_s: float = 0.3) -> int:
+def restore(
+    settings: Settings, partitions: set[int], processor: Processor, settle_s: float = 0.3
+) -> int:
     """Load every asset state stored in these changelog partitions into ``processor``; returns how many."""
     if not partitions:
         return 0
@@ -78,6 +80,9 @@ def restore(settings: Settings, partitions: set[int], processor: Processor, sett
         except (state.StateError, KeyError, ValueError, TypeError) as exc:
             log.warning("state not restored asset=%s: %s (it starts afresh)", asset_id, exc)
     log.info(
-        "restored partitions=%s assets=%d seconds=%.2f", sorted(partitions), restored, time.monotonic() - began
+        "restored partitions=%s assets=%d seconds=%.2f",
+        sorted(partitions),
+        restored,
+        time.monotonic() - began,
     )
     return restored

@@ -14,7 +14,9 @@ _logged_in: set[tuple[object, ...]] = set()  # security settings a login has suc
 
 def servers(settings: Settings) -> list[str]:
     if not settings.bootstrap_servers:
-        raise ValueError("no Kafka bootstrap servers: set SENSORWATCH_BOOTSTRAP_SERVERS or --bootstrap-servers")
+        raise ValueError(
+            "no Kafka bootstrap servers: set SENSORWATCH_BOOTSTRAP_SERVERS or --bootstrap-servers"
+        )
     return [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()]
 
 
@@ -22,14 +24,23 @@ def security(settings: Settings) -> dict[str, object]:
     """The TLS and SASL options every client gets; with TLS or SASL, a login is tried first (once
     per settings), so a refused one is told as such instead of as a broker that never answers."""
     if settings.security_protocol != "PLAINTEXT":
-        key = (settings.bootstrap_servers, settings.security_protocol, settings.sasl_mechanism,
-               settings.sasl_username, settings.sasl_password, settings.ssl_cafile, settings.ssl_certfile)
+        key = (
+            settings.bootstrap_servers,
+            settings.security_protocol,
+            settings.sasl_mechanism,
+            settings.sasl_username,
+            settings.sasl_password,
+            settings.ssl_cafile,
+            settings.ssl_certfile,
+        )
         if key not in _logged_in and check_login(settings):
             _logged_in.add(key)
     return settings.kafka_security()
 
 
-def consumer(settings: Settings, *topics: str, standalone: bool = False, **overrides: object) -> KafkaConsumer:
+def consumer(
+    settings: Settings, *topics: str, standalone: bool = False, **overrides: object
+) -> KafkaConsumer:
     """A consumer in the service's group, committing by hand (offsets move only after outputs flush);
     ``standalone`` reads outside any group (to watch a topic without taking part in the service's)."""
     opts: dict[str, object] = dict(
@@ -65,15 +76,21 @@ def producer(settings: Settings, **overrides: object) -> KafkaProducer:
 
 
 def ensure_topics(
-    settings: Settings, topics: list[str], partitions: int = 4, configs: dict[str, str] | None = None
+    settings: Settings,
+    topics: list[str],
+    partitions: int = 4,
+    configs: dict[str, str] | None = None,
 ) -> None:
     """Create the topics that do not exist yet (with topic ``configs``, e.g. compaction)."""
     admin = KafkaAdminClient(bootstrap_servers=servers(settings), **security(settings))
     try:
         existing = set(admin.list_topics())
         new = [
-            NewTopic(t, num_partitions=partitions, replication_factor=1, topic_configs=configs or {})
-            for t in topics if t not in existing
+            NewTopic(
+                t, num_partitions=partitions, replication_factor=1, topic_configs=configs or {}
+            )
+            for t in topics
+            if t not in existing
         ]
         if new:
             try:

@@ -38,15 +38,22 @@ def config(settings: Settings) -> dict[str, object]:
         "logger": logging.getLogger("sensorwatch.librdkafka"),
     }
     if settings.security_protocol.startswith("SASL") and settings.sasl_password is not None:
-        conf.update({
-            "sasl.mechanism": settings.sasl_mechanism,
-            "sasl.username": settings.sasl_username,
-            "sasl.password": settings.sasl_password.get_secret_value(),
-        })
+        conf.update(
+            {
+                "sasl.mechanism": settings.sasl_mechanism,
+                "sasl.username": settings.sasl_username,
+                "sasl.password": settings.sasl_password.get_secret_value(),
+            }
+        )
     if settings.security_protocol.endswith("SSL"):
-        conf["ssl.endpoint.identification.algorithm"] = "https" if settings.ssl_check_hostname else "none"
-        for name, key in (("ssl_cafile", "ssl.ca.location"), ("ssl_certfile", "ssl.certificate.location"),
-                          ("ssl_keyfile", "ssl.key.location")):
+        conf["ssl.endpoint.identification.algorithm"] = (
+            "https" if settings.ssl_check_hostname else "none"
+        )
+        for name, key in (
+            ("ssl_cafile", "ssl.ca.location"),
+            ("ssl_certfile", "ssl.certificate.location"),
+            ("ssl_keyfile", "ssl.key.location"),
+        ):
             if getattr(settings, name) is not None:
                 conf[key] = str(getattr(settings, name))
         if settings.ssl_password is not None:
@@ -74,7 +81,9 @@ class ConfluentSource:
         self.probe = QuietProbe(settings)
         self.positions: dict[int, int] = {}  # partition → the offset after the last record polled
         self.consumer = confluent_kafka.Consumer(config(settings))
-        self.consumer.subscribe([settings.readings_topic], on_assign=self._assigned, on_revoke=self._revoked)
+        self.consumer.subscribe(
+            [settings.readings_topic], on_assign=self._assigned, on_revoke=self._revoked
+        )
 
     def _assigned(self, consumer, partitions) -> None:
         given = {(tp.topic, tp.partition) for tp in partitions}
@@ -117,7 +126,9 @@ class ConfluentSource:
         return partition_lag(self.assigned, self.positions, self._end)
 
     def _end(self, topic: str, partition: int) -> int | None:
-        _, end = self.consumer.get_watermark_offsets(self._kafka.TopicPartition(topic, partition), cached=True)
+        _, end = self.consumer.get_watermark_offsets(
+            self._kafka.TopicPartition(topic, partition), cached=True
+        )
         return end if end >= 0 else None
 
     def resume(self, partitions: set[Partition]) -> None:
@@ -131,7 +142,8 @@ class ConfluentSource:
         """Commit the next offset to read of each partition (synchronously)."""
         if offsets:
             self.consumer.commit(
-                offsets=[self._kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+                offsets=[self._kafka.TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=False,
             )
 
     def close(self) -> None:

@@ -16,7 +16,12 @@ import threading
 import time
 
 from kafka import KafkaAdminClient
-from kafka.errors import KafkaConnectionError, KafkaError, SaslAuthenticationFailedError, UnsupportedSaslMechanismError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+)
 from kafka.net.sasl import register_sasl_mechanism
 from kafka.net.sasl.scram import SaslMechanismScram
 
@@ -33,7 +38,9 @@ class _Scram(SaslMechanismScram):
 
     def receive(self, auth_bytes: bytes) -> bool:
         if auth_bytes.startswith(b"e="):
-            raise SaslAuthenticationFailedError(f"the broker said {auth_bytes[2:].decode(errors='replace')!r}")
+            raise SaslAuthenticationFailedError(
+                f"the broker said {auth_bytes[2:].decode(errors='replace')!r}"
+            )
         return super().receive(auth_bytes)
 
 
@@ -67,7 +74,10 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> bool:
     from sensorwatch.pipeline.kafka.clients import servers
 
     watch = _Watch()
-    loggers = [logging.getLogger(name) for name in ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport")
+    ]
     levels = [logger.level for logger in loggers]
     for logger in loggers:  # the retries' reasons reach the watch, and stop there
         logger.setLevel(logging.WARNING)
@@ -77,8 +87,10 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> bool:
     def attempt() -> None:
         try:
             KafkaAdminClient(
-                bootstrap_servers=servers(settings), bootstrap_timeout_ms=int(timeout_s * 1000),
-                request_timeout_ms=int(timeout_s * 1000), **settings.kafka_security(),
+                bootstrap_servers=servers(settings),
+                bootstrap_timeout_ms=int(timeout_s * 1000),
+                request_timeout_ms=int(timeout_s * 1000),
+                **settings.kafka_security(),
             ).close()
             outcome["in"] = True
         except KafkaError:
@@ -91,7 +103,9 @@ def check_login(settings: Settings, timeout_s: float = 10.0) -> bool:
         attempt_thread.start()
         deadline = time.monotonic() + timeout_s + 5
         while attempt_thread.is_alive() and watch.failure is None and time.monotonic() < deadline:
-            attempt_thread.join(0.05)  # a refusal is told at once, not after the client's own timeout
+            attempt_thread.join(
+                0.05
+            )  # a refusal is told at once, not after the client's own timeout
     finally:
         for logger, level in zip(loggers, levels):
             logger.removeFilter(watch)

@@ -26,7 +26,9 @@ def unreachable(servers: str, timeout_s: float = 2.0) -> str | None:
     for server in [s.strip() for s in servers.split(",") if s.strip()]:
         host, _, port = server.rpartition(":")
         try:
-            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout_s):
+            with socket.create_connection(
+                (host.strip("[]") or "localhost", int(port)), timeout=timeout_s
+            ):
                 return None
         except ValueError:
             reasons.append(f"{server}: not host:port")
@@ -46,7 +48,10 @@ def _why(exc: OSError) -> str:
 
 
 def wait_for_broker(
-    servers: str, timeout_s: float, sleep: Callable[[float], object] = time.sleep, what: str = "broker"
+    servers: str,
+    timeout_s: float,
+    sleep: Callable[[float], object] = time.sleep,
+    what: str = "broker",
 ) -> None:
     """Return once a bootstrap server accepts connections; retry with backoff for up to ``timeout_s``,
     then raise ``BrokerError``. One warning line when it starts waiting, one when it is back."""
@@ -54,9 +59,13 @@ def wait_for_broker(
     while (why := unreachable(servers)) is not None:
         waited = time.monotonic() - began
         if waited + delay > timeout_s:
-            raise BrokerError(f"no Kafka {what} reachable at {servers} after {waited:.0f} s ({why})")
+            raise BrokerError(
+                f"no Kafka {what} reachable at {servers} after {waited:.0f} s ({why})"
+            )
         if not said:
-            log.warning("Kafka %s unreachable (%s): retrying for up to %.0f s", what, why, timeout_s)
+            log.warning(
+                "Kafka %s unreachable (%s): retrying for up to %.0f s", what, why, timeout_s
+            )
             said = True
         sleep(delay)
         delay = min(delay * 2, 10.0)

@@ -48,13 +48,19 @@ class SinkError(KafkaError):
 
 
 class _ProducerSink:
-    def __init__(self, producer: KafkaProducer, topic: str, timeout_s: float = FLUSH_WAIT_S) -> None:
+    def __init__(
+        self, producer: KafkaProducer, topic: str, timeout_s: float = FLUSH_WAIT_S
+    ) -> None:
         self.producer, self.topic, self.timeout_s = producer, topic, timeout_s
         self._pending: list[_Send] = []
 
     def _send(self, item: _Send) -> None:
         item.future = self.producer.send(
-            item.topic, key=item.key, value=item.value, headers=item.headers, partition=item.partition
+            item.topic,
+            key=item.key,
+            value=item.value,
+            headers=item.headers,
+            partition=item.partition,
         )
         self._pending.append(item)
 
@@ -75,12 +81,16 @@ class _ProducerSink:
         for item in self._pending:
             future = item.future
             if future is None or not future.is_done or future.failed():
-                first = first or (future.exception if future is not None and future.is_done else None)
+                first = first or (
+                    future.exception if future is not None and future.is_done else None
+                )
                 item.future = None
                 failed.append(item)
         self._pending = failed
         if failed:
-            raise SinkError(f"{len(failed)} record(s) to {self.topic!r} not delivered: {first or 'timed out'}")
+            raise SinkError(
+                f"{len(failed)} record(s) to {self.topic!r} not delivered: {first or 'timed out'}"
+            )
 
     def close(self) -> None:
         self.producer.close()
@@ -117,12 +127,14 @@ def reference(dead: DeadLetter) -> bytes:
     """
     rec = dead.record
     value = rec.value or b""
-    return orjson.dumps({
-        "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
-        "size": len(value),
-        "key_size": len(rec.key or b""),
-        "prefix": base64.b64encode(value[:PREFIX_BYTES]).decode(),
-    })
+    return orjson.dumps(
+        {
+            "source": {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset},
+            "size": len(value),
+            "key_size": len(rec.key or b""),
+            "prefix": base64.b64encode(value[:PREFIX_BYTES]).decode(),
+        }
+    )
 
 
 def _prefix(key: bytes | None) -> bytes | None:
@@ -136,7 +148,12 @@ class EventSink(_ProducerSink):
         for event in out.events:
             log.info(
                 "anomaly %s asset=%s start=%s score=%.3f model=%s id=%s",
-                event.kind, event.asset_id, event.window_start, event.score, event.model_version, event.event_id,
+                event.kind,
+                event.asset_id,
+                event.window_start,
+                event.score,
+                event.model_version,
+                event.event_id,
             )
             headers = [("event_id", event.event_id.encode()), ("kind", event.kind.encode())]
             self._send(_Send(self.topic, event.asset_id.encode(), encode_event(event), headers))
@@ -149,7 +166,13 @@ class ChangelogSink(_ProducerSink):
     ``write`` only notes which assets changed; ``flush`` writes their state as it is then, after the
     checkpoint has flushed every output, so no state ever gets ahead of the outputs it implies."""
 
-    def __init__(self, producer: KafkaProducer, topic: str, processor: Processor, owners: dict[str, Partition]) -> None:
+    def __init__(
+        self,
+        producer: KafkaProducer,
+        topic: str,
+        processor: Processor,
+        owners: dict[str, Partition],
+    ) -> None:
         super().__init__(producer, topic)
         self.processor, self.owners = processor, owners
         self._touched: set[str] = set()
@@ -159,7 +182,9 @@ class ChangelogSink(_ProducerSink):
 
     def flush(self) -> None:
         for asset_id in sorted(self._touched):
-            where = self.owners.get(asset_id)  # an asset whose partition moved on is not ours to write
+            where = self.owners.get(
+                asset_id
+            )  # an asset whose partition moved on is not ours to write
             if where is not None:
                 value = state.encode(self.processor.export_state(asset_id))
                 self._send(_Send(self.topic, asset_id.encode(), value, [], where[1]))

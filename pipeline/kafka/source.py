@@ -58,7 +58,9 @@ class QuietProbe:
         elif now - self._quiet_since >= QUIET_PROBE_S and now - self._probed_at >= QUIET_PROBE_S:
             self._probed_at = now
             if reach.unreachable(self.settings.bootstrap_servers) is not None:
-                reach.wait_for_broker(self.settings.bootstrap_servers, self.settings.broker_timeout_s)
+                reach.wait_for_broker(
+                    self.settings.bootstrap_servers, self.settings.broker_timeout_s
+                )
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -104,17 +106,25 @@ class KafkaSource:
         After a few seconds without records it looks whether the broker is still there, and if
         not, waits it out (``reach.wait_for_broker``: one line, backoff, ``BrokerError`` after
         ``broker_timeout_s``)."""
-        polled = self.consumer.poll(self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms, self.max_records)
+        polled = self.consumer.poll(
+            self.settings.poll_timeout_ms if timeout_ms is None else timeout_ms, self.max_records
+        )
         self.probe.polled(bool(polled))
         for tp, records in polled.items():
             self.positions[tp.partition] = records[-1].offset + 1
         return [
-            Polled(r.topic, r.partition, r.offset, r.key, r.value) for records in polled.values() for r in records
+            Polled(r.topic, r.partition, r.offset, r.key, r.value)
+            for records in polled.values()
+            for r in records
         ]
 
     def lag(self) -> dict[int, int]:
         """Records on each assigned partition after the last one polled (``partition_lag``)."""
-        return partition_lag(self.assigned, self.positions, lambda t, p: self.consumer.highwater(TopicPartition(t, p)))
+        return partition_lag(
+            self.assigned,
+            self.positions,
+            lambda t, p: self.consumer.highwater(TopicPartition(t, p)),
+        )
 
     def resume(self, partitions: set[Partition]) -> None:
         """Start fetching partitions whose state is restored."""
@@ -127,7 +137,10 @@ class KafkaSource:
         """Commit the next offset to read of each partition (synchronously)."""
         if offsets:
             self.consumer.commit(
-                {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+                {
+                    TopicPartition(t, p): OffsetAndMetadata(o, "", -1)
+                    for (t, p), o in offsets.items()
+                }
             )
 
     def close(self) -> None:

@@ -26,14 +26,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sensorwatch.pipeline")
 
-HOW_TO = ("Verdict: set the `verdict` tag (pencil by Tags) to confirmed, false-positive or investigate, "
-          "or run `sensorwatch review label {ref} confirmed --note \"why\"`. The plot is anomaly.png under Artifacts.")
+HOW_TO = (
+    "Verdict: set the `verdict` tag (pencil by Tags) to confirmed, false-positive or investigate, "
+    'or run `sensorwatch review label {ref} confirmed --note "why"`. The plot is anomaly.png under Artifacts.'
+)
 
 
 class AnomalyLog:
     """Writes anomaly events to one experiment of one MLflow store (from one thread)."""
 
-    def __init__(self, store: Store, experiment: str = "sensorwatch-anomalies", ui_url: str = "") -> None:
+    def __init__(
+        self, store: Store, experiment: str = "sensorwatch-anomalies", ui_url: str = ""
+    ) -> None:
         self.store, self.experiment = store, experiment
         self.ui = runs.ui_base(ui_url, store.tracking_uri)
         self.dirty: set[str] = set()  # parent runs whose table is behind
@@ -62,22 +66,45 @@ class AnomalyLog:
         run_id = self._runs.get(e.event_id)
         fresh = False
         if run_id is None:
-            found = client.search_runs([exp], f"tags.`{runs.EVENT_TAG}` = '{e.event_id}'", max_results=1)
+            found = client.search_runs(
+                [exp], f"tags.`{runs.EVENT_TAG}` = '{e.event_id}'", max_results=1
+            )
             if found:
                 run_id, fresh = found[0].info.run_id, "start" not in found[0].data.params
             else:
                 run_id, fresh = self._new_run(client, exp, e), True
         now = int(time.time() * 1000)
         step = 1 if e.kind == "cleared" else 0
-        figures = {"peak_score": e.score, "threshold": e.threshold, "margin": e.margin, "windows": float(e.windows),
-                   "duration_s": e.duration_s, **{f"share.{c}": v for c, v in e.contributions.items()}}
-        params = [Param("asset", e.asset_id[:500]), Param("start", e.window_start), Param("model_version", e.model_version),
-                  Param("event_id", e.event_id)] if fresh else []
-        tags = [RunTag(runs.STATE_TAG, "cleared" if e.kind == "cleared" else "open"), RunTag(runs.END_TAG, e.window_end),
-                RunTag(runs.TOP_TAG, _top(e))]
-        client.log_batch(run_id, [Metric(k, float(v), now, step) for k, v in figures.items()], params, tags)
+        figures = {
+            "peak_score": e.score,
+            "threshold": e.threshold,
+            "margin": e.margin,
+            "windows": float(e.windows),
+            "duration_s": e.duration_s,
+            **{f"share.{c}": v for c, v in e.contributions.items()},
+        }
+        params = (
+            [
+                Param("asset", e.asset_id[:500]),
+                Param("start", e.window_start),
+                Param("model_version", e.model_version),
+                Param("event_id", e.event_id),
+            ]
+            if fresh
+            else []
+        )
+        tags = [
+            RunTag(runs.STATE_TAG, "cleared" if e.kind == "cleared" else "open"),
+            RunTag(runs.END_TAG, e.window_end),
+            RunTag(runs.TOP_TAG, _top(e)),
+        ]
+        client.log_batch(
+            run_id, [Metric(k, float(v), now, step) for k, v in figures.items()], params, tags
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / runs.EVENT_FILE).write_text(json.dumps({**e.to_dict(), "duration_s": e.duration_s}, indent=2))
+            (Path(tmp) / runs.EVENT_FILE).write_text(
+                json.dumps({**e.to_dict(), "duration_s": e.duration_s}, indent=2)
+            )
             if item.window is not None:
                 (Path(tmp) / runs.PLOT).write_bytes(self._plot(item))
             client.log_artifacts(run_id, tmp)
@@ -90,9 +117,15 @@ class AnomalyLog:
         parent = self._parent(client, exp, e.model_version, runs.day_of(e.start_ms))
         version_url = f"{self.ui}/#/models/{self.store.model_name}/versions/{e.model_version}"
         tags = {
-            runs.KIND_TAG: "anomaly", runs.EVENT_TAG: e.event_id, runs.ASSET_TAG: e.asset_id[:5000],
-            runs.MODEL_TAG: self.store.model_name, runs.VERSION_TAG: e.model_version, runs.DAY_TAG: runs.day_of(e.start_ms),
-            runs.VERDICT_TAG: runs.UNREVIEWED, runs.PARENT_TAG: parent, "sensorwatch.model_version_url": version_url,
+            runs.KIND_TAG: "anomaly",
+            runs.EVENT_TAG: e.event_id,
+            runs.ASSET_TAG: e.asset_id[:5000],
+            runs.MODEL_TAG: self.store.model_name,
+            runs.VERSION_TAG: e.model_version,
+            runs.DAY_TAG: runs.day_of(e.start_ms),
+            runs.VERDICT_TAG: runs.UNREVIEWED,
+            runs.PARENT_TAG: parent,
+            "sensorwatch.model_version_url": version_url,
             runs.NOTE_TAG: HOW_TO.format(ref=e.event_id[:8]),
         }
         name = f"{e.asset_id[:80]} {e.window_start[:19].replace('T', ' ')}"
@@ -103,20 +136,34 @@ class AnomalyLog:
     def _parent(self, client: Any, exp: str, version: str, day: str) -> str:
         key = (version, day)
         if key not in self._parents:
-            query = (f"tags.`{runs.KIND_TAG}` = 'day' and tags.`{runs.VERSION_TAG}` = '{version}' "
-                     f"and tags.`{runs.DAY_TAG}` = '{day}'")
-            found = [r for r in client.search_runs([exp], query) if r.data.tags.get(runs.MODEL_TAG) == self.store.model_name]
+            query = (
+                f"tags.`{runs.KIND_TAG}` = 'day' and tags.`{runs.VERSION_TAG}` = '{version}' "
+                f"and tags.`{runs.DAY_TAG}` = '{day}'"
+            )
+            found = [
+                r
+                for r in client.search_runs([exp], query)
+                if r.data.tags.get(runs.MODEL_TAG) == self.store.model_name
+            ]
             if found:
                 self._parents[key] = found[0].info.run_id
             else:
                 tags = {
-                    runs.KIND_TAG: "day", runs.VERSION_TAG: version, runs.DAY_TAG: day, runs.MODEL_TAG: self.store.model_name,
+                    runs.KIND_TAG: "day",
+                    runs.VERSION_TAG: version,
+                    runs.DAY_TAG: day,
+                    runs.MODEL_TAG: self.store.model_name,
                     runs.LOGGED_ARTIFACTS_TAG: json.dumps([{"path": runs.TABLE, "type": "table"}]),
                     runs.NOTE_TAG: f"Anomalies flagged on {day} by {self.store.model_name} version {version}: "
-                                   f"the table is {runs.TABLE}; each anomaly is a run below this one.",
+                    f"the table is {runs.TABLE}; each anomaly is a run below this one.",
                 }
                 start = int(np.datetime64(day, "ms").astype(np.int64))
-                run = client.create_run(exp, start_time=start, tags=tags, run_name=f"{self.store.model_name} v{version} {day}")
+                run = client.create_run(
+                    exp,
+                    start_time=start,
+                    tags=tags,
+                    run_name=f"{self.store.model_name} v{version} {day}",
+                )
                 self._parents[key] = run.info.run_id
         return self._parents[key]
 
@@ -126,8 +173,13 @@ class AnomalyLog:
 
         client, exp = self._connect()
         for parent in sorted(self.dirty):
-            children = client.search_runs([exp], f"tags.`{runs.PARENT_TAG}` = '{parent}'", max_results=10_000)
-            rows = sorted((runs.Anomaly.of(r).row() for r in children), key=lambda row: (row["start"], row["asset"]))
+            children = client.search_runs(
+                [exp], f"tags.`{runs.PARENT_TAG}` = '{parent}'", max_results=10_000
+            )
+            rows = sorted(
+                (runs.Anomaly.of(r).row() for r in children),
+                key=lambda row: (row["start"], row["asset"]),
+            )
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / runs.TABLE
                 pd.DataFrame(rows).to_json(path, orient="split", index=False)
@@ -142,8 +194,12 @@ class AnomalyLog:
         self._linked.add(version)
         url = runs.experiment_url(self.ui, exp, f"tags.`{runs.VERSION_TAG}` = '{version}'")
         try:
-            client.set_model_version_tag(self.store.model_name, version, "sensorwatch.anomalies", url)
-        except Exception as exc:  # a version this registry does not hold (a local model): no page to link from
+            client.set_model_version_tag(
+                self.store.model_name, version, "sensorwatch.anomalies", url
+            )
+        except (
+            Exception
+        ) as exc:  # a version this registry does not hold (a local model): no page to link from
             log.debug("no anomalies link on version %s: %s", version, exc)
 
     def _plot(self, item: Flagged) -> bytes:
@@ -151,8 +207,10 @@ class AnomalyLog:
         window = np.asarray(item.window, np.float32)
         recon = detector.reconstruct(window[None])[0]
         errors = item.errors if item.errors is not None else np.zeros(window.shape[1])
-        title = (f"{e.asset_id}  {e.window_start[:19]} → {e.window_end[:19]}  peak {e.score:.3g} > threshold "
-                 f"{e.threshold:.3g}  model v{e.model_version}  ({e.kind})")
+        title = (
+            f"{e.asset_id}  {e.window_start[:19]} → {e.window_end[:19]}  peak {e.score:.3g} > threshold "
+            f"{e.threshold:.3g}  model v{e.model_version}  ({e.kind})"
+        )
         return plot.anomaly_png(window, recon, errors, detector.spec.channels, e.threshold, title)
 
 

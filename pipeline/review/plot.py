@@ -12,7 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-MOST_CHANNELS = 8  # a window of many channels shows its worst ones; the rest are counted in the title
+MOST_CHANNELS = (
+    8  # a window of many channels shows its worst ones; the rest are counted in the title
+)
 
 
 def anomaly_png(
@@ -39,20 +41,41 @@ def anomaly_png(
     marked = set(order[:top].tolist())
     rows = len(shown)
     height = 1.1 + 1.0 * rows
-    fig = Figure(figsize=(10, height), dpi=72)  # a fixed layout: a constrained one doubles the drawing time
+    fig = Figure(
+        figsize=(10, height), dpi=72
+    )  # a fixed layout: a constrained one doubles the drawing time
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows, 2, width_ratios=(3, 1), left=0.12, right=0.98, bottom=0.5 / height,
-                            top=1 - 0.55 / height, wspace=0.25, hspace=0.15)
+    grid = fig.add_gridspec(
+        rows,
+        2,
+        width_ratios=(3, 1),
+        left=0.12,
+        right=0.98,
+        bottom=0.5 / height,
+        top=1 - 0.55 / height,
+        wspace=0.25,
+        hspace=0.15,
+    )
     more = len(channels) - rows
-    fig.suptitle(title + (f"  ({more} quieter channels not shown)" if more > 0 else ""), fontsize=10)
+    fig.suptitle(
+        title + (f"  ({more} quieter channels not shown)" if more > 0 else ""), fontsize=10
+    )
     steps = np.arange(window.shape[0])
     for row, c in enumerate(shown):
         ax = fig.add_subplot(grid[row, 0])
         hot = c in marked
         ax.plot(steps, window[:, c], color="#c0392b" if hot else "#2c3e50", lw=1.4, label="reading")
-        ax.plot(steps, reconstruction[:, c], color="#7f8c8d", lw=1.1, ls="--", label="reconstruction")
-        ax.set_ylabel(channels[c] + (" ◀" if hot else ""), fontsize=8, color="#c0392b" if hot else "black",
-                      rotation=0, ha="right", va="center")
+        ax.plot(
+            steps, reconstruction[:, c], color="#7f8c8d", lw=1.1, ls="--", label="reconstruction"
+        )
+        ax.set_ylabel(
+            channels[c] + (" ◀" if hot else ""),
+            fontsize=8,
+            color="#c0392b" if hot else "black",
+            rotation=0,
+            ha="right",
+            va="center",
+        )
         ax.tick_params(labelsize=7)
         if row == 0:
             ax.legend(fontsize=7, loc="upper left", ncols=2, frameon=False)
@@ -65,7 +88,9 @@ def anomaly_png(
     colors = ["#c0392b" if c in marked else "#95a5a6" for c in shown][::-1]
     bars.barh(names, values, color=colors)
     bars.axvline(threshold, color="black", ls=":", lw=1.2, label=f"threshold {threshold:.3g}")
-    if max(values, default=0.0) > 50 * max(threshold, 1e-12):  # a huge error would flatten every other bar
+    if max(values, default=0.0) > 50 * max(
+        threshold, 1e-12
+    ):  # a huge error would flatten every other bar
         bars.set_xscale("symlog", linthresh=max(threshold / 10, 1e-6))
     bars.set_title("error per channel", fontsize=9)
     bars.tick_params(labelsize=7)

@@ -67,7 +67,9 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 
 def experiment_url(base: str, experiment_id: str, search: str = "") -> str:
     """The experiment's page in the UI, with a run search filled in."""
-    return f"{base}/#/experiments/{experiment_id}/runs" + (f"?searchFilter={quote(search)}" if search else "")
+    return f"{base}/#/experiments/{experiment_id}/runs" + (
+        f"?searchFilter={quote(search)}" if search else ""
+    )
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,26 @@ class Change:
     note: str = ""
 
     def encode(self) -> str:
-        return json.dumps({"who": self.who, "when": self.when, "old": self.old, "new": self.new, "note": self.note})
+        return json.dumps(
+            {
+                "who": self.who,
+                "when": self.when,
+                "old": self.old,
+                "new": self.new,
+                "note": self.note,
+            }
+        )
 
     @classmethod
     def decode(cls, text: str) -> Change:
         doc = json.loads(text)
-        return cls(str(doc.get("who", "")), str(doc.get("when", "")), str(doc.get("old", "")), str(doc.get("new", "")),
-                   str(doc.get("note", "")))
+        return cls(
+            str(doc.get("who", "")),
+            str(doc.get("when", "")),
+            str(doc.get("old", "")),
+            str(doc.get("new", "")),
+            str(doc.get("note", "")),
+        )
 
 
 def history_of(tags: dict[str, str]) -> list[Change]:
@@ -176,16 +191,28 @@ class Anomaly:
             note=tags.get(NOTE_TAG, ""),
             artifact_uri=run.info.artifact_uri or "",
             history=history_of(tags),
-            shares={k.removeprefix("share."): v for k, v in metrics.items() if k.startswith("share.")},
+            shares={
+                k.removeprefix("share."): v for k, v in metrics.items() if k.startswith("share.")
+            },
         )
 
     def row(self) -> dict[str, Any]:
         """A row of the day's table and of ``review list``."""
         return {
-            "event_id": self.event_id, "asset": self.asset, "start": self.start, "end": self.end,
-            "duration_s": round(self.duration_s, 3), "peak_score": self.peak, "threshold": self.threshold,
-            "margin": self.margin, "windows": self.windows, "top_channels": self.top_channels,
-            "model_version": self.model_version, "state": self.state, "verdict": self.verdict, "run_id": self.run_id,
+            "event_id": self.event_id,
+            "asset": self.asset,
+            "start": self.start,
+            "end": self.end,
+            "duration_s": round(self.duration_s, 3),
+            "peak_score": self.peak,
+            "threshold": self.threshold,
+            "margin": self.margin,
+            "windows": self.windows,
+            "top_channels": self.top_channels,
+            "model_version": self.model_version,
+            "state": self.state,
+            "verdict": self.verdict,
+            "run_id": self.run_id,
         }
 
 

@@ -76,19 +76,31 @@ class Flagger:
         for i in np.flatnonzero(marks):
             asset = batch.asset_ids[i]
             if decisions.alarm[i]:
-                self._keep(asset, float(decisions.scores[i]), batch.windows[i],
-                           decisions.errors[i] if decisions.errors is not None else None)
+                self._keep(
+                    asset,
+                    float(decisions.scores[i]),
+                    batch.windows[i],
+                    decisions.errors[i] if decisions.errors is not None else None,
+                )
             flagged += [self._flag(e, detector) for e in at.pop((asset, int(batch.end_ms[i])), ())]
-        flagged += [self._flag(e, detector) for events in at.values() for e in events]  # none expected
+        flagged += [
+            self._flag(e, detector) for events in at.values() for e in events
+        ]  # none expected
         return flagged
 
-    def _keep(self, asset: str, score: float, window: np.ndarray, errors: np.ndarray | None) -> None:
+    def _keep(
+        self, asset: str, score: float, window: np.ndarray, errors: np.ndarray | None
+    ) -> None:
         worst = self._worst.get(asset)
         if worst is None or score > worst[0]:
             self._worst[asset] = (score, window.copy(), None if errors is None else errors.copy())
 
     def _flag(self, event: AnomalyEvent, detector: Detector) -> Flagged:
-        worst = self._worst.pop(event.asset_id, None) if event.kind == "cleared" else self._worst.get(event.asset_id)
+        worst = (
+            self._worst.pop(event.asset_id, None)
+            if event.kind == "cleared"
+            else self._worst.get(event.asset_id)
+        )
         return Flagged(event, detector, *(worst[1:] if worst else (None, None)))
 
 
@@ -96,8 +108,15 @@ class ReviewSink:
     """Anomaly events → MLflow experiment ``experiment``, through a bounded queue and one worker."""
 
     def __init__(
-        self, store: Store, processor: Processor, *, experiment: str = "sensorwatch-anomalies", buffer: int = 10_000,
-        drain_s: float = 15.0, ui_url: str = "", metrics: ServiceMetrics | None = None,
+        self,
+        store: Store,
+        processor: Processor,
+        *,
+        experiment: str = "sensorwatch-anomalies",
+        buffer: int = 10_000,
+        drain_s: float = 15.0,
+        ui_url: str = "",
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.store, self.processor, self.experiment = store, processor, experiment
         self.buffer, self.drain_s, self.metrics = max(1, buffer), drain_s, metrics
@@ -148,7 +167,9 @@ class ReviewSink:
             left = len(self._queue) + self._inflight
             self._queue.clear()
         if left:
-            self._dropped(left, f"MLflow did not take them within {self.drain_s:g} s of shutdown", force=True)
+            self._dropped(
+                left, f"MLflow did not take them within {self.drain_s:g} s of shutdown", force=True
+            )
 
     @property
     def pending(self) -> int:
@@ -181,7 +202,8 @@ class ReviewSink:
             if self._failing_since is not None:
                 log.warning(
                     "review: MLflow takes anomalies again after %.0f s; %d queued",
-                    time.monotonic() - self._failing_since, len(self._queue),
+                    time.monotonic() - self._failing_since,
+                    len(self._queue),
                 )
                 self._failing_since = None
 
@@ -200,7 +222,9 @@ class ReviewSink:
                 if self._stopping and time.monotonic() >= self._deadline:
                     break
                 self.mlflow.log(item)
-                covered = {j for j in range(i + 1) if batch[j].event.event_id == item.event.event_id} - done
+                covered = {
+                    j for j in range(i + 1) if batch[j].event.event_id == item.event.event_id
+                } - done
                 done |= covered
                 self._inflight -= len(covered)
             self.mlflow.tables()
@@ -228,7 +252,9 @@ class ReviewSink:
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             log.warning(
                 "review: MLflow does not take anomalies (%s); holding %d (at most %d), retrying with backoff",
-                why, len(self._queue), self.buffer,
+                why,
+                len(self._queue),
+                self.buffer,
             )
 
     def _dropped(self, n: int, why: str, force: bool = False) -> None:
@@ -240,7 +266,9 @@ class ReviewSink:
             self._warned["drop"] = now
             log.warning(
                 "review: %d anomaly event(s) not logged to MLflow (%s; %d dropped in all); they are on the anomalies topic",
-                n, why, self.dropped,
+                n,
+                why,
+                self.dropped,
             )
 
     def _gauge(self) -> None:

@@ -22,7 +22,9 @@ DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 class Reviews:
     """Anomaly runs of one experiment in one MLflow store."""
 
-    def __init__(self, store: Store, experiment: str = "sensorwatch-anomalies", ui_url: str = "") -> None:
+    def __init__(
+        self, store: Store, experiment: str = "sensorwatch-anomalies", ui_url: str = ""
+    ) -> None:
         from mlflow import MlflowClient
 
         mlflow_for(store)
@@ -33,19 +35,29 @@ class Reviews:
         self.ui = runs.ui_base(ui_url, store.tracking_uri)
 
     def list(
-        self, day: str | None = None, asset: str | None = None, version: str | None = None, verdict: str | None = None,
+        self,
+        day: str | None = None,
+        asset: str | None = None,
+        version: str | None = None,
+        verdict: str | None = None,
         limit: int = 100,
     ) -> list[runs.Anomaly]:
         """Anomalies, newest first, that match every filter given."""
         if day is not None and not DAY.match(day):
             raise UserError(f"day: not YYYY-MM-DD: {day!r}")
         if verdict is not None and verdict not in (runs.UNREVIEWED, *runs.VERDICTS):
-            raise UserError(f"verdict: one of {', '.join((runs.UNREVIEWED, *runs.VERDICTS))}, got {verdict!r}")
+            raise UserError(
+                f"verdict: one of {', '.join((runs.UNREVIEWED, *runs.VERDICTS))}, got {verdict!r}"
+            )
         if self.experiment_id is None:
             return []
         query = [f"tags.`{runs.KIND_TAG}` = 'anomaly'"]
-        for tag, value in ((runs.DAY_TAG, day), (runs.VERSION_TAG, version), (runs.VERDICT_TAG, verdict),
-                           (runs.ASSET_TAG, asset)):
+        for tag, value in (
+            (runs.DAY_TAG, day),
+            (runs.VERSION_TAG, version),
+            (runs.VERDICT_TAG, verdict),
+            (runs.ASSET_TAG, asset),
+        ):
             if value is not None and "'" not in value:
                 query.append(f"tags.`{tag}` = '{value}'")
         found = self._search(" and ".join(query), limit)
@@ -56,7 +68,10 @@ class Reviews:
     def _search(self, query: str, limit: int) -> list[runs.Anomaly]:
         assert self.experiment_id is not None
         found = self.client.search_runs(
-            [self.experiment_id], query, max_results=max(1, min(limit, 50_000)), order_by=["attributes.start_time DESC"],
+            [self.experiment_id],
+            query,
+            max_results=max(1, min(limit, 50_000)),
+            order_by=["attributes.start_time DESC"],
         )
         return [runs.Anomaly.of(r) for r in found]
 
@@ -64,7 +79,9 @@ class Reviews:
         """The anomaly an event id (or its first characters, as ``list`` shows them) or run id names."""
         ref = ref.strip().lower()
         if self.experiment_id is None:
-            raise UserError(f"no anomalies yet: MLflow experiment {self.experiment!r} does not exist")
+            raise UserError(
+                f"no anomalies yet: MLflow experiment {self.experiment!r} does not exist"
+            )
         if RUN_ID.match(ref):
             from mlflow.exceptions import MlflowException
 
@@ -75,8 +92,12 @@ class Reviews:
             if run is not None and run.data.tags.get(runs.KIND_TAG) == "anomaly":
                 return runs.Anomaly.of(run)
         if not EVENT_ID.match(ref):
-            raise UserError(f"not an anomaly id: {ref!r} (an event id, its first 8 characters, or a run id)")
-        found = self._search(f"tags.`{runs.KIND_TAG}` = 'anomaly' and tags.`{runs.EVENT_TAG}` LIKE '{ref}%'", 3)
+            raise UserError(
+                f"not an anomaly id: {ref!r} (an event id, its first 8 characters, or a run id)"
+            )
+        found = self._search(
+            f"tags.`{runs.KIND_TAG}` = 'anomaly' and tags.`{runs.EVENT_TAG}` LIKE '{ref}%'", 3
+        )
         if not found:
             raise UserError(f"no anomaly {ref!r} in experiment {self.experiment!r}")
         if len(found) > 1:
@@ -90,12 +111,25 @@ class Reviews:
         if verdict not in runs.VERDICTS:
             raise UserError(f"verdict: one of {', '.join(runs.VERDICTS)}, got {verdict!r}")
         anomaly = self.find(ref)
-        recorded = sum(1 for k in self.client.get_run(anomaly.run_id).data.tags if k.startswith(runs.HISTORY_PREFIX))
+        recorded = sum(
+            1
+            for k in self.client.get_run(anomaly.run_id).data.tags
+            if k.startswith(runs.HISTORY_PREFIX)
+        )
         when = runs.now_iso()
-        unseen = [c for c in anomaly.history[recorded:]]  # a change made in the UI since the last one recorded
+        unseen = [
+            c for c in anomaly.history[recorded:]
+        ]  # a change made in the UI since the last one recorded
         change = runs.Change(by, when, anomaly.verdict, verdict, note)
-        tags = [RunTag(runs.history_key(recorded + i + 1), c.encode()) for i, c in enumerate([*unseen, change])]
-        tags += [RunTag(runs.VERDICT_TAG, verdict), RunTag("verdict.by", by), RunTag("verdict.at", when)]
+        tags = [
+            RunTag(runs.history_key(recorded + i + 1), c.encode())
+            for i, c in enumerate([*unseen, change])
+        ]
+        tags += [
+            RunTag(runs.VERDICT_TAG, verdict),
+            RunTag("verdict.by", by),
+            RunTag("verdict.at", when),
+        ]
         if note:
             text = f"{verdict} ({by}, {when}): {note}"
             tags.append(RunTag(runs.NOTE_TAG, f"{anomaly.note}\n\n{text}".strip()))
@@ -113,15 +147,25 @@ class Reviews:
 
     def reviewed(self, limit: int = 50_000) -> list[runs.Anomaly]:
         """Every anomaly with a verdict of confirmed or false-positive."""
-        return [a for v in ("confirmed", "false-positive") for a in self.list(verdict=v, limit=limit)]
+        return [
+            a for v in ("confirmed", "false-positive") for a in self.list(verdict=v, limit=limit)
+        ]
 
 
 def summary(a: runs.Anomaly) -> dict[str, Any]:
     """What ``review list`` prints of one anomaly."""
     return {
-        "id": a.event_id[:8], "day": a.day, "asset": a.asset, "start": a.start[11:19], "duration": _duration(a.duration_s),
-        "peak": f"{a.peak:.3g}", "threshold": f"{a.threshold:.3g}", "top channels": a.top_channels,
-        "version": a.model_version, "state": a.state, "verdict": a.verdict,
+        "id": a.event_id[:8],
+        "day": a.day,
+        "asset": a.asset,
+        "start": a.start[11:19],
+        "duration": _duration(a.duration_s),
+        "peak": f"{a.peak:.3g}",
+        "threshold": f"{a.threshold:.3g}",
+        "top channels": a.top_channels,
+        "version": a.model_version,
+        "state": a.state,
+        "verdict": a.verdict,
     }
 
 

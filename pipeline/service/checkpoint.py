@@ -117,7 +117,8 @@ class Checkpoint:
                 if not said:
                     log.warning(
                         "broker unreachable (%s): holding this poll's output, retrying for up to %.0f s",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__, self.retry_for_s,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        self.retry_for_s,
                     )
                     said = True
                 self.sleep(delay)

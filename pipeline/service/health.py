@@ -31,7 +31,9 @@ class Health:
     """The service's liveness and readiness, updated by the loop and read by the endpoints."""
 
     def __init__(
-        self, settings: Settings, clock: Callable[[], float] = time.monotonic,
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
         broker_unreachable: Callable[[str], str | None] = reach.unreachable,
     ) -> None:
         self.servers = settings.bootstrap_servers
@@ -70,8 +72,10 @@ class Health:
         if broker is not None:
             reasons.append(f"broker unreachable: {broker}")
         return not reasons, {
-            "status": "ready" if not reasons else "not ready", "reasons": reasons,
-            "model_version": self.model_version, "partitions": partitions,
+            "status": "ready" if not reasons else "not ready",
+            "reasons": reasons,
+            "model_version": self.model_version,
+            "partitions": partitions,
         }
 
     def broker_unreachable(self) -> str | None:
@@ -79,7 +83,9 @@ class Health:
         with self._lock:
             looked, why = self._broker
             if self.clock() - looked >= BROKER_LOOK_S:
-                why = self._unreachable(self.servers, 1.0) if self.servers else "no bootstrap servers"
+                why = (
+                    self._unreachable(self.servers, 1.0) if self.servers else "no bootstrap servers"
+                )
                 self._broker = (self.clock(), why)
             return why
 
@@ -89,31 +95,44 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # a scrape every few seconds is not news
+    def log_message(
+        self, format: str, *args: object
+    ) -> None:  # a scrape every few seconds is not news
         pass
 
 
 class Endpoints:
     """``/healthz``, ``/readyz`` and ``/metrics`` on ``port`` (all interfaces), on a daemon thread."""
 
-    def __init__(self, port: int, metrics: ServiceMetrics, health: Health, host: str = "0.0.0.0") -> None:
+    def __init__(
+        self, port: int, metrics: ServiceMetrics, health: Health, host: str = "0.0.0.0"
+    ) -> None:
         self.health = health
         self._metrics = make_wsgi_app(metrics.registry)
         try:
-            self._server = make_server(host, port, self._app, server_class=_Server, handler_class=_Quiet)
+            self._server = make_server(
+                host, port, self._app, server_class=_Server, handler_class=_Quiet
+            )
         except OSError as exc:
             from sensorwatch.pipeline.errors import UserError
 
-            raise UserError(f"metrics_port {port}: cannot listen there ({exc.strerror or exc})") from None
+            raise UserError(
+                f"metrics_port {port}: cannot listen there ({exc.strerror or exc})"
+            ) from None
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="sensorwatch-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sensorwatch-http", daemon=True
+        )
         self._thread.start()
 
     def _app(self, environ, start_response):
         path = environ.get("PATH_INFO", "/")
         if path in ("/healthz", "/readyz"):
             ok, body = self.health.live() if path == "/healthz" else self.health.ready()
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "application/json")])
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json")],
+            )
             return [json.dumps(body).encode()]
         if path in ("/metrics", "/"):
             return self._metrics(environ, start_response)

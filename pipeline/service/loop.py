@@ -24,7 +24,17 @@ from sensorwatch.pipeline.service.report import Reporter, Stats
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.step import (
-    Parsed, ParseRules, Partition, Polled, StepOutput, Windowed, decide, drain, parse, release_quiet, window,
+    Parsed,
+    ParseRules,
+    Partition,
+    Polled,
+    StepOutput,
+    Windowed,
+    decide,
+    drain,
+    parse,
+    release_quiet,
+    window,
 )
 
 if TYPE_CHECKING:
@@ -84,10 +94,18 @@ class Service:
         self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
         self.source, self.restore = source, restore
         self.checkpoint = Checkpoint(
-            sinks, source.commit, state, retry_for_s=settings.broker_timeout_s, every_s=settings.commit_interval_s
+            sinks,
+            source.commit,
+            state,
+            retry_for_s=settings.broker_timeout_s,
+            every_s=settings.commit_interval_s,
         )
         self.owners: dict[str, Partition] = {}  # asset id → partition: whose state goes where
-        cache = ChampionCache(settings.cache_dir, store.model_name, settings.model_alias) if store else None
+        cache = (
+            ChampionCache(settings.cache_dir, store.model_name, settings.model_alias)
+            if store
+            else None
+        )
         self.metrics = metrics or ServiceMetrics()
         self.health = health or Health(settings)
         self.health.partitions = lambda: self.source.assigned
@@ -95,9 +113,15 @@ class Service:
         self.endpoints = endpoints
         self._observed = float("-inf")
         self.reloader = Reloader(
-            store, settings.model_alias, settings.reload_interval_s, cache=cache, on_refused=self.metrics.model_refused.inc
+            store,
+            settings.model_alias,
+            settings.reload_interval_s,
+            cache=cache,
+            on_refused=self.metrics.model_refused.inc,
         )
-        self.report = Reporter(self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s)
+        self.report = Reporter(
+            self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s
+        )
         self._quiet_checked = time.monotonic()
         self._scorer = ThreadPoolExecutor(1, thread_name_prefix="sensorwatch-score")
         self._pending: tuple[Windowed, Future, float] | None = None  # a poll being scored
@@ -106,7 +130,11 @@ class Service:
 
     @classmethod
     def on_kafka(
-        cls, settings: Settings, detector: Detector, store: Store | None = None, connection: Connection | None = None,
+        cls,
+        settings: Settings,
+        detector: Detector,
+        store: Store | None = None,
+        connection: Connection | None = None,
         **operator: Any,
     ) -> Service:
         """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
@@ -115,17 +143,26 @@ class Service:
         ``operator``: the metrics, health and endpoints, when made before (see ``__init__``)."""
         from sensorwatch.pipeline.kafka import changelog
         from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
-
         from sensorwatch.pipeline.service.connect import connect
 
         connection = connection or connect(settings)
         source, producer, topic = connection.source, connection.producer, connection.changelog_topic
-        sinks = [DeadLetterSink(producer, settings.dlq_topic), EventSink(producer, settings.anomalies_topic)]
+        sinks = [
+            DeadLetterSink(producer, settings.dlq_topic),
+            EventSink(producer, settings.anomalies_topic),
+        ]
         service = cls(
-            settings, detector, source, sinks, store,
-            restore=lambda parts, processor: changelog.restore(settings, parts, processor), **operator,
+            settings,
+            detector,
+            source,
+            sinks,
+            store,
+            restore=lambda parts, processor: changelog.restore(settings, parts, processor),
+            **operator,
         )
-        service.checkpoint.state.append(ChangelogSink(producer, topic, service.processor, service.owners))
+        service.checkpoint.state.append(
+            ChangelogSink(producer, topic, service.processor, service.owners)
+        )
         if settings.archive_uri:
             from sensorwatch.pipeline.archive import ArchiveSink
 
@@ -134,10 +171,17 @@ class Service:
         if store is not None and settings.review_buffer > 0:
             from sensorwatch.pipeline.review.sink import ReviewSink
 
-            service.checkpoint.sinks.append(ReviewSink(
-                store, service.processor, experiment=settings.review_experiment, buffer=settings.review_buffer,
-                drain_s=settings.review_drain_s, ui_url=settings.review_ui_url, metrics=service.metrics,
-            ))
+            service.checkpoint.sinks.append(
+                ReviewSink(
+                    store,
+                    service.processor,
+                    experiment=settings.review_experiment,
+                    buffer=settings.review_buffer,
+                    drain_s=settings.review_drain_s,
+                    ui_url=settings.review_ui_url,
+                    metrics=service.metrics,
+                )
+            )
         source.on_revoke = service.forget  # the group calls it from inside a later poll
         return service
 
@@ -177,7 +221,9 @@ class Service:
                     self._begin(parsed)
             self._complete()
             began = time.perf_counter()
-            self._finish(drain(self.processor), began, force=True)  # what waits for its grace period
+            self._finish(
+                drain(self.processor), began, force=True
+            )  # what waits for its grace period
         finally:
             self.health.stopped()
             if self.endpoints is not None:
@@ -204,7 +250,9 @@ class Service:
     def _begin(self, parsed: tuple[Parsed, float]) -> None:
         """Window a parsed poll and start its forward pass on the scoring thread."""
         began = time.perf_counter()
-        windowed = window(self.processor, parsed[0], self.rules, time.time_ns() // 1_000_000, time.monotonic())
+        windowed = window(
+            self.processor, parsed[0], self.rules, time.time_ns() // 1_000_000, time.monotonic()
+        )
         self.owners.update(windowed.owners)
         scoring = self._scorer.submit(self._score, windowed.batch)
         self._pending = (windowed, scoring, parsed[1] + time.perf_counter() - began)
@@ -234,7 +282,9 @@ class Service:
         loop). Polls start small and at most double, up to ``max_poll_records``."""
         budget = self.settings.max_poll_interval_ms / 1000 / 3
         fits = int(budget * records / seconds) if seconds > 0 else self.settings.max_poll_records
-        self.source.max_records = max(1, min(self.settings.max_poll_records, 2 * self.source.max_records, fits))
+        self.source.max_records = max(
+            1, min(self.settings.max_poll_records, 2 * self.source.max_records, fits)
+        )
 
     def _finish(self, out: StepOutput, began: float, force: bool = False) -> StepOutput:
         self.checkpoint(out, force)

@@ -11,14 +11,29 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.records = Counter("sensorwatch_records", "Records polled from the readings topic", registry=r)
-        self.scored = Counter("sensorwatch_readings_scored", "Valid readings taken into a window", registry=r)
-        self.rejected = Counter(
-            "sensorwatch_records_rejected", "Records sent to the dead-letter topic", ["kind"], registry=r
+        self.records = Counter(
+            "sensorwatch_records", "Records polled from the readings topic", registry=r
         )
-        self.windows = Counter("sensorwatch_windows_scored", "Windows scored by the model", registry=r)
-        self.anomalies = Counter("sensorwatch_anomalies", "Alarms opened (each also publishes a cleared event when it closes)", registry=r)
-        self.gaps = Counter("sensorwatch_gaps", "Asset buffers reset by a gap in the readings", registry=r)
+        self.scored = Counter(
+            "sensorwatch_readings_scored", "Valid readings taken into a window", registry=r
+        )
+        self.rejected = Counter(
+            "sensorwatch_records_rejected",
+            "Records sent to the dead-letter topic",
+            ["kind"],
+            registry=r,
+        )
+        self.windows = Counter(
+            "sensorwatch_windows_scored", "Windows scored by the model", registry=r
+        )
+        self.anomalies = Counter(
+            "sensorwatch_anomalies",
+            "Alarms opened (each also publishes a cleared event when it closes)",
+            registry=r,
+        )
+        self.gaps = Counter(
+            "sensorwatch_gaps", "Asset buffers reset by a gap in the readings", registry=r
+        )
         self.windowless = Counter(
             "sensorwatch_windowless_stretches",
             "Stretches of an asset's readings that a gap ended before they filled one window",
@@ -29,26 +44,38 @@ class ServiceMetrics:
         )
         self.model_version = Gauge("sensorwatch_model_version", "Model version in use", registry=r)
         self.model_refused = Counter(
-            "sensorwatch_model_refused", "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
+            "sensorwatch_model_refused",
+            "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
             registry=r,
         )
         self.review_logged = Counter(
             "sensorwatch_review_logged", "Anomaly events logged to MLflow for review", registry=r
         )
         self.review_dropped = Counter(
-            "sensorwatch_review_dropped", "Anomaly events not logged to MLflow (buffer full, or still held at shutdown)",
+            "sensorwatch_review_dropped",
+            "Anomaly events not logged to MLflow (buffer full, or still held at shutdown)",
             registry=r,
         )
-        self.review_pending = Gauge("sensorwatch_review_pending", "Anomaly events waiting for MLflow", registry=r)
+        self.review_pending = Gauge(
+            "sensorwatch_review_pending", "Anomaly events waiting for MLflow", registry=r
+        )
         self.lag = Gauge(
-            "sensorwatch_consumer_lag", "Records on each assigned partition not yet read (high watermark minus position)",
-            ["partition"], registry=r,
+            "sensorwatch_consumer_lag",
+            "Records on each assigned partition not yet read (high watermark minus position)",
+            ["partition"],
+            registry=r,
         )
-        self.state_assets = Gauge("sensorwatch_state_assets", "Assets whose window state this replica holds", registry=r)
+        self.state_assets = Gauge(
+            "sensorwatch_state_assets", "Assets whose window state this replica holds", registry=r
+        )
         self.state_bytes = Gauge(
-            "sensorwatch_state_window_bytes", "Bytes of the window buffers this replica holds", registry=r
+            "sensorwatch_state_window_bytes",
+            "Bytes of the window buffers this replica holds",
+            registry=r,
         )
-        self.ready = Gauge("sensorwatch_ready", "1 when the replica is ready (as /readyz says), else 0", registry=r)
+        self.ready = Gauge(
+            "sensorwatch_ready", "1 when the replica is ready (as /readyz says), else 0", registry=r
+        )
 
     def observe(self, lag: dict[int, int], assets: int, state_bytes: int) -> None:
         """Lag of the partitions assigned now (those gone since are dropped), and the state held."""

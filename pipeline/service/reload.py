@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from sensorwatch.models.cache import ChampionCache
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.models.registry import Store, alias_version, load_detector, version_scale, with_scale
+from sensorwatch.models.registry import (
+    Store,
+    alias_version,
+    load_detector,
+    version_scale,
+    with_scale,
+)
 from sensorwatch.pipeline.stream.processor import Processor
 
 if TYPE_CHECKING:
@@ -35,11 +41,16 @@ def serving_decisions(settings: Settings, detector: Detector) -> dict[str, objec
     if fixed:
         log.warning(
             "ignored for serving, fixed by model version %s: %s (train a new version to change them)",
-            detector.version, ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())),
+            detector.version,
+            ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())),
         )
     changed = {k: v for k, v in decisions.items() if getattr(recipe, k) != v}
     if changed:
-        log.info("recipe overrides version=%s %s", detector.version, " ".join(f"{k}={v}" for k, v in changed.items()))
+        log.info(
+            "recipe overrides version=%s %s",
+            detector.version,
+            " ".join(f"{k}={v}" for k, v in changed.items()),
+        )
     return decisions
 
 
@@ -47,11 +58,21 @@ class Reloader:
     """Checks the alias at most every ``every_s`` seconds (0: never)."""
 
     def __init__(
-        self, store: Store | None, alias: str, every_s: float,
-        clock: Callable[[], float] = time.monotonic, cache: ChampionCache | None = None,
+        self,
+        store: Store | None,
+        alias: str,
+        every_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        cache: ChampionCache | None = None,
         on_refused: Callable[[], object] = lambda: None,
     ) -> None:
-        self.store, self.alias, self.every_s, self.clock, self.cache = store, alias, every_s, clock, cache
+        self.store, self.alias, self.every_s, self.clock, self.cache = (
+            store,
+            alias,
+            every_s,
+            clock,
+            cache,
+        )
         self.on_refused = on_refused
         self._checked_at = clock()
         self._refused: str | None = None  # the version last refused: said once, not at every check
@@ -61,7 +82,11 @@ class Reloader:
         self._pending: Future[Detector | None] | None = None
 
     def due(self) -> bool:
-        return self.store is not None and self.every_s > 0 and self.clock() - self._checked_at >= self.every_s
+        return (
+            self.store is not None
+            and self.every_s > 0
+            and self.clock() - self._checked_at >= self.every_s
+        )
 
     def maybe_swap(self, processor: Processor, force: bool = False) -> str | None:
         """Swap in the version the alias moved to, once it is loaded; returns the new version.
@@ -98,7 +123,9 @@ class Reloader:
         try:
             version = alias_version(self.store, self.alias)
             if self._failing_since is not None:
-                log.warning("model registry answers again after %.0f s", self.clock() - self._failing_since)
+                log.warning(
+                    "model registry answers again after %.0f s", self.clock() - self._failing_since
+                )
                 self._failing_since, self._warned_at = None, float("-inf")
             if version and version == serving:
                 return self._rescaled(current)
@@ -117,19 +144,28 @@ class Reloader:
     def _rescaled(self, current: Detector) -> Detector | None:
         """The version in hand with the threshold scale its tag now says, when that changed."""
         assert self.store is not None
-        spec = with_scale(current.spec, version_scale(self.store, current.version), f"model version {current.version}")
+        spec = with_scale(
+            current.spec,
+            version_scale(self.store, current.version),
+            f"model version {current.version}",
+        )
         if spec == current.spec:
             return None
         return replace(current, spec=spec)
 
     def _install(self, processor: Processor, detector: Detector | None) -> str | None:
         serving = processor.detector
-        if detector is None or (detector.version == serving.version and detector.spec == serving.spec):
+        if detector is None or (
+            detector.version == serving.version and detector.spec == serving.spec
+        ):
             return None
         if detector.model is serving.model:
             processor.rescale(detector)
-            log.info("threshold scale version=%s scale=%g (the version's tag)", detector.version,
-                     detector.spec.recipe.threshold_scale)
+            log.info(
+                "threshold scale version=%s scale=%g (the version's tag)",
+                detector.version,
+                detector.spec.recipe.threshold_scale,
+            )
             return None
         processor.swap_detector(detector)
         log.info("model reloaded version=%s", detector.version)
@@ -143,7 +179,9 @@ class Reloader:
         if isinstance(exc, IntegrityError):
             self._refused = version
             self.on_refused()
-            log.error("model version=%s refused, still serving version=%s: %s", version, serving, why)
+            log.error(
+                "model version=%s refused, still serving version=%s: %s", version, serving, why
+            )
             return
         now = self.clock()
         if self._failing_since is None:
@@ -160,10 +198,16 @@ def fits(new: Detector, current: Detector) -> None:
 
     a, b = new.spec, current.spec
     differs = [
-        what for what, x, y in (
-            ("channels", a.channels, b.channels), ("window", a.window, b.window), ("interval_ms", a.interval_ms, b.interval_ms),
-        ) if x != y
+        what
+        for what, x, y in (
+            ("channels", a.channels, b.channels),
+            ("window", a.window, b.window),
+            ("interval_ms", a.interval_ms, b.interval_ms),
+        )
+        if x != y
     ]
     if differs:
         shown = "; ".join(f"{w} {getattr(a, w)} instead of {getattr(b, w)}" for w in differs)
-        raise IntegrityError(f"model version {new.version} expects other {', '.join(differs)} ({shown}): restart to change them")
+        raise IntegrityError(
+            f"model version {new.version} expects other {', '.join(differs)} ({shown}): restart to change them"
+        )

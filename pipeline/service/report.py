@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sensorwatch.pipeline.service.metrics import ServiceMetrics
-from sensorwatch.pipeline.stream.step import StepOutput
 from sensorwatch.pipeline.stream.batch import Windowless
+from sensorwatch.pipeline.stream.step import StepOutput
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -58,7 +58,9 @@ class RateLimiter:
 class Reporter:
     """Counts every step into ``stats`` and ``metrics`` and warns about assets that form no window."""
 
-    def __init__(self, metrics: ServiceMetrics, gap_ms: Callable[[], int], every_s: float = 60.0) -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, gap_ms: Callable[[], int], every_s: float = 60.0
+    ) -> None:
         self.stats, self.metrics = Stats(), metrics
         self.gap_ms = gap_ms  # the gap limit in force (it may change with the model version)
         self.limit = RateLimiter(every_s)
@@ -92,5 +94,8 @@ class Reporter:
             log.warning(
                 "no window can form asset=%s readings=%d gap_s=%g max_gap_s=%g: its readings come further apart "
                 "than the model's gap limit; retrain on data at this cadence or set SENSORWATCH_MAX_GAP_S",
-                w.asset_id, w.readings, w.gap_ms / 1000, self.gap_ms() / 1000,
+                w.asset_id,
+                w.readings,
+                w.gap_ms / 1000,
+                self.gap_ms() / 1000,
             )

@@ -21,7 +21,9 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     def handler(signum: int, frame: FrameType | None) -> None:
         log.info("stopping signal=%s", signal.Signals(signum).name)
         stop.set()
-        signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler)
+        signal.signal(
+            signum, signal.SIG_DFL if signum != signal.SIGINT else signal.default_int_handler
+        )
 
     for sig in previous:
         signal.signal(sig, handler)

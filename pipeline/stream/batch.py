@@ -50,10 +50,17 @@ class Collector:
     into a buffer) into one ``WindowBatch``."""
 
     def __init__(self, window: int, channels: int, keep_released: bool = False) -> None:
-        self.batch = WindowBatch([], np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, window, channels), np.float32))
+        self.batch = WindowBatch(
+            [],
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, window, channels), np.float32),
+        )
         self.channels = channels
         # Per release, the asset id, its event times and its rows.
-        self.released: list[tuple[str, np.ndarray, np.ndarray]] | None = [] if keep_released else None
+        self.released: list[tuple[str, np.ndarray, np.ndarray]] | None = (
+            [] if keep_released else None
+        )
         self._windows: list[np.ndarray] = []
         self._start: list[np.ndarray] = []
         self._end: list[np.ndarray] = []
@@ -67,16 +74,21 @@ class Collector:
 
     def finish(self) -> WindowBatch:
         if self._windows:
-            self.batch.windows = np.concatenate(self._windows) if len(self._windows) > 1 else self._windows[0]
+            self.batch.windows = (
+                np.concatenate(self._windows) if len(self._windows) > 1 else self._windows[0]
+            )
             self.batch.start_ms = np.concatenate(self._start)
             self.batch.end_ms = np.concatenate(self._end)
         if self.released is not None:
             self.batch.released_ids = [a for a, ts, _ in self.released for _ in range(len(ts))]
             self.batch.released_ts = (
-                np.concatenate([ts for _, ts, _ in self.released]) if self.released else np.zeros(0, np.int64)
+                np.concatenate([ts for _, ts, _ in self.released])
+                if self.released
+                else np.zeros(0, np.int64)
             )
             self.batch.released_rows = (
-                np.concatenate([r for _, _, r in self.released]) if self.released
+                np.concatenate([r for _, _, r in self.released])
+                if self.released
                 else np.zeros((0, self.channels), np.float32)
             )
         return self.batch

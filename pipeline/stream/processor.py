@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.pipeline.stream.tracks import AssetTrack
 from sensorwatch.pipeline.stream.batch import WindowBatch
+from sensorwatch.pipeline.stream.tracks import AssetTrack
 from sensorwatch.pipeline.stream.windows import Windower
 from sensorwatch.schemas.records import AnomalyEvent, Reading, iso_ms
 
@@ -58,13 +58,21 @@ class Processor:
     def _recipe_of(self, detector: Detector) -> Recipe:
         model_fields = Recipe.split(self.decisions)[1]
         if model_fields:
-            raise ValueError(f"a trained model's {', '.join(sorted(model_fields))} cannot change without training again")
+            raise ValueError(
+                f"a trained model's {', '.join(sorted(model_fields))} cannot change without training again"
+            )
         return detector.spec.recipe.updated(**self.decisions)
 
     @staticmethod
     def _windower(detector: Detector, recipe: Recipe) -> Windower:
         cadence = recipe.cadence(detector.spec.interval_ms)
-        return Windower(detector.spec.channels, recipe.window, recipe.stride, cadence.grace_ms, cadence.max_gap_ms)
+        return Windower(
+            detector.spec.channels,
+            recipe.window,
+            recipe.stride,
+            cadence.grace_ms,
+            cadence.max_gap_ms,
+        )
 
     @property
     def channels(self) -> frozenset[str]:
@@ -85,7 +93,11 @@ class Processor:
         when the model has one and the alarm rules ask for it, touching no state (the service runs
         it on a worker thread while it fetches the next poll)."""
         scores, errors = self.detector.score(batch.windows)
-        change = self.detector.change(batch.windows) if len(batch) and self.rules.change_factor > 0 else None
+        change = (
+            self.detector.change(batch.windows)
+            if len(batch) and self.rules.change_factor > 0
+            else None
+        )
         return (scores, errors) if change is None else (scores, errors, change)
 
     def flush(self, quiet_since: float | None = None) -> Decisions:
@@ -107,7 +119,9 @@ class Processor:
         applied = self.applied.get(asset_id, {})
         return {
             "model_version": self.detector.version,
-            "applied": [[topic, partition, offset] for (topic, partition), offset in applied.items()],
+            "applied": [
+                [topic, partition, offset] for (topic, partition), offset in applied.items()
+            ],
             "window": self.windower.export(asset_id),
             "track": track.export() if track is not None else None,
         }
@@ -117,7 +131,10 @@ class Processor:
         channel set, and thresholds and alarms of another model version, start afresh (as on a swap)."""
         self.applied[asset_id] = {(t, p): o for t, p, o in saved["applied"]}
         window = saved["window"]
-        if window is not None and window["ring"].shape == (2 * self.windower.window, len(self.windower.channels)):
+        if window is not None and window["ring"].shape == (
+            2 * self.windower.window,
+            len(self.windower.channels),
+        ):
             self.windower.load(asset_id, window)
         if saved["track"] is not None and saved["model_version"] == self.detector.version:
             self._tracks[asset_id] = AssetTrack.load(saved["track"], self.rules)
@@ -135,7 +152,8 @@ class Processor:
         else:
             log.warning(
                 "model version %s has other channels or window than version %s: window buffers restart",
-                detector.version, self.detector.version,
+                detector.version,
+                self.detector.version,
             )
             windower.keep_released = self.windower.keep_released
             self.windower = windower
@@ -152,7 +170,9 @@ class Processor:
     def _track(self, asset_id: str) -> AssetTrack:
         track = self._tracks.get(asset_id)
         if track is None:
-            track = self._tracks[asset_id] = AssetTrack(self.detector.new_threshold(), self.rules.new_state())
+            track = self._tracks[asset_id] = AssetTrack(
+                self.detector.new_threshold(), self.rules.new_state()
+            )
         return track
 
     def decide(self, batch: WindowBatch, scored: tuple[np.ndarray, ...]) -> Decisions:
@@ -174,24 +194,38 @@ class Processor:
             level = track.threshold.level()
             levels[i] = level * scale
             anomalous[i] = track.threshold.update(float(scores[i]) / scale)
-            alarm[i] = track.alarm.step(bool(anomalous[i]), track.threshold.last, math.inf if change is None else float(change[i]))
+            alarm[i] = track.alarm.step(
+                bool(anomalous[i]),
+                track.threshold.last,
+                math.inf if change is None else float(change[i]),
+            )
             end_ms = int(batch.end_ms[i])
             if track.alarm.closed:
                 out.events.append(self._event(asset_id, track, end_ms, levels[i], "cleared"))
             # The window's smoothed score over the unscaled threshold: the threshold scale below which
             # this window is anomalous, whatever scale is in force now (it may change mid-alarm).
             ratio = track.threshold.last * scale / level if level > 0 else _BIG
-            track.follow(int(batch.start_ms[i]), float(scores[i]), errors[i], bool(anomalous[i]), _finite(ratio))
+            track.follow(
+                int(batch.start_ms[i]),
+                float(scores[i]),
+                errors[i],
+                bool(anomalous[i]),
+                _finite(ratio),
+            )
             if track.alarm.opened:
                 track.alarm_start = track.run_start if track.run_start is not None else end_ms
                 out.events.append(self._event(asset_id, track, end_ms, levels[i], "opened"))
         return out
 
-    def _event(self, asset_id: str, track: AssetTrack, end_ms: int, level: float, kind: str) -> AnomalyEvent:
+    def _event(
+        self, asset_id: str, track: AssetTrack, end_ms: int, level: float, kind: str
+    ) -> AnomalyEvent:
         """The alarm's event; its numbers are finite whatever the scores were (an overflowing score
         is still the worst a float can say, not a reason to fail)."""
         n = len(self.detector.spec.channels)
-        errs = np.nan_to_num(track.peak_errors if track.peak_errors is not None else np.zeros(n), posinf=_BIG)
+        errs = np.nan_to_num(
+            track.peak_errors if track.peak_errors is not None else np.zeros(n), posinf=_BIG
+        )
         share = errs / max(float(errs.sum()), 1e-12) if np.isfinite(errs.sum()) else errs / _BIG / n
         start = track.alarm_start if track.alarm_start is not None else end_ms
         return AnomalyEvent(
@@ -200,7 +234,9 @@ class Processor:
             window_end=iso_ms(end_ms),
             score=round(_finite(track.peak), 6),
             threshold=round(_finite(level), 6),
-            contributions={c: round(float(v), 4) for c, v in zip(self.detector.spec.channels, share)},
+            contributions={
+                c: round(float(v), 4) for c, v in zip(self.detector.spec.channels, share)
+            },
             model_version=self.detector.version,
             windows=track.hits,
             kind=kind,

@@ -37,14 +37,19 @@ def decode(data: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError as exc:
         raise StateError(f"not a state snapshot: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise StateError(f"unknown state format {doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r}")
+        raise StateError(
+            f"unknown state format {doc.get('format') if isinstance(doc, dict) else type(doc).__name__!r}"
+        )
     return _typed(doc["state"])
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return {"__array__": str(value.dtype), "shape": list(value.shape),
-                "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode()}
+        return {
+            "__array__": str(value.dtype),
+            "shape": list(value.shape),
+            "data": base64.b64encode(np.ascontiguousarray(value).tobytes()).decode(),
+        }
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

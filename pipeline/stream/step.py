@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sensorwatch.pipeline.stream.processor import Decisions, Processor
 from sensorwatch.pipeline.stream.batch import WindowBatch
+from sensorwatch.pipeline.stream.processor import Decisions, Processor
 from sensorwatch.schemas.readings import parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 
@@ -59,7 +59,9 @@ class StepOutput:
     polled: int
     decisions: Decisions
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    offsets: dict[Partition, int] = field(default_factory=dict)  # next offset to read, per partition
+    offsets: dict[Partition, int] = field(
+        default_factory=dict
+    )  # next offset to read, per partition
     owners: dict[str, Partition] = field(default_factory=dict)  # asset id → its partition
     replayed: int = 0  # readings skipped because the restored state already holds them
 
@@ -98,23 +100,37 @@ class Windowed:
     replayed: int
 
 
-def step(processor: Processor, records: Sequence[Polled], rules: ParseRules, now_ms: int, now: float = 0.0) -> StepOutput:
+def step(
+    processor: Processor,
+    records: Sequence[Polled],
+    rules: ParseRules,
+    now_ms: int,
+    now: float = 0.0,
+) -> StepOutput:
     """Parse, window, score and decide one poll's ``records`` (in partition order), arriving at
     clock time ``now``. Readings that a restored state already holds are skipped, not re-applied.
     The service runs the same four stages, with the next poll fetched while a forward pass runs."""
-    windowed = window(processor, parse(records, rules, processor.channels, now_ms), rules, now_ms, now)
+    windowed = window(
+        processor, parse(records, rules, processor.channels, now_ms), rules, now_ms, now
+    )
     return decide(processor, windowed, processor.score(windowed.batch))
 
 
-def parse(records: Sequence[Polled], rules: ParseRules, channels: frozenset[str], now_ms: int) -> Parsed:
+def parse(
+    records: Sequence[Polled], rules: ParseRules, channels: frozenset[str], now_ms: int
+) -> Parsed:
     """Parse and validate each record against ``channels``; touches no state, so it may run while
     the poll before is still being scored."""
     out = Parsed(records, channels)
     for rec in records:
         out.offsets[(rec.topic, rec.partition)] = rec.offset + 1
         parsed = parse_reading(
-            rec.value, rec.key, channels=channels, now_ms=now_ms,
-            max_future_ms=rules.max_future_ms, max_bytes=rules.max_bytes,
+            rec.value,
+            rec.key,
+            channels=channels,
+            now_ms=now_ms,
+            max_future_ms=rules.max_future_ms,
+            max_bytes=rules.max_bytes,
         )
         if isinstance(parsed, Rejected):
             out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.kind))
@@ -123,7 +139,9 @@ def parse(records: Sequence[Polled], rules: ParseRules, channels: frozenset[str]
     return out
 
 
-def window(processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int, now: float = 0.0) -> Windowed:
+def window(
+    processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int, now: float = 0.0
+) -> Windowed:
     """Put the parsed readings into their assets' windows (skipping what a restored state already
     holds); the windows that became ready are in ``batch``, to be scored."""
     if parsed.channels != processor.channels:  # a new model version came with other channels
@@ -146,15 +164,22 @@ def window(processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int,
         origin[id(reading)] = rec
         owners[reading.asset_id] = tp
     batch = processor.window(readings, now)
-    return Windowed(len(parsed.records), batch, origin, parsed.dead_letters, parsed.offsets, owners, replayed)
+    return Windowed(
+        len(parsed.records), batch, origin, parsed.dead_letters, parsed.offsets, owners, replayed
+    )
 
 
 def decide(processor: Processor, windowed: Windowed, scored: tuple[np.ndarray, ...]) -> StepOutput:
     """Thresholds and alarms over the scored windows, in order; the misplaced readings become dead letters."""
     w = windowed
-    out = StepOutput(w.polled, processor.decide(w.batch, scored), w.dead_letters, w.offsets, w.owners, w.replayed)
+    out = StepOutput(
+        w.polled, processor.decide(w.batch, scored), w.dead_letters, w.offsets, w.owners, w.replayed
+    )
     for kind, misplaced in (("late", w.batch.late), ("duplicate", w.batch.duplicates)):
-        out.dead_letters.extend(DeadLetter(w.origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}", kind) for r in misplaced)
+        out.dead_letters.extend(
+            DeadLetter(w.origin[id(r)], f"{kind}: {_misplaced_reason(kind, r)}", kind)
+            for r in misplaced
+        )
     return out
 
 
@@ -170,5 +195,7 @@ def release_quiet(processor: Processor, now: float) -> StepOutput:
 
 
 def _misplaced_reason(kind: str, r: Reading) -> str:
-    what = "event time already seen" if kind == "duplicate" else "older than the asset's window allows"
+    what = (
+        "event time already seen" if kind == "duplicate" else "older than the asset's window allows"
+    )
     return f"asset {r.asset_id} ts={r.ts_ms} {what}"

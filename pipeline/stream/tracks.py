@@ -13,7 +13,17 @@ from sensorwatch.models.thresholds import Threshold, threshold_from_dict
 class AssetTrack:
     """What an asset's decisions depend on besides its window buffers."""
 
-    __slots__ = ("threshold", "alarm", "run_start", "hits", "peak", "peak_errors", "alarm_start", "recent", "strength")
+    __slots__ = (
+        "threshold",
+        "alarm",
+        "run_start",
+        "hits",
+        "peak",
+        "peak_errors",
+        "alarm_start",
+        "recent",
+        "strength",
+    )
 
     def __init__(self, threshold: Threshold, alarm: AlarmState) -> None:
         self.threshold, self.alarm = threshold, alarm
@@ -28,12 +38,20 @@ class AssetTrack:
         self.recent: list[float] = []
         self.strength = 0.0
 
-    def follow(self, start_ms: int, score: float, errors: np.ndarray, hit: bool, ratio: float = 0.0) -> None:
+    def follow(
+        self, start_ms: int, score: float, errors: np.ndarray, hit: bool, ratio: float = 0.0
+    ) -> None:
         """Extend (or end) the current run with one window's decision and its score/threshold ratio."""
         if not hit:
             self.recent.clear()
         if not hit and not self.alarm.active:
-            self.run_start, self.hits, self.peak, self.peak_errors, self.strength = None, 0, -np.inf, None, 0.0
+            self.run_start, self.hits, self.peak, self.peak_errors, self.strength = (
+                None,
+                0,
+                -np.inf,
+                None,
+                0.0,
+            )
             return
         if hit:
             need = self.alarm.rules.min_windows
@@ -46,7 +64,10 @@ class AssetTrack:
         if self.run_start is None:
             self.run_start = start_ms
         if score > self.peak:
-            self.peak, self.peak_errors = score, np.array(errors)  # a copy: not a view that holds the whole batch
+            self.peak, self.peak_errors = (
+                score,
+                np.array(errors),
+            )  # a copy: not a view that holds the whole batch
 
     def export(self) -> dict[str, Any]:
         return {
@@ -69,5 +90,8 @@ class AssetTrack:
         track = cls(threshold, rules.new_state().load(saved["alarm"]))
         track.run_start, track.hits, track.peak = saved["run_start"], saved["hits"], saved["peak"]
         track.peak_errors, track.alarm_start = saved["peak_errors"], saved["alarm_start"]
-        track.recent, track.strength = list(saved.get("recent", ())), float(saved.get("strength", 0.0))
+        track.recent, track.strength = (
+            list(saved.get("recent", ())),
+            float(saved.get("strength", 0.0)),
+        )
         return track

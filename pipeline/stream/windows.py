@@ -36,12 +36,23 @@ class _Asset:
     window is one slice)."""
 
     __slots__ = (
-        "pending", "pending_ts", "ring", "ring_ts", "pos", "filled", "since_emit", "last_ts", "newest_ts", "seen_at"
+        "pending",
+        "pending_ts",
+        "ring",
+        "ring_ts",
+        "pos",
+        "filled",
+        "since_emit",
+        "last_ts",
+        "newest_ts",
+        "seen_at",
     )
     SAVED = ("pos", "filled", "since_emit", "last_ts", "newest_ts")
 
     def __init__(self, window: int, channels: int) -> None:
-        self.pending: list[tuple[int, list[float]]] = []  # (event time, channel values), in time order
+        self.pending: list[
+            tuple[int, list[float]]
+        ] = []  # (event time, channel values), in time order
         self.pending_ts: set[int] = set()
         self.ring = np.zeros((2 * window, channels), np.float32)
         self.ring_ts = np.zeros(2 * window, np.int64)
@@ -58,13 +69,19 @@ class _Asset:
         moved to the front, the rest zero."""
         held = min(self.filled, len(self.ring) // 2, self.pos)
         ring, ring_ts = np.zeros_like(self.ring), np.zeros_like(self.ring_ts)
-        ring[:held], ring_ts[:held] = self.ring[self.pos - held : self.pos], self.ring_ts[self.pos - held : self.pos]
+        ring[:held], ring_ts[:held] = (
+            self.ring[self.pos - held : self.pos],
+            self.ring_ts[self.pos - held : self.pos],
+        )
         return {
-            **{name: getattr(self, name) for name in self.SAVED}, "pos": held,
-            "ring": ring, "ring_ts": ring_ts,
+            **{name: getattr(self, name) for name in self.SAVED},
+            "pos": held,
+            "ring": ring,
+            "ring_ts": ring_ts,
             "pending_ts": np.array([ts for ts, _ in self.pending], np.int64),
             "pending": (
-                np.array([row for _, row in self.pending], np.float32) if self.pending
+                np.array([row for _, row in self.pending], np.float32)
+                if self.pending
                 else np.zeros((0, self.ring.shape[1]), np.float32)
             ),
         }
@@ -73,7 +90,9 @@ class _Asset:
         for name in self.SAVED:
             setattr(self, name, saved[name])
         self.ring[:], self.ring_ts[:] = saved["ring"], saved["ring_ts"]
-        self.pending = sorted(zip((int(ts) for ts in saved["pending_ts"]), np.asarray(saved["pending"]).tolist()))
+        self.pending = sorted(
+            zip((int(ts) for ts in saved["pending_ts"]), np.asarray(saved["pending"]).tolist())
+        )
         self.pending_ts = {ts for ts, _ in self.pending}
 
 
@@ -92,14 +111,18 @@ class Windower:
             raise ValueError("window must be at least 2")
         self.channels = list(channels)
         self.window = window
-        self.keep_released = False  # hand out the released readings with each batch (for an archive)
+        self.keep_released = (
+            False  # hand out the released readings with each batch (for an archive)
+        )
         self.retune(stride, grace_ms, max_gap_ms)
         self._assets: dict[str, _Asset] = {}
 
     def retune(self, stride: int, grace_ms: int = 0, max_gap_ms: int | None = None) -> None:
         """New stride and time rules from the next reading on; buffers and windows carry on."""
         if stride < 1 or grace_ms < 0 or (max_gap_ms is not None and max_gap_ms < 1):
-            raise ValueError("stride must be at least 1, grace at least 0 and the gap limit at least 1 ms")
+            raise ValueError(
+                "stride must be at least 1, grace at least 0 and the gap limit at least 1 ms"
+            )
         self.stride, self.grace_ms, self.max_gap_ms = stride, grace_ms, max_gap_ms
 
     def assets(self) -> list[str]:
@@ -122,7 +145,9 @@ class Windower:
     def load(self, asset_id: str, saved: dict[str, Any]) -> None:
         """Put back an asset's buffers from ``export`` (same window and channels)."""
         if saved["ring"].shape != (2 * self.window, len(self.channels)):
-            raise ValueError(f"saved buffers of {asset_id!r} do not fit window {self.window} × {len(self.channels)} channels")
+            raise ValueError(
+                f"saved buffers of {asset_id!r} do not fit window {self.window} × {len(self.channels)} channels"
+            )
         st = self._assets[asset_id] = _Asset(self.window, len(self.channels))
         st.load(saved)
 
@@ -130,7 +155,12 @@ class Windower:
         """Take a batch of readings (arriving at clock time ``now``); return the windows that became ready."""
         out = Collector(self.window, len(self.channels), self.keep_released)
         touched: dict[str, _Asset] = {}
-        assets, channels, window, width = self._assets, self.channels, self.window, len(self.channels)
+        assets, channels, window, width = (
+            self._assets,
+            self.channels,
+            self.window,
+            len(self.channels),
+        )
         for r in readings:
             st = assets.get(r.asset_id)
             if st is None:
@@ -173,7 +203,9 @@ class Windower:
         """Whether a reading not newer than the asset's newest is a duplicate or late (and so set aside)."""
         if r.ts_ms in st.pending_ts or r.ts_ms == st.last_ts or self._in_ring(st, r.ts_ms):
             batch.duplicates.append(r)
-        elif r.ts_ms < st.newest_ts - self.grace_ms or (st.last_ts is not None and r.ts_ms < st.last_ts):
+        elif r.ts_ms < st.newest_ts - self.grace_ms or (
+            st.last_ts is not None and r.ts_ms < st.last_ts
+        ):
             batch.late.append(r)
         else:
             return False
@@ -189,7 +221,11 @@ class Windower:
         pending = st.pending
         if not pending or pending[0][0] > upto:
             return
-        cut = len(pending) if pending[-1][0] <= upto else bisect.bisect_right(pending, upto, key=_ts_of)
+        cut = (
+            len(pending)
+            if pending[-1][0] <= upto
+            else bisect.bisect_right(pending, upto, key=_ts_of)
+        )
         taken = pending[:cut]
         del pending[:cut]
         times = [t for t, _ in taken]
@@ -214,7 +250,9 @@ class Windower:
                 last = t
         self._append(asset_id, st, ts[a:], rows[a:], out)
 
-    def _append(self, asset_id: str, st: _Asset, ts: np.ndarray, rows: np.ndarray, out: Collector) -> None:
+    def _append(
+        self, asset_id: str, st: _Asset, ts: np.ndarray, rows: np.ndarray, out: Collector
+    ) -> None:
         """Append gap-free readings in time order to the asset's ring; emit the first full window,
         then one every ``stride`` readings."""
         w, k = self.window, len(ts)
@@ -238,7 +276,9 @@ class Windower:
             n = (k - 1 - first) // self.stride + 1
             end = base + held + first  # the first window's last row in buf
             rs, cs = buf.strides
-            windows = as_strided(buf[end - w + 1 :], (n, w, buf.shape[1]), (self.stride * rs, rs, cs)).copy()
+            windows = as_strided(
+                buf[end - w + 1 :], (n, w, buf.shape[1]), (self.stride * rs, rs, cs)
+            ).copy()
             ends = slice(end, end + (n - 1) * self.stride + 1, self.stride)
             starts = slice(end - w + 1, end - w + 1 + (n - 1) * self.stride + 1, self.stride)
             out.add(asset_id, windows, buf_ts[starts].copy(), buf_ts[ends].copy())
@@ -249,7 +289,9 @@ class Windower:
         if buf is st.ring:
             st.pos = top
         else:
-            keep = min(top, w)  # the newest readings: the next window's history and the duplicate check
+            keep = min(
+                top, w
+            )  # the newest readings: the next window's history and the duplicate check
             st.ring[:keep], st.ring_ts[:keep] = buf[top - keep : top], buf_ts[top - keep : top]
             st.pos = keep
         st.filled += k
