@@ -120,8 +120,8 @@ def log_training(
     kept = {DIGEST_TAG: digest, **(tags or {})}
     if trained.calibration_scores is not None and len(trained.calibration_scores):
         kept[P99_TAG] = f"{float(np.quantile(trained.calibration_scores, 0.99)):.9g}"
-    for key, value in kept.items():
-        client.set_model_version_tag(store.model_name, version, key, value)
+    for key, tag in kept.items():
+        client.set_model_version_tag(store.model_name, version, key, tag)
     if alias:
         set_alias(store, version, alias)
     log.info(

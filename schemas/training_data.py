@@ -118,6 +118,8 @@ def validate_training_data(
     """Run the suite on ``frames`` (asset → readings with ``ts_ms`` and the channels); with
     ``docs``, GX also renders its Data Docs (HTML) of the run into that folder."""
     import great_expectations as gx
+    from great_expectations.checkpoint.actions import ValidationAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     table = validation_frame(frames, rules.channels, rules.interval_ms)
     if table.empty:
@@ -128,7 +130,7 @@ def validate_training_data(
             if docs
             else gx.get_context(mode="ephemeral")
         )
-        context.variables.progress_bars = {"globally": False}
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
         batch = context.data_sources.add_pandas("archive").add_dataframe_asset("readings")
         definition = batch.add_batch_definition_whole_dataframe("training window")
         suite = context.suites.add(gx.ExpectationSuite(name="sensorwatch training data"))
@@ -137,7 +139,9 @@ def validate_training_data(
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(data=definition, suite=suite, name="training data")
         )
-        actions = [gx.checkpoint.UpdateDataDocsAction(name="data docs")] if docs else []
+        actions: list[ValidationAction] = (
+            [gx.checkpoint.UpdateDataDocsAction(name="data docs")] if docs else []
+        )
         checkpoint = context.checkpoints.add(
             gx.Checkpoint(
                 name="training data",

@@ -124,8 +124,9 @@ class SpotThreshold(Threshold):
         self._refit()
 
     def _refit(self) -> None:
+        assert self.t is not None  # set by fit() or restored with the state, before any refit
         gamma, sigma = fit_gpd(np.asarray(self.peaks))
-        self.z = gpd_quantile(float(self.t), gamma, sigma, self.q, self.n, len(self.peaks))
+        self.z = gpd_quantile(self.t, gamma, sigma, self.q, self.n, len(self.peaks))
 
     def level(self) -> float:
         if self.z is None:
@@ -137,6 +138,7 @@ class SpotThreshold(Threshold):
         if x > self.level() - self._drift():
             return True
         self.n += 1
+        assert self.t is not None  # level() above has checked the threshold is fitted
         if x > self.t:
             self.peaks.append(x - self.t)
             self._refit()
