@@ -70,7 +70,8 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """A small model trained on simulated normal data with the ``plant`` preset, logged to a real
     MLflow store (SQLite), registered and promoted to ``champion``: what the service tests load."""
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
-    from sensorwatch.pipeline.jobs.train import store_of, train_and_register
+    from sensorwatch.pipeline.jobs.train import train_and_register
+    from sensorwatch.pipeline.stores import store_of
 
     root = tmp_path_factory.mktemp("mlflow")
     settings = Settings(

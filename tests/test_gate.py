@@ -67,7 +67,7 @@ def test_a_managed_promotion_moves_the_alias_and_records_who_when_why_and_the_fi
     from sensorwatch.models.register import log_training
     from sensorwatch.models.registry import alias_version
     from sensorwatch.pipeline.jobs.retrain import promote
-    from sensorwatch.pipeline.jobs.train import store_of
+    from sensorwatch.pipeline.stores import store_of
 
     settings = Settings(
         tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",

@@ -107,7 +107,8 @@ def plant(tmp_path_factory, service_settings) -> Plant:
     on the days before, at the same cadence."""
     from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
-    from sensorwatch.pipeline.jobs.train import store_of, train_and_register
+    from sensorwatch.pipeline.jobs.train import train_and_register
+    from sensorwatch.pipeline.stores import store_of
 
     root = tmp_path_factory.mktemp("retraining")
     held_out = (datetime.now(UTC) - timedelta(days=2)).date()
@@ -146,7 +147,7 @@ def _client(plant: Plant):
     from mlflow import MlflowClient
 
     from sensorwatch.models.registry import mlflow_for
-    from sensorwatch.pipeline.jobs.train import store_of
+    from sensorwatch.pipeline.stores import store_of
 
     mlflow_for(store_of(plant.settings))
     return MlflowClient()
@@ -292,7 +293,7 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
     from sensorwatch.models.registry import load_detector, set_alias
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
     from sensorwatch.pipeline.jobs.retrain import drift
-    from sensorwatch.pipeline.jobs.train import store_of
+    from sensorwatch.pipeline.stores import store_of
 
     set_alias(store_of(plant.settings), "1")  # the champion that scored the archive
     end_ms = int(

@@ -40,10 +40,10 @@ def reviewed(stream: Stream, champion, tmp_path_factory) -> Reviewed:
     from sensorwatch.models.register import log_training
     from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.archive import ArchiveSink, read_archive
-    from sensorwatch.pipeline.jobs.train import store_of
     from sensorwatch.pipeline.review.sink import ReviewSink
     from sensorwatch.pipeline.review.verdicts import Reviews
     from sensorwatch.pipeline.settings import Settings
+    from sensorwatch.pipeline.stores import store_of
     from sensorwatch.pipeline.stream.processor import Processor
     from sensorwatch.pipeline.stream.step import StepOutput
 

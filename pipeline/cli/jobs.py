@@ -65,9 +65,9 @@ def train(
     from sensorwatch.pipeline.jobs.train import (
         csv_series,
         simulator_series,
-        store_of,
         train_and_register,
     )
+    from sensorwatch.pipeline.stores import store_of
 
     check_store(
         store_of(settings), writing=True
@@ -141,7 +141,7 @@ def _champion(settings: Settings) -> tuple[Detector, Store]:
         settings.cache_dir / "compiled"
     )  # before Keras is imported: TensorFlow reads it then
     from sensorwatch.models.cache import load_champion
-    from sensorwatch.pipeline.jobs.train import cache_of, store_of
+    from sensorwatch.pipeline.stores import cache_of, store_of
 
     store = store_of(settings)
     return load_champion(store, settings.model_alias, cache_of(settings)).warm_up(), store

@@ -15,10 +15,11 @@ from sensorwatch.models.cache import load_champion
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
-from sensorwatch.pipeline.jobs.train import cache_of, store_of, train_and_register
+from sensorwatch.pipeline.jobs.train import train_and_register
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stores import cache_of, store_of
 from sensorwatch.schemas.events import decode_event
 from sensorwatch.schemas.records import AnomalyEvent
 

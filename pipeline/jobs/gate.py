@@ -14,8 +14,8 @@ from sensorwatch.pipeline.archive import read_archive
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.retrain import Span, _champion, _frames
 from sensorwatch.pipeline.jobs.review import reviewed_spans
-from sensorwatch.pipeline.jobs.train import store_of
 from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stores import store_of
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector

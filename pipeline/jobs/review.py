@@ -23,10 +23,10 @@ import pandas as pd
 from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.registry import SCALE_TAG
 from sensorwatch.models.tuning import Tuning, fires, tune_scale
-from sensorwatch.pipeline.jobs.train import store_of
 from sensorwatch.pipeline.review import runs
 from sensorwatch.pipeline.review.verdicts import Reviews
 from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stores import store_of
 
 log = logging.getLogger("sensorwatch.pipeline")
 

@@ -12,34 +12,13 @@ from typing import TYPE_CHECKING
 
 from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.register import log_training
-from sensorwatch.models.registry import RegisteredVersion, Store
+from sensorwatch.models.registry import RegisteredVersion
 from sensorwatch.pipeline.data.csvfiles import SourceError, read_sensor_csv
 from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.stores import store_of
 
 if TYPE_CHECKING:
-    from sensorwatch.models.cache import ChampionCache
     from sensorwatch.models.training import TrainedDetector, TrainOptions
-
-
-def store_of(settings: Settings) -> Store:
-    """The MLflow store the settings name; only the default local store is made when missing."""
-    default = Settings.model_fields["tracking_uri"].default
-    return Store(
-        settings.tracking_uri,
-        settings.model_name,
-        settings.experiment,
-        settings.artifact_root,
-        create=settings.tracking_uri == default,
-        timeout_s=settings.mlflow_timeout_s,
-        retries=settings.mlflow_retries,
-    )
-
-
-def cache_of(settings: Settings) -> ChampionCache:
-    """Where the service keeps its checked copy of the champion the settings name."""
-    from sensorwatch.models.cache import ChampionCache
-
-    return ChampionCache(settings.cache_dir, settings.model_name, settings.model_alias)
 
 
 def options_of(settings: Settings, progress: bool = True) -> TrainOptions:
