@@ -62,11 +62,8 @@ def train(
     )
     from sensorwatch.models.cadence import TrainingDataError
     from sensorwatch.models.registry import check_store
-    from sensorwatch.pipeline.jobs.train import (
-        csv_series,
-        simulator_series,
-        train_and_register,
-    )
+    from sensorwatch.pipeline.dev.simulator import normal_series
+    from sensorwatch.pipeline.jobs.train import csv_series, train_and_register
     from sensorwatch.pipeline.stores import store_of
 
     check_store(
@@ -77,7 +74,7 @@ def train(
         series, channels = csv_series(files, rows, time_unit)
         source = ",".join(str(f) for f in files)
     else:
-        series, channels = simulator_series(settings, assets, readings)
+        series, channels = normal_series(assets, readings, settings.seed)
         source = f"simulator:{assets}x{readings}"
     try:
         trained, version = train_and_register(settings, series, channels, source, promote)

@@ -348,6 +348,12 @@ def series_by_asset(frame: pd.DataFrame) -> list[TimeSeries]:
     ]
 
 
+def normal_series(assets: int, readings: int, seed: int) -> tuple[list[TimeSeries], list[str]]:
+    """``readings`` normal readings of each of ``assets`` simulated pumps, one series per asset,
+    and the channels: what ``sensorwatch train`` trains on without files."""
+    return series_by_asset(Simulator(assets=assets, seed=seed).normal(readings)), list(CHANNELS)
+
+
 def readings(frame: pd.DataFrame) -> Iterator[Reading]:
     """The rows of a frame (``asset_id``, ``ts_ms`` and channel columns) as readings, in row order.
 

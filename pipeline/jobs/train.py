@@ -1,4 +1,5 @@
-"""The training job: normal data from the simulator or CSV files → trained detector → MLflow.
+"""The training job: normal series (CSV files, or the simulator's that the CLI brings) → trained
+detector → MLflow.
 
 The recipe is the settings' (``Settings.recipe()``: a preset with the fields set on purpose on
 top); it is stored with the registered version, with the cadence learned from the data.
@@ -27,17 +28,6 @@ def options_of(settings: Settings, progress: bool = True) -> TrainOptions:
 
     return TrainOptions(
         seed=settings.seed, mixed_precision=settings.mixed_precision, progress=progress
-    )
-
-
-def simulator_series(
-    settings: Settings, assets: int, readings: int
-) -> tuple[list[TimeSeries], list[str]]:
-    """Normal readings of each simulated asset, one series per asset."""
-    from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
-
-    return series_by_asset(Simulator(assets=assets, seed=settings.seed).normal(readings)), list(
-        CHANNELS
     )
 
 
