@@ -39,7 +39,8 @@ def main() -> None:
     from sensorwatch.pipeline.archive import ArchiveSink
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
     from sensorwatch.pipeline.stream.processor import Processor
-    from sensorwatch.pipeline.stream.step import ParseRules, Polled, step
+    from sensorwatch.pipeline.stream.records import Polled
+    from sensorwatch.pipeline.stream.step import ParseRules, step
 
     recipe = preset("plant")
     n = len(CHANNELS)

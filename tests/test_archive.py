@@ -12,7 +12,8 @@ from test_processor import detector
 
 from sensorwatch.pipeline.archive import DAY_MS, ArchiveSink, read_archive
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import ParseRules, Polled, drain, step
+from sensorwatch.pipeline.stream.records import Polled
+from sensorwatch.pipeline.stream.step import ParseRules, drain, step
 
 
 def _polled(asset: str, ts: list[int], offset0: int = 0) -> list[Polled]:

@@ -30,7 +30,8 @@ from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import ParseRules, Polled, StepOutput, drain, step
+from sensorwatch.pipeline.stream.records import Polled
+from sensorwatch.pipeline.stream.step import ParseRules, StepOutput, drain, step
 from sensorwatch.schemas.events import decode_event, encode_event
 from sensorwatch.schemas.readings import (
     FLOAT32_MAX,

@@ -18,7 +18,8 @@ from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.stream.step import Partition, Polled, StepOutput
+from sensorwatch.pipeline.stream.records import Partition, Polled
+from sensorwatch.pipeline.stream.step import StepOutput
 
 CHANNELS = ["a", "b"]
 T0 = 1_700_000_000_000

@@ -16,7 +16,8 @@ from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.stream import state
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import ParseRules, Polled, step
+from sensorwatch.pipeline.stream.records import Polled
+from sensorwatch.pipeline.stream.step import ParseRules, step
 from sensorwatch.schemas.readings import encode_reading
 from sensorwatch.schemas.records import Reading
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.kafka.source import QuietProbe, partition_lag
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.stream.step import Partition, Polled
+from sensorwatch.pipeline.stream.records import Partition, Polled
 
 log = logging.getLogger("sensorwatch.pipeline")
 

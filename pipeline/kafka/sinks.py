@@ -19,7 +19,8 @@ from kafka.producer.future import FutureRecordMetadata
 
 from sensorwatch.pipeline.stream import state
 from sensorwatch.pipeline.stream.processor import Processor
-from sensorwatch.pipeline.stream.step import DeadLetter, Partition, StepOutput
+from sensorwatch.pipeline.stream.records import DeadLetter, Partition
+from sensorwatch.pipeline.stream.step import StepOutput
 from sensorwatch.schemas.events import encode_event
 
 log = logging.getLogger("sensorwatch.pipeline")
@@ -120,7 +121,7 @@ class DeadLetterSink(_ProducerSink):
 def reference(dead: DeadLetter) -> bytes:
     """What stands in for a record too big to copy: where it is, its size, and its first bytes.
 
-    >>> from sensorwatch.pipeline.stream.step import Polled
+    >>> from sensorwatch.pipeline.stream.records import Polled
     >>> doc = orjson.loads(reference(DeadLetter(Polled("r", 2, 9, b"k", b"x" * 2000), "oversized", "oversized")))
     >>> doc["source"], doc["size"], len(base64.b64decode(doc["prefix"]))
     ({'topic': 'r', 'partition': 2, 'offset': 9}, 2000, 1024)

@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from sensorwatch.pipeline.kafka import clients, reach
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.stream.step import Partition, Polled
+from sensorwatch.pipeline.stream.records import Partition, Polled
 
 log = logging.getLogger("sensorwatch.pipeline")
 QUIET_PROBE_S = 5.0  # seconds without records before the broker is looked at

@@ -28,7 +28,8 @@ from typing import Protocol, TypeVar
 from kafka.errors import CommitFailedError, KafkaError
 
 from sensorwatch.pipeline.errors import BrokerError
-from sensorwatch.pipeline.stream.step import Partition, StepOutput
+from sensorwatch.pipeline.stream.records import Partition
+from sensorwatch.pipeline.stream.step import StepOutput
 
 log = logging.getLogger("sensorwatch.pipeline")
 T = TypeVar("T")

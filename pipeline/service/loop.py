@@ -23,11 +23,10 @@ from sensorwatch.pipeline.service.reload import Reloader, serving_decisions
 from sensorwatch.pipeline.service.report import Reporter, Stats
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.processor import Processor
+from sensorwatch.pipeline.stream.records import Partition, Polled
 from sensorwatch.pipeline.stream.step import (
     Parsed,
     ParseRules,
-    Partition,
-    Polled,
     StepOutput,
     Windowed,
     decide,

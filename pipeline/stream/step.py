@@ -17,31 +17,9 @@ import numpy as np
 
 from sensorwatch.pipeline.stream.batch import WindowBatch
 from sensorwatch.pipeline.stream.processor import Decisions, Processor
+from sensorwatch.pipeline.stream.records import DeadLetter, Partition, Polled
 from sensorwatch.schemas.readings import parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
-
-Partition = tuple[str, int]  # (topic, partition)
-
-
-@dataclass(frozen=True, slots=True)
-class Polled:
-    """A record as a source handed it over: where it came from, its key and its value."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record the service cannot use, the reason it is set aside (one line), and the reason's
-    kind: a label from a small fixed set, for metrics."""
-
-    record: Polled
-    reason: str
-    kind: str
 
 
 @dataclass(frozen=True)
