@@ -2,10 +2,11 @@
 → tune.
 
 Each task is a thin call of a plain function in ``sensorwatch.pipeline.jobs`` (``retrain``,
-``gate``, ``review``; the tests call the same functions). Training leaves out the readings of
-anomalies reviewed as confirmed; the gate reports both versions on the reviewed anomalies; the
-last task tunes the champion's threshold scale from them. The schedule, the lookback and the promotion mode are sensorwatch
-settings (``SENSORWATCH_RETRAIN_SCHEDULE``, ``…_RETRAIN_LOOKBACK_DAYS``, ``…_PROMOTION_MODE``).
+``gate``) or ``sensorwatch.pipeline.review.feedback`` (``tune``); the tests call the same
+functions. Training leaves out the readings of anomalies reviewed as confirmed; the gate reports
+both versions on the reviewed anomalies; the last task tunes the champion's threshold scale from
+them. The schedule, the lookback and the promotion mode are sensorwatch settings
+(``SENSORWATCH_RETRAIN_SCHEDULE``, ``…_RETRAIN_LOOKBACK_DAYS``, ``…_PROMOTION_MODE``).
 Parsing this file imports Airflow and the settings only: no Keras, MLflow or pandas.
 """
 
@@ -23,11 +24,7 @@ DAG_ID = "retrain_lstm_autoencoder"
 def _logical_day() -> str:
     """The run's logical date (a manual run may have none: then the end of its data interval, or today)."""
     context = get_current_context()
-    moment = (
-        context.get("logical_date")
-        or context.get("data_interval_end")
-        or datetime.now(UTC)
-    )
+    moment = context.get("logical_date") or context.get("data_interval_end") or datetime.now(UTC)
     return moment.date().isoformat()
 
 
@@ -74,10 +71,10 @@ def retrain_lstm_autoencoder() -> None:
     @task
     def tune(promoted: bool) -> float:
         """The champion's threshold scale from its reviewed anomalies (applied when managed)."""
-        from sensorwatch.pipeline.jobs import review
+        from sensorwatch.pipeline.review import feedback
 
         settings = Settings()
-        done = review.tune(
+        done = feedback.tune(
             settings, apply=settings.promotion_mode == "managed", by="retraining DAG"
         )
         return done.tuning.scale

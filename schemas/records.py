@@ -126,7 +126,7 @@ class AnomalyEvent:
     kind: str = "opened"
     event_id: str = ""
     # The largest threshold scale at which this alarm still opens (0: not known): the evidence
-    # review feedback tunes the threshold with (``sensorwatch.models.tuning``).
+    # review feedback tunes the threshold with (``sensorwatch.pipeline.review.tuning``).
     margin: float = 0.0
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from alarmstream import (
     window_ratios,
 )
 
-from sensorwatch.models.tuning import tune_scale
+from sensorwatch.pipeline.review.tuning import tune_scale
 
 
 @pytest.mark.integration

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from alarmstream import Alarm, Stream, overlaps_fault
 
-from sensorwatch.models.tuning import tune_scale
+from sensorwatch.pipeline.review.tuning import tune_scale
 
 if TYPE_CHECKING:
     from sensorwatch.models.registry import Store
@@ -151,8 +151,7 @@ def test_the_gate_scores_a_version_on_the_reviewed_stretches(reviewed: Reviewed)
     from dataclasses import replace
 
     from sensorwatch.models.registry import load_detector, with_scale
-    from sensorwatch.pipeline.jobs.gate import score_reviewed
-    from sensorwatch.pipeline.jobs.review import reviewed_spans
+    from sensorwatch.pipeline.review.feedback import reviewed_spans, score_reviewed
 
     spans = reviewed_spans(reviewed.settings)
     assert sorted(spans["verdict"]) == ["confirmed", *["false-positive"] * len(reviewed.false)]
@@ -176,7 +175,7 @@ def test_the_gate_scores_a_version_on_the_reviewed_stretches(reviewed: Reviewed)
 def test_the_gate_counts_each_alarm_once_when_reviewed_anomalies_of_an_asset_lie_close(
     stream: Stream, reviewed: Reviewed
 ) -> None:
-    from sensorwatch.pipeline.jobs.gate import score_reviewed
+    from sensorwatch.pipeline.review.feedback import score_reviewed
 
     pad_ms = (
         10 * stream.detector.spec.window * stream.detector.spec.interval_ms

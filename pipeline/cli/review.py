@@ -25,7 +25,7 @@ Ref = Annotated[
 
 def _reviews(tracking_uri: str | None):
     settings = settings_from(tracking_uri=tracking_uri)
-    from sensorwatch.pipeline.jobs.review import reviews_of
+    from sensorwatch.pipeline.review.feedback import reviews_of
 
     return settings, reviews_of(settings)
 
@@ -73,27 +73,11 @@ def list_(
 @app.command()
 def show(ref: Ref, tracking_uri: Tracking = None) -> None:
     """One anomaly: its figures, top channels, plot, link in MLflow's UI and verdict history."""
+    from sensorwatch.pipeline.review.verdicts import details
+
     _, reviews = _reviews(tracking_uri)
     a = reviews.find(ref)
-    lines = [
-        f"anomaly {a.event_id}  ({a.state})",
-        f"  asset        {a.asset}",
-        f"  from         {a.start}  to {a.end}  ({a.duration_s:g} s, {a.windows} anomalous windows)",
-        f"  peak score   {a.peak:.4g}  threshold {a.threshold:.4g}  margin {a.margin:.4g} (fires below this threshold scale)",
-        f"  top channels {a.top_channels}",
-        "  shares       "
-        + ", ".join(f"{c} {v:.0%}" for c, v in sorted(a.shares.items(), key=lambda kv: -kv[1])),
-        f"  model        {a.model_name} version {a.model_version}",
-        f"  verdict      {a.verdict}",
-        f"  plot         {a.artifact_uri.rstrip('/')}/anomaly.png",
-        f"  in MLflow    {reviews.url(a)}",
-    ]
-    if a.history:
-        lines.append("  history")
-        for c in a.history:
-            note = f"  {c.note}" if c.note else ""
-            lines.append(f"    {c.when or 'time unknown':25} {c.who:16} {c.old} → {c.new}{note}")
-    typer.echo("\n".join(lines))
+    typer.echo(details(a, reviews.url(a)))
 
 
 @app.command()
@@ -129,7 +113,7 @@ def tune(
     """The threshold scale the champion's reviewed anomalies call for: logged to MLflow with its evidence."""
     settings = settings_from(tracking_uri=tracking_uri)
     from sensorwatch.pipeline.jobs.retrain import person
-    from sensorwatch.pipeline.jobs.review import tune as run
+    from sensorwatch.pipeline.review.feedback import tune as run
 
     setup_logging(False)
     done = run(settings, apply=apply, by=person())

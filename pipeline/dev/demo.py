@@ -243,7 +243,7 @@ def _review_sink(service: Service):
 
 def _review(console, settings, service, events, faults) -> None:
     """Where the anomalies are waiting for review, and how to give one a verdict."""
-    from sensorwatch.pipeline.jobs.review import reviews_of
+    from sensorwatch.pipeline.review.feedback import reviews_of
 
     sink = _review_sink(service)
     if sink is None:

@@ -1,5 +1,6 @@
 """The champion/challenger gate: both versions on the held-out day, against labelled events and
-the anomalies people reviewed, and the rule that says whether the challenger is better."""
+the anomalies people reviewed (scored by ``sensorwatch.pipeline.review.feedback``), and the rule
+that says whether the challenger is better."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from sensorwatch.pipeline.archive import read_archive
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.retrain import Span, _champion, _frames
-from sensorwatch.pipeline.jobs.review import reviewed_spans
+from sensorwatch.pipeline.review.feedback import reviewed_spans, score_reviewed
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
+from sensorwatch.pipeline.stream.frames import Alarm, overlaps, replay
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
@@ -52,41 +53,10 @@ def labels_of(settings: Settings) -> pd.DataFrame:
     missing = {"asset_id", "start_ms", "end_ms"} - set(frame.columns)
     if missing:
         raise UserError(
-            f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms (missing {', '.join(sorted(missing))})"
+            f"{settings.labels_path}: labelled events need columns asset_id, start_ms, end_ms "
+            f"(missing {', '.join(sorted(missing))})"
         )
     return frame
-
-
-Alarm = tuple[str, int, int]  # asset, start, end (epoch ms)
-
-
-def _alarms(
-    detector: Detector, frames: dict[str, pd.DataFrame]
-) -> tuple[int, int, list[float], list[Alarm]]:
-    """Readings, windows, score/threshold ratios and opened alarms of ``frames`` on the service's own path."""
-    from sensorwatch.pipeline.stream.processor import Processor
-    from sensorwatch.schemas.records import Reading
-
-    processor = Processor(detector)
-    channels = detector.spec.channels
-    readings = windows = 0
-    ratios: list[float] = []
-    opened: list[Alarm] = []
-    for asset, frame in frames.items():
-        values = frame[channels].to_numpy(np.float64)
-        batch = [
-            Reading(asset, int(t), dict(zip(channels, row)))
-            for t, row in zip(frame["ts_ms"], values.tolist())
-        ]
-        readings += len(batch)
-        for decisions in (processor.process(batch), processor.flush()):
-            windows += len(decisions.windows)
-            if len(decisions.windows):
-                ratios.extend((decisions.scores / np.maximum(decisions.levels, 1e-12)).tolist())
-            opened += [
-                (e.asset_id, e.start_ms, e.end_ms) for e in decisions.events if e.kind == "opened"
-            ]
-    return readings, windows, ratios, opened
 
 
 def _overlaps(alarm: Alarm, spans: pd.DataFrame) -> bool:
@@ -97,7 +67,7 @@ def _overlaps(alarm: Alarm, spans: pd.DataFrame) -> bool:
 
 def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFrame) -> Figures:
     """Run ``frames`` through the service's own path with ``detector``: alarms against labels."""
-    readings, windows, ratios, opened = _alarms(detector, frames)
+    readings, windows, ratios, opened = replay(detector, frames)
     inside = labels[(labels["asset_id"].isin(frames))]
     if frames:
         lo = min(int(f["ts_ms"].min()) for f in frames.values())
@@ -107,7 +77,7 @@ def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFr
     found = sum(
         1
         for row in inside.itertuples()
-        if any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in opened)
+        if any(overlaps(alarm, row.asset_id, row.start_ms, row.end_ms) for alarm in opened)
     )
     return Figures(
         detector.version,
@@ -120,33 +90,6 @@ def score(detector: Detector, frames: dict[str, pd.DataFrame], labels: pd.DataFr
         found / len(inside) if len(inside) else float("nan"),
         float(np.mean(ratios)) if ratios else float("nan"),
     )
-
-
-def score_reviewed(
-    detector: Detector, settings: Settings, reviewed: pd.DataFrame
-) -> tuple[int, float, float]:
-    """(reviewed, recall, precision) of ``detector`` on the reviewed anomalies (``asset_id``,
-    ``start_ms``, ``end_ms``, ``verdict``): each one's stretch of the archive, with room before it
-    for windows to fill and after it for the alarm to clear, is scored on the service's path, and
-    the anomaly counts as found when an alarm of its own stretch overlaps it. Recall: the confirmed
-    ones found; precision: of the reviewed ones found, the share confirmed."""
-    if reviewed.empty:
-        return 0, float("nan"), float("nan")
-    pad = 10 * detector.spec.window * detector.spec.interval_ms
-    found: list[bool] = []
-    for row in reviewed.itertuples():
-        frames = read_archive(
-            settings.archive_uri, int(row.start_ms) - pad, int(row.end_ms) + pad, {row.asset_id}
-        )
-        alarms = _alarms(detector, frames)[3]
-        found.append(
-            any(a == row.asset_id and s <= row.end_ms and e >= row.start_ms for a, s, e in alarms)
-        )
-    confirmed = (reviewed["verdict"] == "confirmed").to_numpy()
-    hits = np.asarray(found, bool)
-    recall = float(hits[confirmed].mean()) if confirmed.any() else float("nan")
-    precision = float(confirmed[hits].mean()) if hits.any() else float("nan")
-    return len(reviewed), recall, precision
 
 
 def evaluate(settings: Settings, logical_date: str, version: str) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.registry import P99_TAG
 from sensorwatch.pipeline.archive import DAY_MS, read_archive
 from sensorwatch.pipeline.errors import UserError
-from sensorwatch.pipeline.jobs.review import reviewed_spans, without_confirmed
 from sensorwatch.pipeline.jobs.train import train_and_register
+from sensorwatch.pipeline.review.feedback import reviewed_spans, without_confirmed
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
 from sensorwatch.schemas.training_data import (

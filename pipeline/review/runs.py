@@ -109,7 +109,8 @@ def history_of(tags: dict[str, str]) -> list[Change]:
     """The verdict's changes in order; one made in the UI since the last recorded change shows
     as made ``IN_MLFLOW`` at an unknown time.
 
-    >>> tags = {"verdict": "confirmed", "verdict.history.0001": Change("ana", "t1", "unreviewed", "investigate").encode()}
+    >>> change = Change("ana", "t1", "unreviewed", "investigate")
+    >>> tags = {"verdict": "confirmed", "verdict.history.0001": change.encode()}
     >>> [(c.who, c.old, c.new) for c in history_of(tags)]
     [('ana', 'unreviewed', 'investigate'), ('in MLflow', 'investigate', 'confirmed')]
     """

@@ -265,7 +265,8 @@ class ReviewSink:
         if force or now - self._warned["drop"] >= WARN_EVERY_S:
             self._warned["drop"] = now
             log.warning(
-                "review: %d anomaly event(s) not logged to MLflow (%s; %d dropped in all); they are on the anomalies topic",
+                "review: %d anomaly event(s) not logged to MLflow (%s; %d dropped in all); "
+                "they are on the anomalies topic",
                 n,
                 why,
                 self.dropped,

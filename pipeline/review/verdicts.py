@@ -169,6 +169,31 @@ def summary(a: runs.Anomaly) -> dict[str, Any]:
     }
 
 
+def details(a: runs.Anomaly, url: str) -> str:
+    """What ``review show`` prints of one anomaly: its figures, top channels, plot, link
+    (``url``) and verdict history."""
+    lines = [
+        f"anomaly {a.event_id}  ({a.state})",
+        f"  asset        {a.asset}",
+        f"  from         {a.start}  to {a.end}  ({a.duration_s:g} s, {a.windows} anomalous windows)",
+        f"  peak score   {a.peak:.4g}  threshold {a.threshold:.4g}  margin {a.margin:.4g}"
+        " (fires below this threshold scale)",
+        f"  top channels {a.top_channels}",
+        "  shares       "
+        + ", ".join(f"{c} {v:.0%}" for c, v in sorted(a.shares.items(), key=lambda kv: -kv[1])),
+        f"  model        {a.model_name} version {a.model_version}",
+        f"  verdict      {a.verdict}",
+        f"  plot         {a.artifact_uri.rstrip('/')}/anomaly.png",
+        f"  in MLflow    {url}",
+    ]
+    if a.history:
+        lines.append("  history")
+        for c in a.history:
+            note = f"  {c.note}" if c.note else ""
+            lines.append(f"    {c.when or 'time unknown':25} {c.who:16} {c.old} → {c.new}{note}")
+    return "\n".join(lines)
+
+
 def _duration(seconds: float) -> str:
     """
     >>> _duration(42.0), _duration(600.0), _duration(7325.0)

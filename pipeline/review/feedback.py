@@ -2,10 +2,13 @@
 
 - ``without_confirmed``: the readings of confirmed anomalies leave the training data, and the
   series is cut there, so no training window overlaps one;
-- ``reviewed_spans``: confirmed and false-positive anomalies as labelled stretches for the gate;
+- ``reviewed_spans``: confirmed and false-positive anomalies as labelled stretches for the gate,
+  and ``score_reviewed``: a version's recall and precision on them, scored again from the archive;
 - ``tune``: the threshold scale that keeps the champion's confirmed alarms and drops its false
-  positives (``sensorwatch.models.tuning``), logged to MLflow with its evidence, and set on the
-  version when asked: running services pick it up at their next reload check.
+  positives (``sensorwatch.pipeline.review.tuning``), logged to MLflow with its evidence, and set
+  on the version when asked: running services pick it up at their next reload check.
+
+The CLI (``sensorwatch review``) and the DAG tasks (retrain, gate, tune) call these functions.
 """
 
 from __future__ import annotations
@@ -16,17 +19,23 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.registry import SCALE_TAG
-from sensorwatch.models.tuning import Tuning, fires, tune_scale
+from sensorwatch.pipeline.archive import read_archive
 from sensorwatch.pipeline.review import runs
+from sensorwatch.pipeline.review.tuning import Tuning, fires, tune_scale
 from sensorwatch.pipeline.review.verdicts import Reviews
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
+from sensorwatch.pipeline.stream.frames import overlaps, replay
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -54,6 +63,33 @@ def reviewed_spans(
         if a.start and a.end
     ]
     return pd.DataFrame(rows, columns=SPAN_COLUMNS)
+
+
+def score_reviewed(
+    detector: Detector, settings: Settings, reviewed: pd.DataFrame
+) -> tuple[int, float, float]:
+    """(reviewed, recall, precision) of ``detector`` on the reviewed anomalies (``asset_id``,
+    ``start_ms``, ``end_ms``, ``verdict``): each one's stretch of the archive, with room before it
+    for windows to fill and after it for the alarm to clear, is scored on the service's path, and
+    the anomaly counts as found when an alarm of its own stretch overlaps it. Recall: the confirmed
+    ones found; precision: of the reviewed ones found, the share confirmed."""
+    if reviewed.empty:
+        return 0, float("nan"), float("nan")
+    pad = 10 * detector.spec.window * detector.spec.interval_ms
+    found: list[bool] = []
+    for row in reviewed.itertuples():
+        frames = read_archive(
+            settings.archive_uri, int(row.start_ms) - pad, int(row.end_ms) + pad, {row.asset_id}
+        )
+        opened = replay(detector, frames).opened
+        found.append(
+            any(overlaps(alarm, row.asset_id, row.start_ms, row.end_ms) for alarm in opened)
+        )
+    confirmed = (reviewed["verdict"] == "confirmed").to_numpy()
+    hits = np.asarray(found, bool)
+    recall = float(hits[confirmed].mean()) if confirmed.any() else float("nan")
+    precision = float(confirmed[hits].mean()) if hits.any() else float("nan")
+    return len(reviewed), recall, precision
 
 
 def cut(series: TimeSeries, spans: list[tuple[int, int]]) -> list[TimeSeries]:

@@ -9,8 +9,9 @@ largest false-positive margin that is below every confirmed margin, within the b
 >>> t = tune_scale(confirmed=[2.4, 3.1], false=[1.2, 1.6, 2.9], current=1.0, bounds=(0.5, 3.0))
 >>> round(t.scale, 3), t.kept, t.dropped, t.still_firing
 (1.616, 2, 2, 1)
->>> print(t.why)
-scale 1 → 1.616: keeps 2 of 2 confirmed alarms, drops 2 of 3 false positives (1 fires with a margin above a confirmed one's)
+>>> print(t.why.replace(", drops", ",\\ndrops"))
+scale 1 → 1.616: keeps 2 of 2 confirmed alarms,
+drops 2 of 3 false positives (1 fires with a margin above a confirmed one's)
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def tune_scale(
 
     >>> tune_scale([], [], 1.0).why
     'scale 1 stays: no reviewed alarms with a margin'
-    >>> print(tune_scale([1.3], [4.0], 1.0).why)
-    scale 1 stays: keeps 1 of 1 confirmed alarms, drops 0 of 1 false positives (1 fires with a margin above a confirmed one's)
+    >>> print(tune_scale([1.3], [4.0], 1.0).why.replace(", drops", ",\\ndrops"))
+    scale 1 stays: keeps 1 of 1 confirmed alarms,
+    drops 0 of 1 false positives (1 fires with a margin above a confirmed one's)
     >>> tune_scale([], [5.0], 1.0, (0.5, 3.0)).scale
     3.0
     """
