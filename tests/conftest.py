@@ -103,10 +103,34 @@ def fuzz_inputs() -> Iterator[None]:
     TRIED.clear()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def stream(champion):
     """The champion's plant after its training data with injected faults, decided at scale 1
     (``alarmstream.fault_stream``): the alarms the feedback tests tune and review."""
     from alarmstream import fault_stream
 
     return fault_stream(champion)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real ``mlflow server`` for the session (SQLite store, artifacts in a temp dir): tests
+    keep apart by model and experiment names. The outage tests kill it and start it again on the
+    same port and store (and ``ensure_up`` after each of them, should one fail midway)."""
+    from mlflow_server import MlflowServer
+
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory):
+    """Airflow's home for the session, its database migrated in the background from the first
+    request on (``airflow_run.AirflowHome``): ``ready()`` waits for it, so a model can train
+    meanwhile."""
+    from airflow_run import AirflowHome
+
+    home = AirflowHome(tmp_path_factory.mktemp("airflow")).migrate()
+    yield home
+    home.close()

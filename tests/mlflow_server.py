@@ -56,6 +56,15 @@ class MlflowServer:
         assert wait_for(healthy, 90, every_s=0.5), (self.root / "server.log").read_text()[-3000:]
         return self
 
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def ensure_up(self) -> None:
+        """Start it again if a test stopped it (and failed before starting it): the session's other
+        tests need it."""
+        if not self.running():
+            self.start()
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             import os
@@ -64,7 +73,8 @@ class MlflowServer:
             self.proc.wait(30)
 
     def api(self, path: str, body: dict | None = None, **query: str) -> dict:
-        """One call of MLflow's REST API (``path`` after ``/api/2.0/mlflow/``): GET with ``query``, POST with ``body``."""
+        """One call of MLflow's REST API (``path`` after ``/api/2.0/mlflow/``): GET with ``query``,
+        POST with ``body``."""
         url = f"{self.uri}/api/2.0/mlflow/{path}" + (
             f"?{urllib.parse.urlencode(query)}" if query else ""
         )

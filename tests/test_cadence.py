@@ -28,6 +28,11 @@ CADENCES = {"10 Hz": 100, "1 s": 1000, "1 min": 60_000, "5 min": 300_000, "1 h":
 ROWS, TRAIN_ROWS = 1000, 400
 FAULT = slice(650, 730)  # rows whose first channel is shifted well out of its normal range
 FAST = Recipe(epochs=8)
+# Many short trainings of one shape in this process: each one after the first resets the kept model
+# to its seeded start instead of building it and tracing its steps again. XLA would cost more to
+# compile than it saves on a few hundred windows.
+# (The model a training returns is then valid until the next one: each test uses its own at once.)
+KEPT = TrainOptions(progress=False, reuse_model=True, jit_compile=False)
 
 
 def signal(channels: int, seed: int = 0) -> np.ndarray:
@@ -82,7 +87,7 @@ def flagged_rows(out: pd.DataFrame, keep: np.ndarray) -> np.ndarray:
 )
 def test_detect_finds_the_fault_at_any_cadence(tmp_path: Path, name: str, channels: int) -> None:
     interval = CADENCES[name]
-    out = detect_file(write_csv(tmp_path / "data.csv", interval, channels), TRAIN_ROWS, FAST)
+    out = detect_file(write_csv(tmp_path / "data.csv", interval, channels), TRAIN_ROWS, FAST, KEPT)
     _, keep = stamps(interval)
     assert len(out) == keep.sum() - TRAIN_ROWS
     flagged = flagged_rows(out, keep)
@@ -99,7 +104,7 @@ def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name
     series, channels = csv_series(
         [write_csv(tmp_path / "normal.csv", interval, 2, iso=name != "1 s")], rows=TRAIN_ROWS
     )
-    trained = fit_detector(series, channels, Recipe(epochs=1), TrainOptions(progress=False))
+    trained = fit_detector(series, channels, Recipe(epochs=1), KEPT)
     assert abs(trained.spec.interval_ms - interval) <= 0.05 * interval
     # Jitter and dropped readings break no stretch: as many windows as a single stretch gives.
     assert trained.windows == int(TRAIN_ROWS * (1 - FAST.validation)) - FAST.window + 1
@@ -118,7 +123,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) -> None:
     data = write_csv(tmp_path / "plant.csv", 300_000, 1)
     done = cli(
-        "detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "4", cwd=tmp_path
+        "detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "1", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("wrote ") and len(pd.read_csv(tmp_path / "out.csv")) > 500
@@ -126,7 +131,7 @@ def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) ->
         "train",
         str(data),
         "--epochs",
-        "2",
+        "1",
         "--tracking-uri",
         f"sqlite:///{tmp_path}/m.db",
         "--promote",
@@ -163,9 +168,7 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", list(CADENCES))
-def test_the_service_windows_a_stream_at_its_model_cadence(
-    service_settings, tmp_path: Path, name: str
-) -> None:
+def test_the_service_windows_a_stream_at_its_model_cadence(service_settings, name: str) -> None:
     from helpers import fresh, run_until
 
     from sensorwatch.models.cadence import TimeSeries
@@ -179,10 +182,7 @@ def test_the_service_windows_a_stream_at_its_model_cadence(
     ts = ts - ts[-1] + int(time.time() * 1000) - 60_000  # all in the past
     values = signal(2)
     trained = fit_detector(
-        [TimeSeries(ts[:TRAIN_ROWS], values[:TRAIN_ROWS])],
-        ["a", "b"],
-        Recipe(epochs=1),
-        TrainOptions(progress=False),
+        [TimeSeries(ts[:TRAIN_ROWS], values[:TRAIN_ROWS])], ["a", "b"], Recipe(epochs=1), KEPT
     )
     settings = fresh(service_settings)
     stream = [

@@ -1,11 +1,12 @@
 """Scheduled retraining end to end: a real service archives two days of a simulated plant from the
 embedded broker; Airflow's ``dag.test()`` validates (Great Expectations), trains, evaluates and
-promotes, in manual and managed mode; corrupted data stops it at validate; the drift check fires
-on a drifted stream and not on a normal one."""
+promotes, in manual and managed mode (a challenger that must be promoted, and one that must not);
+corrupted data stops it at validate; the drift check fires on a drifted stream and not on a normal
+one. Every DAG run goes to one Airflow process (``airflow_run.DagRunner``), on the session's
+Airflow database, migrated while the champion trains."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,13 +21,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from airflow_run import DagRunner
 from helpers import committed, fresh, wait_for
 
 from sensorwatch.pipeline.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-DAGS = Path(__file__).resolve().parent.parent / "dags"
 INTERVAL_S = 120  # one reading every 2 minutes: 720 a day per pump
 PER_DAY = 86_400 // INTERVAL_S
 ASSETS = 3
@@ -38,14 +39,12 @@ class Plant:
     day: str  # the logical date: the held-out day
     env: dict[str, str]
     settings: Settings
+    dags: DagRunner
 
 
 def _env(root: Path, **more: str) -> dict[str, str]:
     env = {
         **os.environ,
-        "AIRFLOW_HOME": str(root / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "SENSORWATCH_TRACKING_URI": f"sqlite:///{root}/mlflow.db",
         "SENSORWATCH_ARTIFACT_ROOT": str(root / "artifacts"),
         "SENSORWATCH_MODEL_NAME": "plant",
@@ -69,19 +68,18 @@ def _settings(env: dict[str, str]) -> Settings:
         os.environ.update(saved)
 
 
-def dag_test(dag_id: str, day: str, env: dict[str, str]) -> dict:
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "airflow_run.py"), dag_id, day],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    assert lines, done.stdout[-3000:] + done.stderr[-3000:]
-    outcome = json.loads(lines[-1])
-    outcome["log"] = done.stdout + done.stderr
-    return outcome
+@pytest.fixture(scope="module")
+def dags(airflow_home) -> DagRunner:
+    """The Airflow process that parsed ``dags/`` and runs ``dag.test()`` for these tests."""
+    runner = DagRunner(airflow_home)
+    yield runner
+    runner.close()
+
+
+def dag_test(plant: Plant, dag_id: str, day: str, env: dict[str, str]) -> dict:
+    """``dag.test()`` of one DAG for a logical date with the settings of ``env``: its state, its
+    tasks' states, and its log."""
+    return plant.dags.test(dag_id, day, env)
 
 
 def _archive_through_the_service(settings: Settings, frame: pd.DataFrame, detector) -> int:
@@ -102,9 +100,9 @@ def _archive_through_the_service(settings: Settings, frame: pd.DataFrame, detect
 
 
 @pytest.fixture(scope="module")
-def plant(tmp_path_factory, service_settings) -> Plant:
+def plant(tmp_path_factory, service_settings, dags: DagRunner) -> Plant:
     """Two archived days of three pumps (faults, labelled, on the second), and a champion trained
-    on the days before, at the same cadence."""
+    on the days before, at the same cadence (while Airflow's database is migrated)."""
     from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
     from sensorwatch.pipeline.jobs.train import train_and_register
@@ -115,14 +113,6 @@ def plant(tmp_path_factory, service_settings) -> Plant:
     start_ms = int(
         datetime.combine(held_out - timedelta(days=4), datetime.min.time(), UTC).timestamp() * 1000
     )
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=_env(root),
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-
     sim = Simulator(assets=ASSETS, seed=11, interval_s=INTERVAL_S, start_ms=start_ms)
     history = sim.normal(3 * PER_DAY)  # three days before the archive: the champion's training data
     env = _env(root, archive_uri=str(root / "archive"))
@@ -140,7 +130,7 @@ def plant(tmp_path_factory, service_settings) -> Plant:
     champion = load_detector(store_of(settings), "champion")
     sent = _archive_through_the_service(live, pd.concat([first, second]), champion)
     assert sent == 2 * PER_DAY * ASSETS
-    return Plant(root, held_out.isoformat(), env, settings)
+    return Plant(root, held_out.isoformat(), env, settings, dags)
 
 
 def _client(plant: Plant):
@@ -153,23 +143,9 @@ def _client(plant: Plant):
     return MlflowClient()
 
 
-def test_the_dags_parse_fast_and_without_errors() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, time; from airflow.dag_processing.dagbag import DagBag; b = DagBag(dag_folder=%r); "
-            "print(json.dumps({'errors': {k: str(v) for k, v in b.import_errors.items()}, 'dags': sorted(b.dags), "
-            "'seconds': {s.file: s.duration.total_seconds() for s in b.dagbag_stats}, "
-            "'heavy': sorted(m for m in __import__('sys').modules if m.split('.')[0] in ('keras', 'tensorflow', 'mlflow'))}))"
-            % str(DAGS),
-        ],
-        env=_env(Path("/tmp")),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+def test_the_dags_parse_fast_and_without_errors(dags: DagRunner) -> None:
+    # The runner parses the DAG folder first thing, in a fresh process, and says what it imported.
+    found = dags.parsed
     assert found["errors"] == {} and found["dags"] == [
         "retrain_lstm_autoencoder",
         "sensorwatch_drift_check",
@@ -181,9 +157,14 @@ def test_the_dags_parse_fast_and_without_errors() -> None:
 def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_better(
     plant: Plant,
 ) -> None:
+    from sensorwatch.models.registry import SCALE_TAG
+
     client = _client(plant)
     manual = dag_test(
-        "retrain_lstm_autoencoder", plant.day, {**plant.env, "SENSORWATCH_PROMOTION_MODE": "manual"}
+        plant,
+        "retrain_lstm_autoencoder",
+        plant.day,
+        {**plant.env, "SENSORWATCH_PROMOTION_MODE": "manual"},
     )
     assert manual["state"] == "success", manual["log"][-5000:]
     assert set(manual["tasks"].values()) == {"success"}
@@ -207,29 +188,66 @@ def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_be
         metrics["gate.challenger.labelled"] == ASSETS
     )  # one labelled fault per pump on the held-out day
 
-    managed = dag_test(
-        "retrain_lstm_autoencoder",
-        plant.day,
-        {**plant.env, "SENSORWATCH_PROMOTION_MODE": "managed"},
+    # Managed reruns, pinned both ways. A label spanning the whole held-out day on every pump makes
+    # any alarm there a find and none a false alarm. A version whose threshold is scaled far up (a
+    # registry tag that every load applies) alarms nowhere and finds nothing; one whose threshold
+    # is scaled far down alarms on every pump and finds them all. So a blind challenger must not be
+    # promoted over a keen champion, and a keen challenger must be promoted over a blind champion.
+    day_ms = int(datetime.fromisoformat(plant.day).replace(tzinfo=UTC).timestamp() * 1000)
+    whole_day = plant.root / "labels-whole-day.csv"
+    pd.DataFrame(
+        {
+            "asset_id": sorted(pd.read_csv(plant.root / "labels.csv")["asset_id"].unique()),
+            "start_ms": day_ms,
+            "end_ms": day_ms + 86_400_000 - 1,
+        }
+    ).to_csv(whole_day, index=False)
+    managed_env = {
+        **plant.env,
+        "SENSORWATCH_PROMOTION_MODE": "managed",
+        "SENSORWATCH_LABELS_PATH": str(whole_day),
+    }
+
+    def managed_with_blind(blind: str, keen: str) -> tuple[dict, dict[str, float], str]:
+        """A managed rerun while version ``blind`` alarms nowhere and ``keen`` everywhere: the run,
+        the gate's figures, its verdict."""
+        client.set_model_version_tag("plant", blind, SCALE_TAG, "1e9")
+        client.set_model_version_tag("plant", keen, SCALE_TAG, "0.01")
+        try:
+            run = dag_test(plant, "retrain_lstm_autoencoder", plant.day, managed_env)
+        finally:
+            for version in (blind, keen):
+                client.delete_model_version_tag("plant", version, SCALE_TAG)
+        assert run["state"] == "success", run["log"][-5000:]
+        assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [
+            1,
+            2,
+        ]  # a rerun registers nothing
+        data = client.get_run(challenger.run_id).data
+        print(f"\nmanaged rerun, version {blind} blind: {data.tags['sensorwatch.gate_why']}")
+        return run, data.metrics, data.tags["sensorwatch.gate"]
+
+    kept, figures, verdict = managed_with_blind("2", keen="1")
+    assert figures["gate.challenger.recall"] == 0 and figures["gate.champion.recall"] == 1, figures
+    assert figures["gate.challenger.false_alarms"] == figures["gate.champion.false_alarms"] == 0
+    assert verdict == "not better"
+    assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"
+    assert client.get_model_version("plant", "2").tags["sensorwatch.role"] == "challenger"
+
+    promoted, figures, verdict = managed_with_blind("1", keen="2")
+    assert figures["gate.champion.recall"] == 0 and figures["gate.challenger.recall"] == 1, figures
+    assert figures["gate.challenger.false_alarms"] == figures["gate.champion.false_alarms"] == 0
+    assert verdict == "better"
+    assert str(client.get_model_version_by_alias("plant", "champion").version) == "2"
+    tags = client.get_model_version("plant", "2").tags
+    assert (
+        tags["sensorwatch.promoted_by"] == "retraining gate"
+        and "false alarms/10k" in tags["sensorwatch.promoted_why"]
     )
-    assert managed["state"] == "success", managed["log"][-5000:]
-    assert sorted(int(v.version) for v in client.search_model_versions("name = 'plant'")) == [
-        1,
-        2,
-    ]  # a rerun registers nothing
-    verdict = client.get_run(challenger.run_id).data.tags["sensorwatch.gate"]
     print(
-        f"\nretrain DAG: manual {manual['seconds']} s, managed rerun {managed['seconds']} s; gate: "
-        f"{client.get_run(challenger.run_id).data.tags['sensorwatch.gate_why']}"
+        f"retrain DAG: manual {manual['seconds']} s, managed reruns {kept['seconds']} s and "
+        f"{promoted['seconds']} s"
     )
-    champion = str(client.get_model_version_by_alias("plant", "champion").version)
-    assert champion == ("2" if verdict == "better" else "1")
-    if champion == "2":
-        tags = client.get_model_version("plant", "2").tags
-        assert (
-            tags["sensorwatch.promoted_by"] == "retraining gate"
-            and "false alarms/10k" in tags["sensorwatch.promoted_why"]
-        )
 
     # A person promotes (or rolls back) by hand, and it is recorded on the version.
     done = subprocess.run(
@@ -262,6 +280,7 @@ def test_corrupted_archive_data_stops_the_dag_at_validate_and_registers_nothing(
     before = sorted(int(v.version) for v in client.search_model_versions("name = 'plant'"))
 
     run = dag_test(
+        plant,
         "retrain_lstm_autoencoder",
         plant.day,
         {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(archive)},
@@ -321,9 +340,10 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
     worn_day = (
         (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()
     )  # its window: the worn day
-    quiet = dag_test("sensorwatch_drift_check", plant.day, plant.env)
+    quiet = dag_test(plant, "sensorwatch_drift_check", plant.day, plant.env)
     assert quiet["tasks"] == {"drifted": "success", "retrain": "skipped"}, quiet["log"][-3000:]
     fired = dag_test(
+        plant,
         "sensorwatch_drift_check",
         worn_day,
         {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)},

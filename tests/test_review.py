@@ -25,15 +25,16 @@ from sensorwatch.schemas.events import decode_event
 
 pytestmark = pytest.mark.integration
 
-EXPERIMENT = "sensorwatch-anomalies"
+# Not the default experiment: the browser tests count the runs of that one on the same server.
+EXPERIMENT = "review-anomalies"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """One server for the module (each test its own model name); the outage test stops and starts it."""
-    server = MlflowServer(tmp_path_factory.mktemp("review-server")).start()
-    yield server
-    server.stop()
+@pytest.fixture
+def server(mlflow_server: MlflowServer):
+    """The session's server (each test its own model name); the outage test kills it and starts it
+    again: up again after each test whatever happened."""
+    yield mlflow_server
+    mlflow_server.ensure_up()
 
 
 def _faulty_stream(plant_after_training, readings: int = 1200):
