@@ -38,11 +38,13 @@ def main() -> None:
     from sensorwatch.models.spec import DetectorSpec
     from sensorwatch.pipeline.archive import ArchiveSink
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
+    from sensorwatch.pipeline.settings import Settings
     from sensorwatch.pipeline.stream.processor import Processor
     from sensorwatch.pipeline.stream.records import Polled
-    from sensorwatch.pipeline.stream.step import ParseRules, step
+    from sensorwatch.pipeline.stream.step import step
 
     recipe = preset("plant")
+    limits = Settings().limits()
     n = len(CHANNELS)
     spec = DetectorSpec(
         list(CHANNELS),
@@ -83,7 +85,7 @@ def main() -> None:
         in_sink = 0.0
         began = time.perf_counter()
         for k, poll in enumerate(polls, 1):
-            out = step(processor, poll, ParseRules(), now_ms=2**62)
+            out = step(processor, poll, limits, now_ms=2**62)
             if sink is not None:
                 t = time.perf_counter()
                 sink.write(out)

@@ -73,8 +73,9 @@ def train_detector(args, sim):
     """A detector of the ``plant`` preset's shape trained on the first pumps' normal history."""
     from sensorwatch.models.detector import Detector
     from sensorwatch.models.presets import preset
-    from sensorwatch.models.training import TrainOptions, fit_detector
+    from sensorwatch.models.training import fit_detector
     from sensorwatch.pipeline.dev.simulator import CHANNELS, series_by_asset
+    from sensorwatch.pipeline.settings import Settings
 
     history = sim.normal(args.train_readings)  # every pump's, so the streams continue it
     chosen = set(sim.asset_ids[: args.train_assets])
@@ -82,7 +83,7 @@ def train_detector(args, sim):
     recipe = preset("plant").updated(epochs=args.epochs, train_stride=args.train_stride)
     began = time.perf_counter()
     trained = fit_detector(
-        series, list(CHANNELS), recipe, TrainOptions(seed=args.seed, progress=False)
+        series, list(CHANNELS), recipe, Settings(seed=args.seed).train_options(progress=False)
     )
     info = {
         "assets": len(series),

@@ -29,7 +29,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     report = evaluate_skab(
-        args.data, args.out, methods=args.methods.split(","), workers=args.workers
+        args.data,
+        args.out,
+        methods=args.methods.split(","),
+        workers=args.workers,
+        options=Settings().train_options(),
     )
     print(format_report(report))
 

@@ -5,7 +5,14 @@ off inside one incident is many alarms for one cause. So an alarm opens only aft
 ``min_windows`` anomalous windows in a row, stays open across gaps of up to ``merge_windows``
 normal windows, and after it closes no new one opens for ``suppress_windows`` windows.
 
->>> state = AlarmRules(min_windows=2, merge_windows=1, suppress_windows=2).new_state()
+The rules are a view of the detector recipe (``sensorwatch.models.recipe.Recipe``), which declares,
+documents and checks every field: ``AlarmRules.of(recipe)`` (or ``recipe.alarm_rules()``) is the
+only way to make them, so they have no defaults of their own. The examples start from a plain
+alarm, without the clearing and change rules below:
+
+>>> from sensorwatch.models.recipe import Recipe
+>>> plain = Recipe(clear_ratio=0, rearm_ratio=0, change_factor=0)
+>>> state = AlarmRules.of(plain.updated(min_windows=2, merge_windows=1, suppress_windows=2)).new_state()
 >>> [state.step(a) for a in (1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1)]
 [False, True, True, True, True, False, False, False, False, False, True]
 
@@ -20,7 +27,8 @@ back to its training level:
 - ``rearm_ratio``: after an alarm clears, a new one needs scores above ``rearm_ratio`` × the
   level it cleared at, besides the threshold; that bar halves every ``rearm_half_life`` windows.
 
->>> rules = AlarmRules(min_windows=1, merge_windows=0, clear_ratio=0.5, clear_span=1000, rearm_ratio=0.5)
+>>> changes = dict(min_windows=1, merge_windows=0, suppress_windows=0, clear_span=1000)
+>>> rules = AlarmRules.of(plain.updated(clear_ratio=0.5, rearm_ratio=0.5, **changes))
 >>> state = rules.new_state()
 >>> [state.step(True, s) for s in (10.0, 10.0, 4.0, 4.0, 6.0)]
 [True, True, False, False, True]
@@ -36,7 +44,8 @@ inside the window, over the training steps' 99th percentile (``Detector.change``
 only within ``change_within`` windows of a change above ``change_factor``; an open alarm is not
 affected, and a window without a change figure (a model trained before it existed) always passes:
 
->>> rules = AlarmRules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=2)
+>>> changes = dict(min_windows=2, merge_windows=0, suppress_windows=0, drift_windows=0)
+>>> rules = AlarmRules.of(plain.updated(change_factor=1.0, change_within=2, **changes))
 >>> state = rules.new_state()
 >>> [state.step(True, 5.0, c) for c in (0.1, 0.1, 3.0, 0.1, 0.1, 0.1)]
 [False, False, False, True, True, True]
@@ -48,7 +57,11 @@ next make the two windows in a row that open the alarm, which then stays open.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sensorwatch.models.recipe import Recipe
 
 NEVER = 2**31 - 1  # ``since_change`` before any change: far beyond any change_within
 
@@ -58,34 +71,26 @@ class AlarmRules:
     """Window decisions → alarms: open after ``min_windows`` anomalous windows in a row; windows
     within ``merge_windows`` of the last anomalous one belong to the same alarm; after an alarm
     closes, ``suppress_windows`` windows pass before another may open. ``clear_ratio`` and
-    ``rearm_ratio`` (0 = off) compare scores with the alarm's own level (see the module)."""
+    ``rearm_ratio`` (0 = off) compare scores with the alarm's own level (see the module).
 
-    min_windows: int = 3
-    merge_windows: int = 30
-    suppress_windows: int = 0
-    clear_ratio: float = 0.0
-    clear_span: int = 30
-    rearm_ratio: float = 0.0
-    rearm_half_life: int = 300
-    change_factor: float = 0.0
-    change_within: int = 200
-    drift_windows: int = 0
+    A view of the recipe's alarm fields, made by ``of``: the recipe holds their defaults, their
+    descriptions and their bounds."""
 
-    def __post_init__(self) -> None:
-        if self.min_windows < 1 or self.merge_windows < 0 or self.suppress_windows < 0:
-            raise ValueError(
-                "min_windows must be at least 1, merge and suppress windows at least 0"
-            )
-        if not 0.0 <= self.clear_ratio < 1.0 or self.rearm_ratio < 0.0:
-            raise ValueError("clear_ratio must be in [0, 1) and rearm_ratio at least 0")
-        if self.clear_span < 1 or self.rearm_half_life < 0:
-            raise ValueError(
-                "clear_span must be at least 1 and rearm_half_life at least 0 (0: the bar never falls)"
-            )
-        if self.change_factor < 0.0 or self.change_within < 1 or self.drift_windows < 0:
-            raise ValueError(
-                "change_factor and drift_windows must be at least 0 and change_within at least 1"
-            )
+    min_windows: int
+    merge_windows: int
+    suppress_windows: int
+    clear_ratio: float
+    clear_span: int
+    rearm_ratio: float
+    rearm_half_life: int
+    change_factor: float
+    change_within: int
+    drift_windows: int
+
+    @classmethod
+    def of(cls, recipe: Recipe) -> AlarmRules:
+        """The alarm rules of ``recipe``: its fields of the same names, as validated there."""
+        return cls(**{f.name: getattr(recipe, f.name) for f in fields(cls)})
 
     def new_state(self) -> AlarmState:
         return AlarmState(self)

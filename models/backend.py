@@ -4,6 +4,8 @@ TensorFlow's native libraries write to file descriptor 2 before any Python loggi
 reach them (CUDA probing on machines without a GPU, CPU feature notes), which would bury the
 user's output; Python errors raised by the import still surface as exceptions. Modules that
 build, train or run a model import ``keras`` from here, so everything else stays light.
+TensorFlow's own log level is a process variable of the library, set with the others in
+``sensorwatch.models.library_env``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import os
 import sys
 
+from sensorwatch.models.library_env import quiet_native_logs
+
 
 def _import_keras_quietly():
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    quiet_native_logs()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:

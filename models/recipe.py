@@ -14,6 +14,9 @@ Time rules follow the data's own cadence: each training set's typical interval b
 is learned (``sensorwatch.models.cadence``) and stored with the version, and the gap and grace
 rules are multiples of it, unless an absolute override in seconds is set.
 
+``TrainOptions`` sit beside the recipe: how one training run goes (seed, mixed precision, a
+progress bar), which does not change what the detector means.
+
 >>> r = Recipe()
 >>> r.window, r.score, r.alarm_rules().min_windows
 (20, 'max+level', 10)
@@ -176,19 +179,8 @@ class Recipe(BaseModel):
     )
 
     def alarm_rules(self) -> AlarmRules:
-        """The alarm rules of this recipe."""
-        return AlarmRules(
-            min_windows=self.min_windows,
-            merge_windows=self.merge_windows,
-            suppress_windows=self.suppress_windows,
-            clear_ratio=self.clear_ratio,
-            clear_span=self.clear_span,
-            rearm_ratio=self.rearm_ratio,
-            rearm_half_life=self.rearm_half_life,
-            change_factor=self.change_factor,
-            change_within=self.change_within,
-            drift_windows=self.drift_windows,
-        )
+        """The alarm rules of this recipe (a view of its alarm fields)."""
+        return AlarmRules.of(self)
 
     def cadence(self, interval_ms: int) -> Cadence:
         """Gap and grace in milliseconds for data sampled every ``interval_ms``."""
@@ -218,6 +210,25 @@ class Recipe(BaseModel):
         """``changes`` as (decision fields, model fields): what a trained version can and cannot take."""
         decisions = {k: v for k, v in changes.items() if k in DECISION_FIELDS}
         return decisions, {k: v for k, v in changes.items() if k not in DECISION_FIELDS}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one training run goes, beside the recipe: what does not change the detector's meaning.
+    ``Settings.train_options`` makes them from the settings (seed, mixed precision)."""
+
+    seed: int = 7
+    mixed_precision: bool = False
+    progress: bool = True
+    # Train in a model kept from an earlier call with the same architecture (weights and optimizer
+    # reset to the seeded start), which saves building and tracing the training step again: many
+    # short trainings in one process (a benchmark) get much faster. The returned model is then
+    # only valid until the next such call.
+    reuse_model: bool = False
+    # Compile the training step with XLA (TensorFlow): on a CPU it fuses the LSTMs' time loops and
+    # runs small batches about twice as fast (batch 32), after about 10 s of compiling. None chooses: on when that
+    # pays off (a kept model trains many times, or one run is long); Keras' own choice on other backends.
+    jit_compile: bool | None = None
 
 
 RECIPE_FIELDS: frozenset[str] = frozenset(Recipe.model_fields)

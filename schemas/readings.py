@@ -2,11 +2,15 @@
 
 The rules are those of ``reading.schema.json``. They are checked here with orjson and a few
 type tests rather than a generic schema engine, because this runs once per Kafka record.
-Every rejection reason is one line that names the field and the problem.
+Every rejection reason is one line that names the field and the problem. How large a message
+may be and how far ahead of the clock its time may lie are settings (``max_message_bytes``,
+``max_future_s``): the parser takes them as ``Limits`` (``Settings.limits()``), with no defaults of
+its own.
 
->>> parse_reading(b'{"asset_id": "pump-7", "ts": 0, "values": {"flow": 12}}', now_ms=0)
+>>> limits = Limits(max_bytes=65_536, max_future_ms=300_000)
+>>> parse_reading(b'{"asset_id": "pump-7", "ts": 0, "values": {"flow": 12}}', limits=limits, now_ms=0)
 Reading(asset_id='pump-7', ts_ms=0, values={'flow': 12.0})
->>> parse_reading(b'{"asset_id": "pump-7", "ts": 0, "values": {"flow": "high"}}', now_ms=0).reason
+>>> parse_reading(b'{"asset_id": "pump-7", "ts": 0, "values": {"flow": "x"}}', limits=limits, now_ms=0).reason
 'values.flow: must be a number, got string'
 """
 
@@ -16,6 +20,7 @@ import json
 import re
 import time
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import isfinite
 
@@ -54,6 +59,15 @@ _JSON_TYPES = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a reading message may not exceed beyond the schema: its size in bytes, and how far its
+    ``ts`` may lie ahead of the clock. Made from the settings (``Settings.limits()``)."""
+
+    max_bytes: int
+    max_future_ms: int
+
+
 class _Invalid(Exception):
     """A rule the message breaks; its text is the rejection reason."""
 
@@ -62,26 +76,28 @@ def parse_reading(
     raw: bytes | None,
     key: bytes | None = None,
     *,
+    limits: Limits,
     channels: Collection[str] | None = None,
     now_ms: int | None = None,
-    max_future_ms: int = 300_000,
-    max_bytes: int = 65_536,
 ) -> Reading | Rejected:
     """One record's value as a `Reading`, or a `Rejected` saying why it goes to the dead letters.
 
     ``channels``, when given, is the exact set of channels a reading must carry. ``now_ms``
-    (default: the clock) is what ``ts`` may exceed by at most ``max_future_ms``. ``key`` is
-    advisory: it is kept on a rejection and never compared with ``asset_id``.
+    (default: the clock) is what ``ts`` may exceed by at most ``limits.max_future_ms``, and a
+    message may be ``limits.max_bytes`` long. ``key`` is advisory: it is kept on a rejection and
+    never compared with ``asset_id``.
 
-    >>> parse_reading(b'{"asset_id": "p", "ts": "1970-01-01T00:00:01Z", "values": {"a": 1.5}}').ts_ms
+    >>> limits = Limits(max_bytes=65_536, max_future_ms=300_000)
+    >>> parse_reading(b'{"asset_id": "p", "ts": "1970-01-01T00:00:01Z", "values": {"a": 1.5}}', limits=limits).ts_ms
     1000
-    >>> parse_reading(b'{"asset_id": "p", "ts": 0, "values": {"a": NaN}}').reason
+    >>> parse_reading(b'{"asset_id": "p", "ts": 0, "values": {"a": NaN}}', limits=limits).reason
     'values.a: not a finite number (NaN)'
     """
     if not raw:
         return Rejected("empty message", b"" if raw is None else raw, key)
-    if len(raw) > max_bytes:
-        return Rejected(f"oversized: {len(raw)} bytes > {max_bytes}", raw, key)
+    if len(raw) > limits.max_bytes:
+        return Rejected(f"oversized: {len(raw)} bytes > {limits.max_bytes}", raw, key)
+    max_future_ms = limits.max_future_ms
     chans = _channel_set(channels)
     try:
         doc = orjson.loads(raw)
@@ -96,14 +112,14 @@ def parse_reading(
 def parse_batch(
     records: Iterable[tuple[bytes | None, bytes | None]],
     *,
+    limits: Limits,
     channels: Collection[str] | None = None,
     now_ms: int | None = None,
-    max_future_ms: int = 300_000,
-    max_bytes: int = 65_536,
 ) -> tuple[list[Reading], list[Rejected]]:
     """Split a poll's ``(key, value)`` pairs into readings and rejects, each in input order.
 
-    >>> oks, errs = parse_batch([(b"p", b'{"asset_id": "p", "ts": 0, "values": {"a": 1}}'), (b"q", b"[]")])
+    >>> records = [(b"p", b'{"asset_id": "p", "ts": 0, "values": {"a": 1}}'), (b"q", b"[]")]
+    >>> oks, errs = parse_batch(records, limits=Limits(max_bytes=65_536, max_future_ms=300_000))
     >>> [r.asset_id for r in oks], [(e.key, e.reason) for e in errs]
     (['p'], [(b'q', 'not an object: got list')])
     """
@@ -112,9 +128,7 @@ def parse_batch(
     oks: list[Reading] = []
     errs: list[Rejected] = []
     for key, value in records:
-        result = parse_reading(
-            value, key, channels=chans, now_ms=now, max_future_ms=max_future_ms, max_bytes=max_bytes
-        )
+        result = parse_reading(value, key, limits=limits, channels=chans, now_ms=now)
         if isinstance(result, Reading):
             oks.append(result)
         else:

@@ -19,11 +19,13 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from sensorwatch.schemas.readings import FLOAT32_MAX, MAX_ASSET_ID, MAX_TS_MS, MIN_TS_MS
+from sensorwatch.schemas.readings import FLOAT32_MAX, MAX_ASSET_ID, MAX_TS_MS, MIN_TS_MS, Limits
 from sensorwatch.schemas.records import REJECT_KINDS, Reading, Rejected
 
 NOW = 1_700_000_000_000  # the clock of the in-memory tests: 2023-11-14T22:13:20Z
 CHANNELS = ("a", "b")
+# The parser's limits as the default settings give them (Settings.limits()).
+LIMITS = Limits(max_bytes=65_536, max_future_ms=300_000)
 # Kinds the parser may give: late and duplicate are the windower's, invalid is the unclassified fallback.
 PARSE_KINDS = frozenset(REJECT_KINDS) - {"late", "duplicate", "invalid"}
 TRIED: Counter[str] = Counter()

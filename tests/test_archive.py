@@ -13,7 +13,10 @@ from test_processor import detector
 from sensorwatch.pipeline.archive import DAY_MS, ArchiveSink, read_archive
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Polled
-from sensorwatch.pipeline.stream.step import ParseRules, drain, step
+from sensorwatch.pipeline.stream.step import drain, step
+from sensorwatch.schemas.readings import Limits
+
+LIMITS = Limits(max_bytes=65_536, max_future_ms=300_000)
 
 
 def _polled(asset: str, ts: list[int], offset0: int = 0) -> list[Polled]:
@@ -38,7 +41,7 @@ def _archived(tmp_path, polls) -> tuple[ArchiveSink, Processor]:
     processor.windower.keep_released = True
     sink = ArchiveSink(str(tmp_path), processor)
     for records in polls:
-        sink.write(step(processor, records, ParseRules(), now_ms=10**13))
+        sink.write(step(processor, records, LIMITS, now_ms=10**13))
     sink.write(drain(processor))
     sink.flush()
     return sink, processor
@@ -182,7 +185,7 @@ def test_the_archive_works_on_an_object_store_too(s3) -> None:
     processor = Processor(detector(1e9))
     processor.windower.keep_released = True
     sink = ArchiveSink(s3, processor)
-    sink.write(step(processor, _polled("p1", list(range(1, 9))), ParseRules(), now_ms=10**13))
+    sink.write(step(processor, _polled("p1", list(range(1, 9))), LIMITS, now_ms=10**13))
     sink.write(drain(processor))
     sink.flush()
     frames = read_archive(s3)

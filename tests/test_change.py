@@ -9,6 +9,16 @@ from sensorwatch.models.presets import preset
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec
 
+# A plain alarm: no suppression, clearing, re-arming, change or drift rule unless a test sets one.
+PLAIN = Recipe(
+    suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0, drift_windows=0
+)
+
+
+def alarm_rules(**changes: object) -> AlarmRules:
+    """The alarm rules of the plain recipe with ``changes`` (a bad value raises ``ValueError``)."""
+    return AlarmRules.of(PLAIN.updated(**changes))
+
 
 def test_step_is_the_squared_difference_of_the_halves_in_reading_variances() -> None:
     # W = 4, halves of 2: step = (mean(3, 5) - mean(1, 1))^2 * 2 * 2 / 4 = 3^2 = 9
@@ -35,7 +45,7 @@ def test_fit_scales_each_channel_and_weighs_slow_ones_down() -> None:
 
 
 def test_an_alarm_opens_only_near_a_change() -> None:
-    rules = AlarmRules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=3)
+    rules = alarm_rules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=3)
     drift = rules.new_state()
     # Above the threshold throughout, never a change: a drift, no alarm.
     assert not any(drift.step(True, 5.0, 0.5) for _ in range(20))
@@ -57,7 +67,7 @@ def test_an_alarm_opens_only_near_a_change() -> None:
 
 def test_a_drift_that_lasts_drift_windows_opens_an_alarm_all_the_same() -> None:
     """A slowly growing fault never steps inside a window: held back, but only for drift_windows."""
-    rules = AlarmRules(
+    rules = alarm_rules(
         min_windows=2, merge_windows=0, change_factor=1.0, change_within=3, drift_windows=5
     )
     state = rules.new_state()
@@ -72,20 +82,20 @@ def test_a_drift_that_lasts_drift_windows_opens_an_alarm_all_the_same() -> None:
 
 
 def test_without_a_change_figure_or_with_the_rule_off_nothing_is_held_back() -> None:
-    gated = AlarmRules(min_windows=1, merge_windows=0, change_factor=1.0).new_state()
+    gated = alarm_rules(min_windows=1, merge_windows=0, change_factor=1.0).new_state()
     assert gated.step(True, 5.0) is True  # no change figure (an older version): it passes
-    off = AlarmRules(min_windows=1, merge_windows=0, change_factor=0.0).new_state()
+    off = alarm_rules(min_windows=1, merge_windows=0, change_factor=0.0).new_state()
     assert off.step(True, 5.0, 0.0) is True
     with pytest.raises(ValueError):
-        AlarmRules(change_factor=-1.0)
+        alarm_rules(change_factor=-1.0)
     with pytest.raises(ValueError):
-        AlarmRules(change_within=0)
+        alarm_rules(change_within=0)
     with pytest.raises(ValueError):
-        AlarmRules(drift_windows=-1)
+        alarm_rules(drift_windows=-1)
 
 
 def test_the_change_state_survives_a_restart_and_old_state_loads() -> None:
-    rules = AlarmRules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=5)
+    rules = alarm_rules(min_windows=2, merge_windows=0, change_factor=1.0, change_within=5)
     state = rules.new_state()
     state.step(False, 0.0, 3.0)
     saved = state.export()

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
-from fuzzing import CHANNELS, NOW, TRIED, hostile_messages, keys
+from fuzzing import CHANNELS, LIMITS, NOW, TRIED, hostile_messages, keys
 from helpers import committed, fresh, read_all, wait_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -31,7 +31,7 @@ from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, Even
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Polled
-from sensorwatch.pipeline.stream.step import ParseRules, StepOutput, drain, step
+from sensorwatch.pipeline.stream.step import StepOutput, drain, step
 from sensorwatch.schemas.events import decode_event, encode_event
 from sensorwatch.schemas.readings import (
     FLOAT32_MAX,
@@ -158,7 +158,9 @@ def check_step(
     out: StepOutput, poll: list[Polled], processor: Processor, waiting_before: int
 ) -> None:
     """Every record of the poll is accounted for exactly once, and everything the poll became can be sent."""
-    parsed = [parse_reading(r.value, r.key, channels=CHANNELS, now_ms=NOW) for r in poll]
+    parsed = [
+        parse_reading(r.value, r.key, limits=LIMITS, channels=CHANNELS, now_ms=NOW) for r in poll
+    ]
     misplaced = [d for d in out.dead_letters if d.kind in ("late", "duplicate")]
     assert [
         (d.record, d.reason) for d in out.dead_letters if d.kind not in ("late", "duplicate")
@@ -213,7 +215,7 @@ def test_step_accounts_for_every_record(detector: Detector, polled: list[list[Po
     delivered = dead = replayed = released = 0
     for i, poll in enumerate(polled):
         waiting = processor.windower.waiting()
-        out = step(processor, poll, ParseRules(), NOW, now=float(i))
+        out = step(processor, poll, LIMITS, NOW, now=float(i))
         owners.update(out.owners)
         check_step(out, poll, processor, waiting)
         send_all(out, processor, owners)
@@ -301,7 +303,9 @@ def test_the_service_on_the_broker_scores_or_dead_letters_every_hostile_record(
     rejected = {
         w
         for w, (k, v) in zip(where, records)
-        if isinstance(parse_reading(v, k, channels=CHANNELS, now_ms=now_ms), Rejected)
+        if isinstance(
+            parse_reading(v, k, limits=LIMITS, channels=CHANNELS, now_ms=now_ms), Rejected
+        )
     }
 
     service = Service.on_kafka(settings_, detector)

@@ -13,6 +13,7 @@ import pytest
 from fuzzing import (
     CHANNELS,
     HEAVY,
+    LIMITS,
     NOW,
     PARSER,
     TRIED,
@@ -27,7 +28,7 @@ from fuzzing import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorwatch.schemas.readings import encode_reading, parse_batch, parse_reading
+from sensorwatch.schemas.readings import Limits, encode_reading, parse_batch, parse_reading
 from sensorwatch.schemas.records import Reading, Rejected
 
 pytestmark = pytest.mark.usefixtures("fuzz_inputs")
@@ -37,7 +38,7 @@ pytestmark = pytest.mark.usefixtures("fuzz_inputs")
 @given(raw=st.one_of(st.binary(max_size=300), st.none()), key=keys)
 def test_any_bytes_get_one_outcome(raw: bytes | None, key: bytes | None) -> None:
     TRIED["any_bytes"] += 1
-    check_outcome(parse_reading(raw, key, now_ms=NOW), raw, key, NOW)
+    check_outcome(parse_reading(raw, key, limits=LIMITS, now_ms=NOW), raw, key, NOW)
 
 
 @st.composite
@@ -58,14 +59,14 @@ def damaged(draw) -> bytes:
 @given(raw=damaged(), key=keys)
 def test_damaged_messages_get_one_outcome(raw: bytes, key: bytes | None) -> None:
     TRIED["damaged"] += 1
-    check_outcome(parse_reading(raw, key, now_ms=NOW), raw, key, NOW)
+    check_outcome(parse_reading(raw, key, limits=LIMITS, now_ms=NOW), raw, key, NOW)
 
 
 @PARSER
 @given(raw=encoded(json_values), key=keys)
 def test_any_json_gets_one_outcome(raw: bytes, key: bytes | None) -> None:
     TRIED["any_json"] += 1
-    check_outcome(parse_reading(raw, key, now_ms=NOW), raw, key, NOW)
+    check_outcome(parse_reading(raw, key, limits=LIMITS, now_ms=NOW), raw, key, NOW)
 
 
 @PARSER
@@ -79,7 +80,9 @@ def test_reading_shaped_messages_get_one_outcome(
     raw: bytes, key: bytes | None, channels, max_future_ms: int
 ) -> None:
     TRIED["reading_shaped"] += 1
-    result = parse_reading(raw, key, channels=channels, now_ms=NOW, max_future_ms=max_future_ms)
+    result = parse_reading(
+        raw, key, limits=Limits(LIMITS.max_bytes, max_future_ms), channels=channels, now_ms=NOW
+    )
     check_outcome(result, raw, key, NOW, max_future_ms, channels)
 
 
@@ -107,7 +110,7 @@ def test_deep_nesting_gets_one_outcome(
     TRIED["deep_nesting"] += 1
     text = NESTINGS[shape](depth)
     raw = (text if closed else text[: len(text) // 2]).encode()
-    result = parse_reading(raw, now_ms=NOW, max_bytes=max_bytes)
+    result = parse_reading(raw, limits=Limits(max_bytes, LIMITS.max_future_ms), now_ms=NOW)
     check_outcome(result, raw, None, NOW)
     assert isinstance(result, Rejected)
 
@@ -129,7 +132,7 @@ def test_huge_messages_get_one_outcome(
         "values": {f"c{i}": value for i in range(channels)},
     }
     raw = json.dumps(doc).encode()
-    result = parse_reading(raw, now_ms=NOW, max_bytes=max_bytes)
+    result = parse_reading(raw, limits=Limits(max_bytes, LIMITS.max_future_ms), now_ms=NOW)
     check_outcome(result, raw, None, NOW)
     if len(raw) > max_bytes:
         assert isinstance(result, Rejected) and result.kind == "oversized"
@@ -142,10 +145,10 @@ def test_valid_readings_are_accepted_as_sent(
 ) -> None:
     TRIED["valid"] += 1
     raw, expected = message
-    result = parse_reading(raw, key, now_ms=NOW)
+    result = parse_reading(raw, key, limits=LIMITS, now_ms=NOW)
     assert result == expected
     check_outcome(result, raw, key, NOW)
-    assert parse_reading(encode_reading(result), now_ms=NOW) == result
+    assert parse_reading(encode_reading(result), limits=LIMITS, now_ms=NOW) == result
 
 
 @HEAVY
@@ -154,9 +157,10 @@ def test_a_batch_gets_one_outcome_per_record_in_order(
     records: list[tuple[bytes | None, bytes | None]],
 ) -> None:
     TRIED["batch"] += len(records)
-    oks, errs = parse_batch(records, channels=CHANNELS, now_ms=NOW)
+    oks, errs = parse_batch(records, limits=LIMITS, channels=CHANNELS, now_ms=NOW)
     one_by_one = [
-        parse_reading(value, key, channels=CHANNELS, now_ms=NOW) for key, value in records
+        parse_reading(value, key, limits=LIMITS, channels=CHANNELS, now_ms=NOW)
+        for key, value in records
     ]
     assert len(oks) + len(errs) == len(records)
     assert oks == [r for r in one_by_one if isinstance(r, Reading)]

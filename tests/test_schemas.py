@@ -11,10 +11,17 @@ from jsonschema import Draft202012Validator
 
 from sensorwatch.schemas.events import decode_event, encode_event
 from sensorwatch.schemas.files import FORMAT_CHECKER, load_schema, schema_validator
-from sensorwatch.schemas.readings import ISO_PATTERN, encode_reading, parse_batch, parse_reading
+from sensorwatch.schemas.readings import (
+    ISO_PATTERN,
+    Limits,
+    encode_reading,
+    parse_batch,
+    parse_reading,
+)
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 
 NOW = 1_911_686_400_000  # 2030-07-31T00:00:00Z: a fixed clock for the future-time rule
+LIMITS = Limits(max_bytes=65_536, max_future_ms=300_000)  # as the default settings give them
 GOOD = b'{"asset_id": "pump-7", "ts": 1714564800250, "values": {"flow": 12.5, "pressure": 3}}'
 
 
@@ -26,7 +33,7 @@ def msg(**fields: object) -> bytes:
 
 
 def reason(raw: bytes | None, **kwargs: object) -> str:
-    result = parse_reading(raw, now_ms=NOW, **kwargs)
+    result = parse_reading(raw, limits=LIMITS, now_ms=NOW, **kwargs)
     assert isinstance(result, Rejected), result
     return result.reason
 
@@ -49,8 +56,8 @@ def event(**changes: object) -> AnomalyEvent:
 
 def test_good_message_parses_with_int_values_as_floats() -> None:
     expected = Reading("pump-7", 1714564800250, {"flow": 12.5, "pressure": 3.0})
-    assert parse_reading(GOOD, now_ms=NOW) == expected
-    assert type(parse_reading(GOOD, now_ms=NOW).values["pressure"]) is float
+    assert parse_reading(GOOD, limits=LIMITS, now_ms=NOW) == expected
+    assert type(parse_reading(GOOD, limits=LIMITS, now_ms=NOW).values["pressure"]) is float
 
 
 @pytest.mark.parametrize(
@@ -70,7 +77,7 @@ def test_good_message_parses_with_int_values_as_floats() -> None:
     ],
 )
 def test_timestamp_forms(ts: object, ts_ms: int) -> None:
-    assert parse_reading(msg(ts=ts), now_ms=NOW).ts_ms == ts_ms
+    assert parse_reading(msg(ts=ts), limits=LIMITS, now_ms=NOW).ts_ms == ts_ms
 
 
 BAD = [
@@ -149,12 +156,14 @@ def test_channels_must_match_exactly(values: dict[str, float], expected: str) ->
 
 
 def test_exact_channels_pass() -> None:
-    assert isinstance(parse_reading(GOOD, now_ms=NOW, channels={"pressure", "flow"}), Reading)
+    assert isinstance(
+        parse_reading(GOOD, limits=LIMITS, now_ms=NOW, channels={"pressure", "flow"}), Reading
+    )
 
 
 def test_key_is_kept_on_rejects_and_never_compared() -> None:
-    assert parse_reading(b"[]", b"pump-7").key == b"pump-7"
-    assert isinstance(parse_reading(GOOD, b"other-asset", now_ms=NOW), Reading)
+    assert parse_reading(b"[]", b"pump-7", limits=LIMITS).key == b"pump-7"
+    assert isinstance(parse_reading(GOOD, b"other-asset", limits=LIMITS, now_ms=NOW), Reading)
 
 
 def test_orjson_only_refusals_stay_malformed() -> None:
@@ -167,7 +176,7 @@ def test_deep_nesting_is_rejected_not_raised() -> None:
 
 
 def test_default_clock_rejects_the_far_future() -> None:
-    assert "in the future" in parse_reading(msg(ts="9999-01-01T00:00:00Z")).reason
+    assert "in the future" in parse_reading(msg(ts="9999-01-01T00:00:00Z"), limits=LIMITS).reason
 
 
 def test_reasons_are_single_lines() -> None:
@@ -176,7 +185,7 @@ def test_reasons_are_single_lines() -> None:
 
 def test_batch_splits_in_order_and_keeps_keys() -> None:
     records = [(b"a", GOOD), (b"b", b"[]"), (b"c", msg(asset_id="p2")), (None, None)]
-    oks, errs = parse_batch(records, now_ms=NOW)
+    oks, errs = parse_batch(records, limits=LIMITS, now_ms=NOW)
     assert [r.asset_id for r in oks] == ["pump-7", "p2"]
     assert [(e.key, e.reason) for e in errs] == [
         (b"b", "not an object: got list"),
@@ -186,7 +195,7 @@ def test_batch_splits_in_order_and_keeps_keys() -> None:
 
 def test_reading_round_trip() -> None:
     reading = Reading("pump-7", 1714564800250, {"flow": 12.5, "pressure": -0.001})
-    assert parse_reading(encode_reading(reading), now_ms=NOW) == reading
+    assert parse_reading(encode_reading(reading), limits=LIMITS, now_ms=NOW) == reading
 
 
 def test_encode_reading_refuses_nan() -> None:
@@ -249,7 +258,7 @@ def test_schema_and_validator_share_the_timestamp_pattern() -> None:
 
 def test_schema_examples_parse() -> None:
     for example in load_schema("reading")["examples"]:
-        assert isinstance(parse_reading(orjson.dumps(example), now_ms=NOW), Reading)
+        assert isinstance(parse_reading(orjson.dumps(example), limits=LIMITS, now_ms=NOW), Reading)
 
 
 AGREEMENT = [
@@ -317,7 +326,7 @@ def schema_accepts(raw: bytes) -> bool:
 @pytest.mark.parametrize(("raw", "valid"), AGREEMENT, ids=[r.decode()[:60] for r, _ in AGREEMENT])
 def test_schema_and_fast_validator_agree(raw: bytes, valid: bool) -> None:
     assert schema_accepts(raw) is valid
-    assert isinstance(parse_reading(raw, now_ms=NOW), Reading) is valid
+    assert isinstance(parse_reading(raw, limits=LIMITS, now_ms=NOW), Reading) is valid
 
 
 def test_every_rejection_has_a_kind_from_a_fixed_set() -> None:
@@ -335,6 +344,6 @@ def test_every_rejection_has_a_kind_from_a_fixed_set() -> None:
         msg(values={"x": "1"}): "values",
     }
     for raw, kind in samples.items():
-        assert parse_reading(raw, now_ms=NOW).kind == kind, raw[:60]
-    assert parse_reading(GOOD, now_ms=NOW, channels={"nope"}).kind == "channels"
+        assert parse_reading(raw, limits=LIMITS, now_ms=NOW).kind == kind, raw[:60]
+    assert parse_reading(GOOD, limits=LIMITS, now_ms=NOW, channels={"nope"}).kind == "channels"
     assert set(samples.values()) | {"channels"} <= set(REJECT_KINDS)

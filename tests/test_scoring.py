@@ -33,7 +33,7 @@ def test_compiled_forward_passes_are_kept_on_disk(tmp_path) -> None:
     script = f"""
 import sys
 from pathlib import Path
-from sensorwatch.models.compile_cache import keep_compiled
+from sensorwatch.models.library_env import keep_compiled
 assert "keras" not in sys.modules
 assert keep_compiled(Path({str(folder)!r}))
 import numpy as np

@@ -143,12 +143,14 @@ def test_with_a_commit_interval_polls_are_written_at_once_and_checkpointed_toget
         clock=lambda: now[0],
     )
     from sensorwatch.pipeline.stream.processor import Processor
-    from sensorwatch.pipeline.stream.step import ParseRules, step
+    from sensorwatch.pipeline.stream.step import step
+    from sensorwatch.schemas.readings import Limits
 
     processor = Processor(detector(1e9))
+    limits = Limits(max_bytes=65_536, max_future_ms=300_000)
 
     def poll(i: int) -> None:
-        checkpoint(step(processor, [record(i % 2, i, "p1", i)], ParseRules(), now_ms=T0 * 2))
+        checkpoint(step(processor, [record(i % 2, i, "p1", i)], limits, now_ms=T0 * 2))
 
     poll(0)  # the first poll is checkpointed at once
     assert journal == ["write events", "write state", "flush events", "flush state", "commit"]

@@ -17,7 +17,7 @@ from sensorwatch.pipeline.dev.simulator import (
     labels,
     readings,
 )
-from sensorwatch.schemas.readings import encode_reading, parse_reading
+from sensorwatch.schemas.readings import Limits, encode_reading, parse_reading
 
 
 def _asset(frame: pd.DataFrame, asset: str) -> pd.DataFrame:
@@ -157,7 +157,9 @@ def test_readings_round_trip_through_the_message_schema() -> None:
     items = list(readings(frame))
     assert [r.asset_id for r in items] == list(frame["asset_id"])
     assert items[0].values == {c: float(frame[c].iloc[0]) for c in CHANNELS}
-    parsed = parse_reading(encode_reading(items[1]), now_ms=items[1].ts_ms)
+    parsed = parse_reading(
+        encode_reading(items[1]), limits=Limits(65_536, 300_000), now_ms=items[1].ts_ms
+    )
     assert parsed == items[1]
 
 

@@ -17,8 +17,8 @@ from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.stream import state
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Polled
-from sensorwatch.pipeline.stream.step import ParseRules, step
-from sensorwatch.schemas.readings import encode_reading
+from sensorwatch.pipeline.stream.step import step
+from sensorwatch.schemas.readings import Limits, encode_reading
 from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["a", "b"]
@@ -74,7 +74,10 @@ def records(n: int = 240) -> list[Polled]:
 
 
 def run(processor: Processor, polls: list[list[Polled]]) -> list:
-    outs = [step(processor, poll, ParseRules(), T0 + 10**9) for poll in polls]
+    outs = [
+        step(processor, poll, Limits(max_bytes=65_536, max_future_ms=300_000), T0 + 10**9)
+        for poll in polls
+    ]
     return outs
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sensorwatch.models.alarms import AlarmRules
+from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import (
     METHODS,
     ReferenceThreshold,
@@ -17,6 +18,16 @@ from sensorwatch.models.thresholds.spot import SpotThreshold, fit_gpd, gpd_quant
 
 RNG = np.random.default_rng(11)
 NORMAL = np.exp(RNG.normal(0.0, 0.3, 1000))  # positive, skewed: like reconstruction errors
+
+# A plain alarm: no suppression, clearing, re-arming, change or drift rule unless a test sets one.
+PLAIN = Recipe(
+    suppress_windows=0, clear_ratio=0.0, rearm_ratio=0.0, change_factor=0.0, drift_windows=0
+)
+
+
+def alarm_rules(**changes: object) -> AlarmRules:
+    """The alarm rules of the plain recipe with ``changes`` (a bad value raises ``ValueError``)."""
+    return AlarmRules.of(PLAIN.updated(**changes))
 
 
 def test_every_method_is_registered_and_round_trips() -> None:
@@ -105,17 +116,17 @@ def test_dynamic_flags_a_jump_and_prunes_weak_runs() -> None:
 
 
 def test_alarm_rules_min_merge_and_suppress() -> None:
-    state = AlarmRules(min_windows=2, merge_windows=1, suppress_windows=2).new_state()
+    state = alarm_rules(min_windows=2, merge_windows=1, suppress_windows=2).new_state()
     steps = [state.step(bool(a)) for a in (1, 1, 0, 1, 0, 0, 1, 1, 0, 1, 1)]
     assert steps == [False, True, True, True, True, False, False, False, False, False, True]
-    state = AlarmRules(min_windows=3, merge_windows=0).new_state()
+    state = alarm_rules(min_windows=3, merge_windows=0).new_state()
     opened = []
     for a in (1, 1, 1, 1, 0, 1, 1, 1):
         state.step(bool(a))
         opened.append(state.opened)
     assert opened == [False, False, True, False, False, False, False, True]
     with pytest.raises(ValueError):
-        AlarmRules(min_windows=0)
+        alarm_rules(min_windows=0)
 
 
 def test_alarm_clears_when_the_score_falls_far_below_its_level() -> None:
@@ -123,7 +134,7 @@ def test_alarm_clears_when_the_score_falls_far_below_its_level() -> None:
     # clear_span 3: level += 0.5 · (score − level). Scores 8, 8, 8 → level 8; 3 → level 5.5, and
     # 3 < 0.6 · 5.5 = 3.3 counts as normal; merge_windows 1 keeps it open one window more; then
     # 2 → level 3.75, and 2 < 0.6 · 3.75 = 2.25 is the second normal window in a row: it clears.
-    rules = AlarmRules(min_windows=1, merge_windows=1, clear_ratio=0.6, clear_span=3)
+    rules = alarm_rules(min_windows=1, merge_windows=1, clear_ratio=0.6, clear_span=3)
     state = rules.new_state()
     steps = [state.step(True, s) for s in (8.0, 8.0, 8.0, 3.0, 2.0)]
     assert steps == [True, True, True, True, False]
@@ -132,14 +143,14 @@ def test_alarm_clears_when_the_score_falls_far_below_its_level() -> None:
     slow = rules.new_state()
     assert all(slow.step(True, s) for s in (8.0, 8.0, 8.0, 6.0, 4.5, 3.4, 2.6))
     # Without the rule the same scores keep it open.
-    plain = AlarmRules(min_windows=1, merge_windows=1).new_state()
+    plain = alarm_rules(min_windows=1, merge_windows=1).new_state()
     assert all(plain.step(True, s) for s in (8.0, 8.0, 8.0, 3.0, 2.0))
 
 
 def test_rearm_bar_holds_back_the_aftermath_and_decays() -> None:
     # Cleared at level 10 (clear_span so long the level stays put): the bar is 0.5 · 10 = 5,
     # halving every 2 windows. Scores of 3 stay below it until it has decayed under 3.
-    rules = AlarmRules(
+    rules = alarm_rules(
         min_windows=1,
         merge_windows=0,
         clear_ratio=0.5,
@@ -158,7 +169,7 @@ def test_rearm_bar_holds_back_the_aftermath_and_decays() -> None:
 
 
 def test_rearm_bar_keeps_a_steady_aftermath_quiet() -> None:
-    rules = AlarmRules(
+    rules = alarm_rules(
         min_windows=2,
         merge_windows=0,
         clear_ratio=0.3,
@@ -183,4 +194,4 @@ def test_alarm_rules_reject_bad_values() -> None:
         {"rearm_half_life": -1},
     ):
         with pytest.raises(ValueError):
-            AlarmRules(**bad)
+            alarm_rules(**bad)

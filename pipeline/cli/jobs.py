@@ -132,7 +132,7 @@ def _in_background(fn: Callable[..., T], *args: object) -> Future[T]:
 def _champion(settings: Settings) -> tuple[Detector, Store]:
     """The champion, from MLflow or its local copy, compiled (what was compiled before is kept in
     the cache folder and loaded, not compiled again)."""
-    from sensorwatch.models.compile_cache import keep_compiled
+    from sensorwatch.models.library_env import keep_compiled
 
     keep_compiled(
         settings.cache_dir / "compiled"
@@ -244,11 +244,10 @@ def detect(
         raise UserError(f"{out}: is a directory; --out takes the name of the CSV file to write")
     frame = read_sensor_csv(file, time_unit=time_unit)
     # Keras comes with these: only once the settings and the file are known to be good.
-    from sensorwatch.models.training import TrainOptions
     from sensorwatch.pipeline.jobs.detect import detect_frame
 
     setup_logging(False)
-    result = detect_frame(frame, train_rows, settings.recipe(), TrainOptions(seed=settings.seed))
+    result = detect_frame(frame, train_rows, settings.recipe(), settings.train_options())
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     typer.echo(
@@ -290,6 +289,6 @@ def evaluate_skab(
         methods=chosen,
         workers=workers,
         compiled=settings.cache_dir / "compiled",
-        seed=settings.seed,
+        options=settings.train_options(),
     )
     typer.echo(format_report(report))

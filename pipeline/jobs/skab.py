@@ -14,19 +14,17 @@ files in one kept model, whose training step is compiled once (``TrainOptions.re
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from sensorwatch.models.compile_cache import keep_compiled
+from sensorwatch.models.library_env import start_worker
 from sensorwatch.models.metrics import (
     NabTally,
     PointCounts,
@@ -35,7 +33,7 @@ from sensorwatch.models.metrics import (
     nab_tally,
     point_counts,
 )
-from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.recipe import Recipe, TrainOptions
 
 TRAIN_ROWS = 400
 # Other threshold methods are compared on the same trained model per file, each with the
@@ -165,24 +163,6 @@ class SkabReport:
         return [self.summary(m, sel, label) for m in self.methods for sel, label in subsets]
 
 
-@contextmanager
-def _one_thread_per_worker(workers: int) -> Iterator[None]:
-    """Workers inherit this environment when they start: with several of them, each computes on one
-    thread, so they share the cores instead of fighting over them."""
-    names = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
-    saved = {n: os.environ.get(n) for n in names}
-    if workers > 1:
-        os.environ.update({n: "1" for n in names})
-    try:
-        yield
-    finally:
-        for n, v in saved.items():
-            if v is None:
-                os.environ.pop(n, None)
-            else:
-                os.environ[n] = v
-
-
 def evaluate_file(
     data_dir: Path,
     name: str,
@@ -190,10 +170,9 @@ def evaluate_file(
     recipe: Recipe,
     methods: Sequence[str],
     train_rows: int,
-    seed: int = 7,
+    options: TrainOptions,
 ) -> list[FileResult]:
     """Train once on one file, decide it under each threshold method, write and score the decisions."""
-    from sensorwatch.models.training import TrainOptions
     from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
     from sensorwatch.pipeline.jobs.detect import decide, train_on, with_threshold
 
@@ -201,7 +180,7 @@ def evaluate_file(
     frame = read_sensor_csv(data_dir / name)
     # Each worker keeps one model in memory and resets it between files.
     trained = train_on(
-        frame, train_rows, recipe, TrainOptions(seed=seed, progress=False, reuse_model=True)
+        frame, train_rows, recipe, replace(options, progress=False, reuse_model=True)
     )
     trained_s = time.perf_counter() - start
     truth = frame.labels.iloc[train_rows:]
@@ -238,12 +217,13 @@ def evaluate_skab(
     workers: int = 2,
     progress: bool = True,
     compiled: Path | None = None,
-    seed: int = 7,
+    options: TrainOptions,
 ) -> SkabReport:
     """Run the SKAB protocol on every file (or the named ``files``) and score it.
 
-    ``recipe`` defaults to the default (best benchmarked) one, trained from ``seed``; ``methods`` (default: the recipe's
-    own threshold method) are compared on the same trained model per file.
+    ``recipe`` defaults to the default (best benchmarked) one, trained with ``options``
+    (``Settings.train_options()``); ``methods`` (default: the recipe's own threshold method) are
+    compared on the same trained model per file.
     With more than one method, each method's predictions go under ``out_dir/<method>/``.
     """
     data_dir = Path(data_dir)
@@ -255,15 +235,14 @@ def evaluate_skab(
     start = time.perf_counter()
     results: list[FileResult] = []
     bar = tqdm(total=len(names), desc="SKAB files", unit="file", disable=not progress)
-    pool_args: dict[str, Any] = (
-        {"initializer": keep_compiled, "initargs": (Path(compiled),)} if compiled else {}
-    )
-    with (
-        _one_thread_per_worker(workers),
-        ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn"), **pool_args) as pool,
-    ):
+    # Set in each worker as it starts, before it imports Keras: with several workers, each
+    # computes on one thread, so they share the cores instead of fighting over them.
+    worker = (Path(compiled) if compiled else None, workers > 1)
+    with ProcessPoolExecutor(
+        max(1, workers), mp_context=get_context("spawn"), initializer=start_worker, initargs=worker
+    ) as pool:
         futures = [
-            pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, seed)
+            pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, options)
             for n in names
         ]
         for done in as_completed(futures):

@@ -19,16 +19,7 @@ from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
 
 if TYPE_CHECKING:
-    from sensorwatch.models.training import TrainedDetector, TrainOptions
-
-
-def options_of(settings: Settings, progress: bool = True) -> TrainOptions:
-    """The run options (not the recipe) the settings give."""
-    from sensorwatch.models.training import TrainOptions
-
-    return TrainOptions(
-        seed=settings.seed, mixed_precision=settings.mixed_precision, progress=progress
-    )
+    from sensorwatch.models.training import TrainedDetector
 
 
 def csv_series(
@@ -61,7 +52,9 @@ def train_and_register(
     """Train with the settings' recipe, log the run, register a version (and promote it)."""
     from sensorwatch.models.training import fit_detector
 
-    trained = fit_detector(series, channels, settings.recipe(), options_of(settings, progress))
+    trained = fit_detector(
+        series, channels, settings.recipe(), settings.train_options(progress=progress)
+    )
     params = {"source": source, "series": len(series), "readings": int(sum(len(s) for s in series))}
     version = log_training(
         trained,

@@ -7,7 +7,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from sensorwatch.pipeline.kafka.login import check_login
-from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.settings import KAFKA_SECURITY, Settings
 
 _logged_in: set[tuple[object, ...]] = set()  # security settings a login has succeeded with
 
@@ -24,15 +24,7 @@ def security(settings: Settings) -> dict[str, object]:
     """The TLS and SASL options every client gets; with TLS or SASL, a login is tried first (once
     per settings), so a refused one is told as such instead of as a broker that never answers."""
     if settings.security_protocol != "PLAINTEXT":
-        key = (
-            settings.bootstrap_servers,
-            settings.security_protocol,
-            settings.sasl_mechanism,
-            settings.sasl_username,
-            settings.sasl_password,
-            settings.ssl_cafile,
-            settings.ssl_certfile,
-        )
+        key = (settings.bootstrap_servers, *(getattr(settings, f) for f in KAFKA_SECURITY))
         if key not in _logged_in and check_login(settings):
             _logged_in.add(key)
     return settings.kafka_security()

@@ -34,30 +34,9 @@ def config(settings: Settings) -> dict[str, object]:
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 3 - 100, 100),
         "fetch.wait.max.ms": 100,
         "check.crcs": True,
-        "security.protocol": settings.security_protocol.lower(),
         "logger": logging.getLogger("sensorwatch.librdkafka"),
+        **settings.kafka_security("librdkafka"),
     }
-    if settings.security_protocol.startswith("SASL") and settings.sasl_password is not None:
-        conf.update(
-            {
-                "sasl.mechanism": settings.sasl_mechanism,
-                "sasl.username": settings.sasl_username,
-                "sasl.password": settings.sasl_password.get_secret_value(),
-            }
-        )
-    if settings.security_protocol.endswith("SSL"):
-        conf["ssl.endpoint.identification.algorithm"] = (
-            "https" if settings.ssl_check_hostname else "none"
-        )
-        for name, key in (
-            ("ssl_cafile", "ssl.ca.location"),
-            ("ssl_certfile", "ssl.certificate.location"),
-            ("ssl_keyfile", "ssl.key.location"),
-        ):
-            if getattr(settings, name) is not None:
-                conf[key] = str(getattr(settings, name))
-        if settings.ssl_password is not None:
-            conf["ssl.key.password"] = settings.ssl_password.get_secret_value()
     return conf
 
 

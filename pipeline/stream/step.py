@@ -18,16 +18,8 @@ import numpy as np
 from sensorwatch.pipeline.stream.batch import WindowBatch
 from sensorwatch.pipeline.stream.processor import Decisions, Processor
 from sensorwatch.pipeline.stream.records import DeadLetter, Partition, Polled
-from sensorwatch.schemas.readings import parse_reading
+from sensorwatch.schemas.readings import Limits, parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
-
-
-@dataclass(frozen=True)
-class ParseRules:
-    """What a reading must satisfy beyond the schema: its size, and how far ahead of the clock it may be."""
-
-    max_bytes: int = 65_536
-    max_future_ms: int = 300_000
 
 
 @dataclass
@@ -81,7 +73,7 @@ class Windowed:
 def step(
     processor: Processor,
     records: Sequence[Polled],
-    rules: ParseRules,
+    limits: Limits,
     now_ms: int,
     now: float = 0.0,
 ) -> StepOutput:
@@ -89,27 +81,20 @@ def step(
     clock time ``now``. Readings that a restored state already holds are skipped, not re-applied.
     The service runs the same four stages, with the next poll fetched while a forward pass runs."""
     windowed = window(
-        processor, parse(records, rules, processor.channels, now_ms), rules, now_ms, now
+        processor, parse(records, limits, processor.channels, now_ms), limits, now_ms, now
     )
     return decide(processor, windowed, processor.score(windowed.batch))
 
 
 def parse(
-    records: Sequence[Polled], rules: ParseRules, channels: frozenset[str], now_ms: int
+    records: Sequence[Polled], limits: Limits, channels: frozenset[str], now_ms: int
 ) -> Parsed:
-    """Parse and validate each record against ``channels``; touches no state, so it may run while
-    the poll before is still being scored."""
+    """Parse and validate each record against ``channels`` within ``limits`` (``Settings.limits()``);
+    touches no state, so it may run while the poll before is still being scored."""
     out = Parsed(records, channels)
     for rec in records:
         out.offsets[(rec.topic, rec.partition)] = rec.offset + 1
-        parsed = parse_reading(
-            rec.value,
-            rec.key,
-            channels=channels,
-            now_ms=now_ms,
-            max_future_ms=rules.max_future_ms,
-            max_bytes=rules.max_bytes,
-        )
+        parsed = parse_reading(rec.value, rec.key, limits=limits, channels=channels, now_ms=now_ms)
         if isinstance(parsed, Rejected):
             out.dead_letters.append(DeadLetter(rec, parsed.reason, parsed.kind))
         else:
@@ -118,12 +103,12 @@ def parse(
 
 
 def window(
-    processor: Processor, parsed: Parsed, rules: ParseRules, now_ms: int, now: float = 0.0
+    processor: Processor, parsed: Parsed, limits: Limits, now_ms: int, now: float = 0.0
 ) -> Windowed:
     """Put the parsed readings into their assets' windows (skipping what a restored state already
     holds); the windows that became ready are in ``batch``, to be scored."""
     if parsed.channels != processor.channels:  # a new model version came with other channels
-        parsed = parse(parsed.records, rules, processor.channels, now_ms)
+        parsed = parse(parsed.records, limits, processor.channels, now_ms)
     readings: list[Reading] = []
     origin: dict[int, Polled] = {}
     owners: dict[str, Partition] = {}
