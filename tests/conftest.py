@@ -1,18 +1,106 @@
-"""Fixtures shared by the tests: one embedded broker and one trained champion model per session."""
+"""Fixtures shared by the tests: one embedded broker, one trained champion model and one warmed
+detector of it per session (per worker, with ``-n``).
+
+Nothing here imports Keras: the compiled-forward cache that every test process shares (this one,
+the xdist workers and each ``sensorwatch serve`` they start) is set before TensorFlow is imported,
+and TensorFlow reads it only then. Tests run in a temp folder, never in the repository: the
+settings' relative defaults (``.sensorwatch/...``) land there, and the session fails if the
+repository's ``.sensorwatch`` changed.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from sensorwatch.models.registry import RegisteredVersion, Store
 from sensorwatch.models.spec import DetectorSpec
-from sensorwatch.models.training import TrainedDetector
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.kafka.clients import service_topics
-from sensorwatch.pipeline.settings import Settings
+from sensorwatch.pipeline.settings import STATE_DIR, Settings
+
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.training import TrainedDetector
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+# What tests must never write into the repository (the settings' relative defaults and MLflow's).
+KEEP_OUT = (STATE_DIR, Path("mlruns"), Path("mlartifacts"))
+
+
+_COMPILED = pytest.StashKey[Path]()
+_REPOSITORY_BEFORE = pytest.StashKey[dict[str, tuple[int, int]]]()
+
+
+def _snapshot() -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file and folder in the repository's ``KEEP_OUT`` folders (0 for a
+    folder: one made, even empty, is new)."""
+    seen = {}
+    for folder in KEEP_OUT:
+        for path in [REPOSITORY / folder, *(REPOSITORY / folder).rglob("*")]:
+            if path.is_file():
+                seen[str(path.relative_to(REPOSITORY))] = (
+                    path.stat().st_mtime_ns,
+                    path.stat().st_size,
+                )
+            elif path.is_dir():
+                seen[str(path.relative_to(REPOSITORY))] = (0, 0)
+    return seen
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One folder of compiled forward passes for the whole run, handed down through the
+    environment (``TF_XLA_FLAGS``, ``JAX_COMPILATION_CACHE_DIR``) to the xdist workers and every
+    process they start: a model that one of them compiled, the others load. Set in the first
+    process only, before any test module (or this file) imports Keras."""
+    config.stash[_REPOSITORY_BEFORE] = _snapshot()
+    if hasattr(config, "workerinput"):  # an xdist worker: its controller set it for the run
+        return
+    flags = os.environ.get("TF_XLA_FLAGS", "")
+    if "tf_xla_persistent_cache_directory" not in flags:  # a cache the user set is theirs
+        folder = Path(tempfile.mkdtemp(prefix="sensorwatch-tests-compiled-"))
+        config.stash[_COMPILED] = folder
+        os.environ["TF_XLA_FLAGS"] = f"{flags} --tf_xla_persistent_cache_directory={folder}".strip()
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(folder))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_COMPILED, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if it wrote into the repository's ``.sensorwatch`` (or MLflow's folders)."""
+    before = session.config.stash.get(_REPOSITORY_BEFORE, {})
+    written = sorted(path for path, seen in _snapshot().items() if before.get(path) != seen)
+    if written:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "tests wrote into the repository: " + ", ".join(written[:10])
+        if reporter is not None:
+            reporter.write_line(message, red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def away_from_the_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test runs in a temp folder: settings left at their relative defaults
+    (``.sensorwatch/champion``, ``.sensorwatch/archive``, ``.sensorwatch/mlflow.db``) and any
+    ``.env`` are looked for there, not in the repository."""
+    here = Path.cwd()
+    work = tmp_path_factory.mktemp("cwd")
+    os.chdir(work)
+    try:
+        yield work
+    finally:
+        os.chdir(here)
 
 
 @pytest.fixture(scope="session")
@@ -26,16 +114,33 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def service_settings(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for the service against the embedded broker, with short group timeouts, a
-    checkpoint after every poll, and an archive in a temp dir."""
+    checkpoint after every poll, and an archive and a champion copy in temp dirs (``helpers.fresh``
+    gives each test folders of its own in them).
+
+    A group join on the embedded broker waits about half the session timeout (3 s at Kafka's
+    least default of 6 s; 1 s at 2 s): the broker takes 2 s, and a consumer heartbeats every 0.57 s."""
     return Settings(
         bootstrap_servers=broker,
         commit_interval_s=0,
         archive_uri=str(tmp_path_factory.mktemp("archive")),
-        session_timeout_ms=6000,
+        cache_dir=tmp_path_factory.mktemp("champion-copy"),
+        session_timeout_ms=2000,
         max_poll_interval_ms=6000,
         poll_timeout_ms=200,
         reload_interval_s=0,
     )
+
+
+@pytest.fixture(scope="session")
+def champion_detector(champion: Champion) -> Detector:
+    """The champion as the service loads it (``load_detector``), its forward pass compiled for
+    every batch size: for the tests of what a service does with a model, not of loading one. Never
+    changed by a test; a service swaps in a new version by replacing its processor's detector."""
+    from sensorwatch.models.registry import load_detector
+
+    detector = load_detector(champion.store, "champion").warm_up()
+    assert detector.version == champion.version.version
+    return detector
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
@@ -12,16 +13,18 @@ from sensorwatch.pipeline.settings import Settings
 
 
 def fresh(settings: Settings) -> Settings:
-    """Topics and group of this test alone."""
+    """Topics, group, champion copy and archive of this test alone (folders in the settings' own)."""
     tag = uuid.uuid4().hex[:8]
-    s = settings.model_copy(
-        update={
-            "readings_topic": f"readings-{tag}",
-            "anomalies_topic": f"anomalies-{tag}",
-            "dlq_topic": f"readings-{tag}.dlq",
-            "group_id": f"scorers-{tag}",
-        }
-    )
+    update: dict[str, object] = {
+        "readings_topic": f"readings-{tag}",
+        "anomalies_topic": f"anomalies-{tag}",
+        "dlq_topic": f"readings-{tag}.dlq",
+        "group_id": f"scorers-{tag}",
+        "cache_dir": settings.cache_dir / tag,
+    }
+    if settings.archive_uri and "://" not in settings.archive_uri:
+        update["archive_uri"] = str(Path(settings.archive_uri) / tag)
+    s = settings.model_copy(update=update)
     kafka.ensure_topics(s, kafka.service_topics(s), partitions=2)
     return s
 
@@ -39,10 +42,16 @@ def run_until(service: Service, total: int, timeout_s: float = 90) -> None:
     assert not runner.is_alive()
 
 
-def read_all(settings: Settings, topic: str, timeout_s: float = 10, idle_s: float = 1.0) -> list:
-    """Every record on ``topic``: read up to its end offsets, then until it has been quiet for
-    ``idle_s`` (the embedded broker's high watermark can lag its newest records a little); at most
-    ``timeout_s`` in all."""
+def read_all(
+    settings: Settings, topic: str, timeout_s: float = 10, expect: int | None = None
+) -> list:
+    """Every record on ``topic``: read up to its end offsets, asked again once there until two
+    answers agree; with ``expect``, until at least that many have come as well. At most
+    ``timeout_s`` in all: a test that expects more than there are gets what there is, to fail on.
+
+    The embedded broker's end offset is its last batch's first offset + 1, not the offset after
+    its last record: once a position reaches it, that batch was fetched whole, and a poll that
+    hands out nothing more means it was all read."""
     from kafka import TopicPartition
 
     reader = kafka.consumer(settings, standalone=True)
@@ -52,16 +61,18 @@ def read_all(settings: Settings, topic: str, timeout_s: float = 10, idle_s: floa
         reader.seek_to_beginning(*parts)
         end = reader.end_offsets(parts)
         records: list = []
-        deadline = quiet = time.monotonic()
-        deadline += timeout_s
+        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             got = [r for batch in reader.poll(timeout_ms=100).values() for r in batch]
-            now = time.monotonic()
-            if got:
-                records += got
-                quiet = now
-            elif now - quiet >= idle_s and all(reader.position(tp) >= end[tp] for tp in parts):
+            records += got
+            if got or not all(reader.position(tp) >= end[tp] for tp in parts):
+                continue  # the answer below comes 100 ms after the last record, at least
+            if expect is not None and len(records) < expect:
+                continue
+            again = reader.end_offsets(parts)
+            if again == end:
                 break
+            end = again
         return records
     finally:
         reader.close()
@@ -86,6 +97,24 @@ def wait_for(condition, timeout_s: float = 90, every_s: float = 0.3) -> bool:
             return True
         time.sleep(every_s)
     return condition()
+
+
+def metric(port: int, name: str) -> float:
+    """The value of one unlabelled sample on a service's /metrics (-1 while nothing answers)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return -1.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    return -1.0
 
 
 def serve_process(

@@ -100,9 +100,8 @@ def test_nothing_archived_reads_as_nothing(tmp_path) -> None:
 
 @pytest.mark.integration
 def test_the_service_archives_every_reading_before_it_commits_with_a_commit_interval(
-    service_settings, champion, plant_after_training, tmp_path
+    service_settings, champion, champion_detector, plant_after_training, tmp_path
 ) -> None:
-    from sensorwatch.models.registry import load_detector
     from sensorwatch.pipeline.dev.replay import produce_frame
     from sensorwatch.pipeline.service.loop import Service
 
@@ -112,7 +111,7 @@ def test_the_service_archives_every_reading_before_it_commits_with_a_commit_inte
     sim, _ = plant_after_training()
     frame = sim.normal(300)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
-    service = Service.on_kafka(settings, load_detector(champion.store, "champion"))
+    service = Service.on_kafka(settings, champion_detector)
     stop = threading.Event()
     runner = threading.Thread(target=service.run, args=(stop,))
     runner.start()

@@ -17,8 +17,8 @@ from sensorwatch.pipeline.dev.broker import BrokerError, EmbeddedBroker, serve_b
 from sensorwatch.pipeline.kafka.clients import consumer, ensure_topics, producer, service_topics
 from sensorwatch.pipeline.settings import Settings
 
-# A group join on the embedded broker waits about half the session timeout: keep both short.
-GROUP = dict(session_timeout_ms=6000, max_poll_interval_ms=6000)
+# A group join on the embedded broker waits about half the session timeout: keep it short.
+GROUP = dict(session_timeout_ms=2000, heartbeat_interval_ms=500, max_poll_interval_ms=6000)
 
 
 def _settings(bootstrap: str) -> Settings:
@@ -98,13 +98,18 @@ def test_group_resumes_from_the_committed_offsets(broker: str) -> None:
     first.close()
     second = consumer(settings, topic, group_id=group, **GROUP)
     rest = _drain(second, 60 - len(batch))
-    time.sleep(0.5)
-    rest += [r for records in second.poll(timeout_ms=500).values() for r in records]
+    parts = [TopicPartition(topic, p) for p in (0, 1)]
+    # The broker's end offset is its last batch's first offset + 1: reached, that batch was
+    # fetched whole, and one more poll hands out whatever of it is left.
+    end = second.end_offsets(parts)
+    at_end = {tp.partition: second.position(tp) >= end[tp] for tp in parts}
+    rest += [r for records in second.poll(timeout_ms=100).values() for r in records]
     second.close()
 
     first_values = {r.value for r in batch}
     rest_values = {r.value for r in rest}
     assert 0 < len(batch) <= 25
+    assert all(at_end.values()), at_end
     assert not first_values & rest_values
     assert len(rest) == 60 - len(batch)
     assert first_values | rest_values == {str(i).encode() for i in range(60)}

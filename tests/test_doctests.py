@@ -1,9 +1,11 @@
-"""Every docstring example in the installed package runs and shows what it says."""
+"""Every docstring example in the installed package runs and shows what it says; every module
+imports."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import pkgutil
 
 import pytest
@@ -25,6 +27,18 @@ MODULES = sorted(
 )
 
 
+def _has_examples(name: str) -> bool:
+    """Whether the module's source holds a docstring example (read, not imported)."""
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin is not None, name
+    with open(spec.origin, encoding="utf-8") as source:
+        return ">>> " in source.read()
+
+
+# Only the modules with examples: a module without any would pass having checked nothing.
+EXAMPLES = [name for name in MODULES if _has_examples(name)]
+
+
 def test_the_package_has_its_parts() -> None:
     for part in (
         "sensorwatch.schemas",
@@ -32,9 +46,22 @@ def test_the_package_has_its_parts() -> None:
         "sensorwatch.pipeline.stream.step",
     ):
         assert part in MODULES
+    for part in ("sensorwatch.models.recipe", "sensorwatch.schemas.readings"):
+        assert part in EXAMPLES
 
 
-@pytest.mark.parametrize("name", MODULES)
+def test_every_module_imports() -> None:
+    failed = {}
+    for name in MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # every failure named at once
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    assert not failed, failed
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
 def test_docstring_examples_run(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has '>>> ' in its source but no example doctest finds"
     assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"

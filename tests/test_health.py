@@ -15,7 +15,6 @@ from helpers import committed, fresh, read_all, serve_process, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from proxy import BehindProxy, Proxy
 
-from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.kafka import clients as kafka
@@ -125,7 +124,7 @@ def test_endpoints_answer_on_their_port_and_a_taken_port_is_a_clear_error() -> N
 
 @pytest.mark.integration
 def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(
-    service_settings, champion, tmp_path
+    service_settings, champion, champion_detector, tmp_path
 ) -> None:
     """Through a proxy that can cut the broker: metrics equal what the stream holds (records, dead
     letters by kind as the dead-letter topic has them, windows, lag 0); /readyz flips with the broker."""
@@ -165,7 +164,7 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(
         send.close()
         total = len(assets) * per_asset + len(bad)
 
-        service = Service.on_kafka(settings, load_detector(champion.store, "champion"))
+        service = Service.on_kafka(settings, champion_detector)
         stop = threading.Event()
         runner = threading.Thread(target=service.run, args=(stop,))
         runner.start()
@@ -173,7 +172,8 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(
             assert wait_for(lambda: get(port, "/readyz")[0] == 200, 60), get(port, "/readyz")
             assert wait_for(lambda: committed(settings) >= total, 90)
             dead_kinds = Counter(
-                dict(r.headers)["kind"].decode() for r in read_all(settings, settings.dlq_topic)
+                dict(r.headers)["kind"].decode()
+                for r in read_all(settings, settings.dlq_topic, expect=len(bad))
             )
             assert sum(dead_kinds.values()) == len(bad)
 
@@ -220,19 +220,24 @@ def test_metrics_count_a_known_stream_and_readiness_follows_the_broker(
 def test_serve_answers_health_while_loading_and_names_what_it_serves(
     service_settings, champion, tmp_path
 ) -> None:
-    """``sensorwatch serve`` with the endpoints on, logging JSON for a log shipper."""
+    """``sensorwatch serve`` with the endpoints on, logging JSON for a log shipper: /healthz
+    answers 200 while the model loads and /readyz does not yet, then both do."""
     settings = fresh(service_settings)
     port = free_port()
     proc = serve_process(
         settings, champion.store.tracking_uri, tmp_path, metrics_port=str(port), log_format="json"
     )
     log = tmp_path / "serve.log"
+    seen: list[tuple[int, int]] = []  # (/healthz, /readyz) from the moment the process starts
+
+    def ready() -> bool:
+        seen.append((get(port, "/healthz")[0], get(port, "/readyz")[0]))
+        return seen[-1][1] == 200
+
     try:
-        assert wait_for(lambda: get(port, "/healthz")[0] == 200, 60), log.read_text()
-        assert wait_for(lambda: get(port, "/readyz")[0] == 200, 90), (
-            get(port, "/readyz"),
-            log.read_text(),
-        )
+        assert wait_for(ready, 90, every_s=0.05), (get(port, "/readyz"), log.read_text())
+        assert (200, 503) in seen, Counter(seen)  # alive, not ready: loading
+        assert seen[-1] == (200, 200)
         assert samples(port)[("sensorwatch_model_version", ())] == float(champion.version.version)
     finally:
         proc.terminate()

@@ -14,7 +14,6 @@ import pytest
 from helpers import committed, wait_for
 from proxy import BehindProxy, Proxy
 
-from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.kafka import clients as kafka
@@ -60,7 +59,7 @@ def test_no_broker_at_start_is_one_line_and_a_non_zero_exit(champion, tmp_path: 
 
 def test_a_broker_lost_mid_stream_is_waited_out_and_nothing_is_lost(
     service_settings,
-    champion,
+    champion_detector,
     plant_after_training,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
@@ -78,7 +77,7 @@ def test_a_broker_lost_mid_stream_is_waited_out_and_nothing_is_lost(
         frame = sim.normal(400)
         frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
         first, second = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :]
-        service = Service.on_kafka(settings, load_detector(champion.store, "champion"))
+        service = Service.on_kafka(settings, champion_detector)
         stop = threading.Event()
         runner = threading.Thread(target=service.run, args=(stop,))
         with caplog.at_level(logging.WARNING, logger="sensorwatch.pipeline"):
@@ -86,7 +85,9 @@ def test_a_broker_lost_mid_stream_is_waited_out_and_nothing_is_lost(
             sent = produce_frame(settings, first, progress=False)
             assert wait_for(lambda: committed(settings) >= sent, 90)
             proxy.cut()  # the broker is gone for the service
-            time.sleep(8)  # long enough for the service to notice between polls
+            assert wait_for(  # noticed between polls
+                lambda: any("unreachable" in r.getMessage() for r in list(caplog.records)), 60
+            )
             proxy.mend()
             sent += produce_frame(settings, second, progress=False)
             assert wait_for(lambda: committed(settings) >= sent, 120)

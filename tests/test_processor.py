@@ -1,5 +1,7 @@
 """The shared scoring path on a real (untrained) Keras model: decisions, alarms, events."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,14 @@ def detector(threshold: float, recipe: Recipe = PLAIN, channels: list[str] = CHA
         recipe=recipe,
         interval_ms=1,
     )
-    return Detector(build_autoencoder(recipe.window, n, units=8), spec, version="3")
+    return Detector(_model(recipe.window, n), spec, version="3")
+
+
+@functools.cache
+def _model(window: int, channels: int):
+    """One untrained model per shape for every detector here: its forward pass is compiled once
+    (compiled passes are kept per model), whatever threshold or recipe a test gives it."""
+    return build_autoencoder(window, channels, units=8)
 
 
 def processor(threshold: float, min_windows: int = 2) -> Processor:

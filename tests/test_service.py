@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_champion_flags_injected_faults_on_the_anomalies_topic(
-    service_settings, champion, plant_after_training
+    service_settings, champion, champion_detector, plant_after_training
 ) -> None:
     settings = fresh(service_settings)
     # The plant the champion learned, going on after its training data, with faults on two pumps;
@@ -36,9 +36,8 @@ def test_champion_flags_injected_faults_on_the_anomalies_topic(
     frame = frame.where(~frame["asset_id"].isin(healthy), twin.normal(1200))
     faults = [f for f in faults if f.asset_id not in healthy]
     sent = produce_frame(settings, frame, progress=False)
-    detector = load_detector(champion.store, "champion")
-    assert detector.version == champion.version.version
-    service = Service.on_kafka(settings, detector, champion.store)
+    assert champion_detector.version == champion.version.version
+    service = Service.on_kafka(settings, champion_detector, champion.store)
     run_until(service, sent)
 
     assert service.stats.scored == sent and service.stats.rejected == 0
@@ -71,7 +70,9 @@ BAD = {
 
 
 @pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
-def test_every_record_is_scored_or_dead_lettered(service_settings, champion, client: str) -> None:
+def test_every_record_is_scored_or_dead_lettered(
+    service_settings, champion, champion_detector, client: str
+) -> None:
     settings = fresh(service_settings).model_copy(update={"kafka_client": client})
     channels = champion.detector_spec.channels
     t0 = int(time.time() * 1000) - 600_000
@@ -113,11 +114,10 @@ def test_every_record_is_scored_or_dead_lettered(service_settings, champion, cli
     send.close()
     total = len(good) + len(payloads)
 
-    detector = load_detector(champion.store, "champion")
-    service = Service.on_kafka(settings.model_copy(update={"grace_s": 0.0}), detector)
+    service = Service.on_kafka(settings.model_copy(update={"grace_s": 0.0}), champion_detector)
     run_until(service, total)
 
-    dead = read_all(settings, settings.dlq_topic)
+    dead = read_all(settings, settings.dlq_topic, expect=total - service.stats.scored)
     reasons = [dict(r.headers)["reason"].decode() for r in dead]
     assert service.stats.scored + len(dead) == total  # none lost
     assert service.stats.scored == len(good)
@@ -144,26 +144,20 @@ def test_serve_stops_cleanly_on_sigterm(service_settings, champion, tmp_path) ->
 
 @pytest.mark.parametrize("client", ["kafka-python", "confluent-kafka"])
 def test_replicas_in_one_group_share_the_partitions(
-    service_settings, champion, client: str
+    service_settings, champion_detector, client: str
 ) -> None:
     """Two scorers in one consumer group split the readings: each is scored once, none lost."""
     settings = fresh(service_settings).model_copy(update={"kafka_client": client})
-    replicas = [
-        Service.on_kafka(settings, load_detector(champion.store, "champion")) for _ in range(2)
-    ]
+    replicas = [Service.on_kafka(settings, champion_detector) for _ in range(2)]
     stop = threading.Event()
     runners = [threading.Thread(target=r.run, args=(stop,)) for r in replicas]
     for t in runners:
         t.start()
-    deadline = time.monotonic() + 60
-    while not all(r.assigned for r in replicas) and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: all(r.assigned for r in replicas), 60, every_s=0.05)
     shares = [set(r.assigned) for r in replicas]
     sim = Simulator(assets=6, seed=4, start_ms=int(time.time() * 1000) - 3_600_000)
     sent = produce_frame(settings, sim.normal(300), progress=False)
-    deadline = time.monotonic() + 90
-    while sum(r.stats.records for r in replicas) < sent and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: sum(r.stats.records for r in replicas) >= sent, 90, every_s=0.05)
     stop.set()
     for t in runners:
         t.join(timeout=60)
@@ -172,17 +166,21 @@ def test_replicas_in_one_group_share_the_partitions(
     assert all(r.stats.scored for r in replicas)  # and both did their share
 
 
-def test_a_new_champion_is_picked_up_without_restart(service_settings, champion) -> None:
+def test_a_new_champion_is_picked_up_without_restart(
+    service_settings, champion, champion_detector
+) -> None:
     from sensorwatch.models.register import log_training
     from sensorwatch.models.registry import set_alias
 
     settings = fresh(service_settings).model_copy(update={"reload_interval_s": 0.01})
-    service = Service.on_kafka(settings, load_detector(champion.store, "champion"), champion.store)
+    service = Service.on_kafka(settings, champion_detector, champion.store)
     try:
         newer = log_training(champion.trained, champion.store, {"source": "retrain"})
         assert service.processor.detector.version == champion.version.version
         set_alias(champion.store, newer.version, "champion")
-        time.sleep(0.05)
+        # The 0.01 s between checks passed while the version was logged (seconds): the next
+        # look at the alias finds it moved.
+        assert service.reloader.clock() - service.reloader._checked_at > settings.reload_interval_s
         assert (
             service.reloader.maybe_swap(service.processor) is None
         )  # loading, off the poll thread

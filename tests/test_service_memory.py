@@ -7,6 +7,7 @@ the way out, and revoked partitions' assets forgotten.
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import orjson
@@ -96,7 +97,14 @@ def detector(threshold: float) -> Detector:
         recipe=RECIPE,
         interval_ms=1000,
     )
-    return Detector(build_autoencoder(RECIPE.window, 2, units=4), spec, version="1")
+    return Detector(_model(), spec, version="1")
+
+
+@functools.cache
+def _model():
+    """One untrained model for every detector here: its forward pass is compiled once (compiled
+    passes are kept per model), whatever threshold a test gives it."""
+    return build_autoencoder(RECIPE.window, 2, units=4)
 
 
 def record(partition: int, offset: int, asset: str, i: int, value: float = 0.0) -> Polled:
