@@ -85,7 +85,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         message = "tests wrote into the repository: " + ", ".join(written[:10])
         if reporter is not None:
-            reporter.write_line(message, red=True, bold=True)
+            reporter.write("\n")
+            reporter.write_sep("!", message, red=True, bold=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
