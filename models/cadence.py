@@ -17,8 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from sensorwatch.models.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,34 @@ def describe_gaps(times: np.ndarray, max_gap_ms: int) -> str:
         f"readings are {_seconds(float(np.median(steps)))} apart (median), "
         f"and a gap over {_seconds(max_gap_ms)} resets the window"
     )
+
+
+def training_stretches(
+    series: Sequence[TimeSeries], recipe: Recipe
+) -> tuple[list[np.ndarray], int]:
+    """The value stretches a stream would window (cut at the recipe's gaps), and the learned interval.
+
+    Raises ``TrainingDataError`` saying why when no stretch holds one window.
+    """
+    if not series or not any(len(s) for s in series):
+        raise TrainingDataError("no training readings")
+    try:
+        interval = learn_interval([s.ts_ms for s in series])
+    except NoCadenceError as exc:
+        raise TrainingDataError(str(exc)) from None
+    gap = recipe.cadence(interval).max_gap_ms
+    stretches = [
+        part.values for s in series for part in split_at_gaps(s, gap) if len(part) >= recipe.window
+    ]
+    if not stretches:
+        longest = max(len(part) for s in series for part in split_at_gaps(s, gap))
+        biggest = max(series, key=len)
+        why = f" ({describe_gaps(biggest.ts_ms, gap)})" if longest < len(biggest) else ""
+        raise TrainingDataError(
+            f"too little data: no stretch of {recipe.window} readings for one window; "
+            f"the longest without a gap has {longest}{why}"
+        )
+    return stretches, interval
 
 
 def _seconds(ms: float) -> str:

@@ -14,20 +14,35 @@ from tqdm.auto import tqdm
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.backend import keras
 from sensorwatch.models.cadence import (
-    NoCadenceError,
     TimeSeries,
-    TrainingDataError,
-    describe_gaps,
-    learn_interval,
-    split_at_gaps,
+    TrainingDataError,  # noqa: F401  (callers catch it from here)
+    training_stretches,
 )
 from sensorwatch.models.change import fit_change
 from sensorwatch.models.compiled import compile_forward
-from sensorwatch.models.recipe import Recipe, TrainOptions
+from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
 from sensorwatch.models.thresholds import make_threshold
 
 log = logging.getLogger("sensorwatch.models")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How one training run goes, beside the recipe: what does not change the detector's meaning."""
+
+    seed: int = 7
+    mixed_precision: bool = False
+    progress: bool = True
+    # Train in a model kept from an earlier call with the same architecture (weights and optimizer
+    # reset to the seeded start), which saves building and tracing the training step again: many
+    # short trainings in one process (a benchmark) get much faster. The returned model is then
+    # only valid until the next such call.
+    reuse_model: bool = False
+    # Compile the training step with XLA (TensorFlow): on a CPU it fuses the LSTMs' time loops and
+    # runs small batches about twice as fast (batch 32), after about 10 s of compiling. None chooses: on when that
+    # pays off (a kept model trains many times, or one run is long); Keras' own choice on other backends.
+    jit_compile: bool | None = None
 
 
 @dataclass
@@ -72,34 +87,6 @@ def _split(series: Sequence[np.ndarray], recipe: Recipe) -> tuple[np.ndarray, np
     x_train = np.concatenate(train).astype(np.float32)
     x_val = np.concatenate(val).astype(np.float32) if val else x_train
     return x_train, x_val
-
-
-def training_stretches(
-    series: Sequence[TimeSeries], recipe: Recipe
-) -> tuple[list[np.ndarray], int]:
-    """The value stretches a stream would window (cut at the recipe's gaps), and the learned interval.
-
-    Raises ``TrainingDataError`` saying why when no stretch holds one window.
-    """
-    if not series or not any(len(s) for s in series):
-        raise TrainingDataError("no training readings")
-    try:
-        interval = learn_interval([s.ts_ms for s in series])
-    except NoCadenceError as exc:
-        raise TrainingDataError(str(exc)) from None
-    gap = recipe.cadence(interval).max_gap_ms
-    stretches = [
-        part.values for s in series for part in split_at_gaps(s, gap) if len(part) >= recipe.window
-    ]
-    if not stretches:
-        longest = max(len(part) for s in series for part in split_at_gaps(s, gap))
-        biggest = max(series, key=len)
-        why = f" ({describe_gaps(biggest.ts_ms, gap)})" if longest < len(biggest) else ""
-        raise TrainingDataError(
-            f"too little data: no stretch of {recipe.window} readings for one window; "
-            f"the longest without a gap has {longest}{why}"
-        )
-    return stretches, interval
 
 
 def fit_detector(

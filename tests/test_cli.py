@@ -96,6 +96,9 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
             "{tmp}: is a directory; --out takes the name of the CSV file to write",
         ),
         (("replay", "x.csv", "--time-unit", "h"), "Invalid value for '--time-unit'"),
+        # a malformed bootstrap server list: refused as a setting, not waited out as a broker
+        (("serve", "-b", "not a host"), "bootstrap-servers: 'not a host' is not host:port"),
+        (("simulate", "-b", "kafka:0"), "bootstrap-servers: 'kafka:0' is not host:port"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_path: Path) -> None:
@@ -126,16 +129,21 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_
             {"SENSORWATCH_PRESET": "fastest"},
             "error: SENSORWATCH_PRESET: unknown preset 'fastest'; choose from default",
         ),
-        (
-            {"SENSORWATCH_WINDOWS": "30"},
-            "error: SENSORWATCH_WINDOWS: not a setting; did you mean SENSORWATCH_WINDOW?",
-        ),
     ],
 )
 def test_bad_settings_in_the_environment_are_one_line_naming_the_variable(
     env: dict[str, str], says: str, tmp_path: Path
 ) -> None:
     assert one_error_line(cli("train", cwd=tmp_path, env=env)).startswith(says)
+
+
+def test_a_malformed_bootstrap_server_in_the_environment_names_the_variable(
+    tmp_path: Path,
+) -> None:
+    line = one_error_line(
+        cli("serve", cwd=tmp_path, env={"SENSORWATCH_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka 2"})
+    )
+    assert line.startswith("error: SENSORWATCH_BOOTSTRAP_SERVERS: 'kafka 2' is not host:port")
 
 
 def test_a_flag_names_itself_even_when_the_environment_has_the_setting(tmp_path: Path) -> None:
@@ -239,3 +247,81 @@ def test_the_readme_documents_every_setting() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     missing = [n for n in Settings.model_fields if f"`SENSORWATCH_{n.upper()}`" not in readme]
     assert not missing, f"README lacks {missing}"
+
+
+DEEP_LEARNING = {"keras", "tensorflow", "jax", "torch"}
+
+
+def cli_watching_imports(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """``cli(*args)``, and which deep-learning libraries the process had imported when it exited
+    (printed on stdout at exit, after the command's own output)."""
+    probe = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('imported:', *sorted("
+        f"{{m.split('.')[0] for m in sys.modules}} & set({sorted(DEEP_LEARNING)!r}))))\n"
+        f"sys.argv = ['sensorwatch', *{list(args)!r}]\n"
+        "from sensorwatch.pipeline.cli.app import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+    assert "imported:" in done.stdout, done.stdout + done.stderr
+    return done, set(done.stdout.rsplit("imported:", 1)[1].split())
+
+
+def test_serve_fails_on_an_unreachable_broker_before_it_loads_the_model(tmp_path: Path) -> None:
+    """The broker is looked at before the champion: with no broker and an empty model store, the
+    one error is the broker's (loading first would have failed on the missing champion), and
+    TensorFlow was never imported."""
+    from sensorwatch.pipeline.dev.broker import free_port
+
+    port = free_port()
+    done, imported = cli_watching_imports(
+        "serve",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/empty.db",
+        cwd=tmp_path,
+        env={"SENSORWATCH_BROKER_TIMEOUT_S": "0.1"},  # no retry, so no retry warning either
+    )
+    line = one_error_line(done)
+    assert line.startswith(f"error: no Kafka broker reachable at 127.0.0.1:{port}"), line
+    assert "connection refused" in line and "champion" not in done.stdout + done.stderr
+    assert not imported & DEEP_LEARNING, imported
+
+
+def test_train_and_detect_check_their_input_before_importing_keras(tmp_path: Path) -> None:
+    short = _csv(tmp_path / "short.csv", [1_600_000_000 + i for i in range(10)])
+    fine = _csv(tmp_path / "fine.csv", [1_600_000_000 + i for i in range(100)])
+    gappy = _csv(  # 30 training rows, a gap every 10: no stretch holds one window of 20
+        tmp_path / "gappy.csv",
+        [1_600_000_000 + i + 3600 * (i // 10) for i in range(30)]
+        + [1_700_000_000 + i for i in range(70)],
+    )
+    cases = [
+        (("train", str(short)), "too little data: no stretch of 20 readings for one window"),
+        (("train", str(tmp_path / "nosuch.csv")), "nosuch.csv: no such file"),
+        (("detect", str(short), "--out", "o.csv"), "--train-rows must be between 1 and 9"),
+        (
+            ("detect", str(fine), "--out", "o.csv", "--train-rows", "10"),
+            "10 training rows are fewer than one window of 20",
+        ),
+        (
+            ("detect", str(gappy), "--out", "o.csv", "--train-rows", "30"),
+            "too little data: no stretch of 20 readings for one window",
+        ),
+        (("train", str(fine), "--time-unit", "h"), "Invalid value for '--time-unit'"),
+    ]
+    for args, says in cases:
+        done, imported = cli_watching_imports(*args, cwd=tmp_path)
+        assert says in one_error_line(done), (args, done.stderr)
+        assert not imported & DEEP_LEARNING, (args, imported)

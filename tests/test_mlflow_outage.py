@@ -26,11 +26,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def server(mlflow_server: MlflowServer):
-    """The session's MLflow server, which this module's outage test kills and starts again: up
-    again after the test whatever happened (the session's other tests need it)."""
-    yield mlflow_server
-    mlflow_server.ensure_up()
+def server(tmp_path):
+    server = MlflowServer(tmp_path / "server").start()
+    yield server
+    server.stop()
 
 
 def test_mlflow_down_the_service_serves_its_local_copy_and_takes_the_next_version_when_back(
@@ -48,7 +47,6 @@ def test_mlflow_down_the_service_serves_its_local_copy_and_takes_the_next_versio
         "mlflow_timeout_s": "2",
         "mlflow_retries": "0",
         "reload_interval_s": "1",
-        "review_experiment": "outage-anomalies",  # the shared server's other experiments stay apart
     }
 
     up = serve_process(settings, server.uri, tmp_path, "up.log", **extra)
@@ -86,7 +84,7 @@ def test_mlflow_down_the_service_serves_its_local_copy_and_takes_the_next_versio
     assert committed(settings) == len(frame)
 
 
-def test_mlflow_down_and_no_local_copy_is_one_line_and_exit_2(tmp_path) -> None:
+def test_mlflow_down_and_no_local_copy_is_one_line_and_exit_2(broker, tmp_path) -> None:
     port = free_port()
     done = subprocess.run(
         [
@@ -95,7 +93,9 @@ def test_mlflow_down_and_no_local_copy_is_one_line_and_exit_2(tmp_path) -> None:
             "sensorwatch.pipeline.cli",
             "serve",
             "--bootstrap-servers",
-            "127.0.0.1:9",
+            broker,  # reached first: the model is loaded only once the broker is known to be there
+            "--group-id",
+            f"no-model-{tmp_path.name}",
             "--tracking-uri",
             f"http://127.0.0.1:{port}",
         ],
@@ -138,7 +138,7 @@ def _tamper(path: Path, champion) -> None:
 
 
 def test_a_version_changed_after_registration_is_refused_and_the_old_one_keeps_serving(
-    champion, tmp_path
+    champion, broker, tmp_path
 ) -> None:
     store = _copy(champion, tmp_path)
     processor = Processor(load_detector(store, "champion"))
@@ -159,7 +159,9 @@ def test_a_version_changed_after_registration_is_refused_and_the_old_one_keeps_s
             "sensorwatch.pipeline.cli",
             "serve",
             "--bootstrap-servers",
-            "127.0.0.1:9",
+            broker,
+            "--group-id",
+            f"changed-{tmp_path.name}",
             "--tracking-uri",
             store.tracking_uri,
         ],

@@ -16,6 +16,7 @@ import pytest
 from helpers import committed, fresh, read_all, run_until
 from proxy import BehindProxy, TlsProxy
 
+from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.kafka import clients
@@ -90,6 +91,8 @@ def login_broker(tmp_path_factory):
 
 
 def _serve(tmp_path: Path, tracking_uri: str, **env: str) -> subprocess.CompletedProcess:
+    """``sensorwatch serve``; the refusals below give an empty model store: the broker and the login
+    are checked before the champion is loaded, so the one error line is theirs, not the store's."""
     variables = {f"SENSORWATCH_{k.upper()}": v for k, v in env.items()}
     return subprocess.run(
         [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve", "--tracking-uri", tracking_uri],
@@ -103,7 +106,7 @@ def _serve(tmp_path: Path, tracking_uri: str, **env: str) -> subprocess.Complete
 
 @pytest.mark.integration
 def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
-    tls_broker, service_settings, champion_detector, plant_after_training
+    tls_broker, service_settings, champion, plant_after_training
 ) -> None:
     bootstrap, ca, proxy = tls_broker
     settings = fresh(
@@ -115,7 +118,9 @@ def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
     frame = sim.normal(200)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
     sent = produce_frame(settings, frame, progress=False)  # a producer
-    service = Service.on_kafka(settings, champion_detector)  # consumer, producer, admin
+    service = Service.on_kafka(
+        settings, load_detector(champion.store, "champion")
+    )  # consumer, producer, admin
     run_until(service, sent)
     assert service.stats.scored == sent and committed(settings) == sent
     assert read_all(settings, settings.dlq_topic, timeout_s=3) == []  # a standalone consumer
@@ -126,14 +131,14 @@ def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
 
 @pytest.mark.integration
 def test_a_broker_certificate_that_does_not_verify_is_one_line_and_exit_2(
-    tls_broker, champion, tmp_path
+    tls_broker, tmp_path
 ) -> None:
     bootstrap, _, proxy = tls_broker
     stranger, _ = self_signed(tmp_path, "stranger")
     refused = proxy.refused
     done = _serve(
         tmp_path,
-        champion.store.tracking_uri,
+        f"sqlite:///{tmp_path}/empty.db",
         bootstrap_servers=bootstrap,
         security_protocol="SSL",
         ssl_cafile=str(stranger),
@@ -148,11 +153,11 @@ def test_a_broker_certificate_that_does_not_verify_is_one_line_and_exit_2(
 
 
 @pytest.mark.integration
-def test_tls_to_a_plaintext_broker_is_one_line_and_exit_2(broker, champion, tmp_path) -> None:
+def test_tls_to_a_plaintext_broker_is_one_line_and_exit_2(broker, tmp_path) -> None:
     ca, _ = self_signed(tmp_path, "ca")
     done = _serve(
         tmp_path,
-        champion.store.tracking_uri,
+        f"sqlite:///{tmp_path}/empty.db",
         bootstrap_servers=broker,
         security_protocol="SSL",
         ssl_cafile=str(ca),
@@ -165,12 +170,12 @@ def test_tls_to_a_plaintext_broker_is_one_line_and_exit_2(broker, champion, tmp_
 @pytest.mark.integration
 @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT"])
 def test_a_refused_scram_login_is_one_line_and_exit_2_and_the_password_never_shows(
-    login_broker, champion, tmp_path, protocol
+    login_broker, tmp_path, protocol
 ) -> None:
     bootstrap, broker_log = login_broker
     done = _serve(
         tmp_path,
-        champion.store.tracking_uri,
+        f"sqlite:///{tmp_path}/empty.db",
         bootstrap_servers=bootstrap,
         security_protocol=protocol,
         sasl_mechanism="SCRAM-SHA-256",

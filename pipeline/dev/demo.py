@@ -11,15 +11,14 @@ from datetime import datetime
 
 from rich.console import Console
 
-from sensorwatch.models.cache import load_champion
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
 from sensorwatch.pipeline.jobs.train import train_and_register
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
+from sensorwatch.pipeline.service.startup import start_service
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.pipeline.stores import cache_of, store_of
 from sensorwatch.schemas.events import decode_event
 from sensorwatch.schemas.records import AnomalyEvent
 
@@ -128,8 +127,8 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
         )
 
         frame, faults = sim.with_faults(readings, faults_per_asset=2)
-        detector = load_champion(store_of(settings), settings.model_alias, cache_of(settings))
-        service = Service.on_kafka(settings, detector, store_of(settings))
+        service = start_service(settings)  # as `sensorwatch serve` starts it
+        detector = service.processor.detector
         stop = threading.Event()
         failure: list[BaseException] = []
         runner = threading.Thread(

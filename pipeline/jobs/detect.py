@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -20,22 +20,22 @@ import pandas as pd
 from sensorwatch.models.cadence import (
     NoCadenceError,
     TimeSeries,
+    TrainingDataError,
     describe_gaps,
     learn_interval,
     split_at_gaps,
+    training_stretches,
 )
-from sensorwatch.models.detector import Detector
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import make_threshold
-from sensorwatch.models.training import (
-    TrainedDetector,
-    TrainingDataError,
-    TrainOptions,
-    fit_detector,
-)
 from sensorwatch.pipeline.data.csvfiles import SensorFrame, SourceError, read_sensor_csv
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.schemas.records import Reading
+
+# Keras comes with these: imported where a model is built, so the input is checked without it.
+if TYPE_CHECKING:
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.training import TrainedDetector, TrainOptions
 
 ASSET = "file"
 # Readings handed to the processor at a time: what one poll of the service would bring.
@@ -56,6 +56,8 @@ def train_on(
     frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None
 ) -> TrainedDetector:
     """Train a detector on the first ``train_rows`` rows of a file."""
+    from sensorwatch.models.training import fit_detector
+
     _check_train_rows(frame, train_rows, recipe)
     try:
         return fit_detector(
@@ -83,6 +85,8 @@ def with_threshold(trained: TrainedDetector, method: str, params: dict[str, Any]
     """The trained model with another threshold method, fitted on the same calibration scores."""
     if trained.calibration_scores is None:
         raise ValueError("the trained detector kept no calibration scores")
+    from sensorwatch.models.detector import Detector
+
     threshold = make_threshold(method, **params).fit(trained.calibration_scores)
     recipe = trained.recipe.updated(threshold=method, threshold_params=params)
     return Detector(
@@ -121,8 +125,9 @@ def _no_window(frame: SensorFrame, start: int, window: int, gap_ms: int) -> Sour
 
 
 def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
-    """Fail before training when the rows to decide cannot form one window under the recipe's
-    gap rule (at the cadence the training rows show)."""
+    """Fail before training (and before Keras is imported) when the rows to decide cannot form
+    one window under the recipe's gap rule (at the cadence the training rows show), or the training
+    rows cannot train the recipe."""
     _check_train_rows(frame, train_rows, recipe)
     try:
         interval = learn_interval([frame.ts_ms[:train_rows]])
@@ -133,12 +138,20 @@ def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> N
     rest = TimeSeries(frame.ts_ms[start:], frame.values[start:])
     if not any(len(part) >= recipe.window for part in split_at_gaps(rest, gap_ms)):
         raise _no_window(frame, start, recipe.window, gap_ms)
+    try:
+        training_stretches(
+            [TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])], recipe
+        )
+    except TrainingDataError as exc:
+        raise SourceError(f"{frame.path}: {exc}") from None
 
 
 def detect_frame(
     frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None
 ) -> pd.DataFrame:
     """Train on the first ``train_rows`` rows and decide every later row: ``datetime, score, anomaly``."""
+    from sensorwatch.models.detector import Detector
+
     check_windows_form(frame, train_rows, recipe)
     trained = train_on(frame, train_rows, recipe, options)
     return decide(frame, train_rows, Detector(trained.model, trained.spec))

@@ -26,6 +26,7 @@ from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Partition, Polled
 from sensorwatch.pipeline.stream.step import (
     Parsed,
+    ParseRules,
     StepOutput,
     Windowed,
     decide,
@@ -89,7 +90,7 @@ class Service:
         answers /healthz meanwhile); else they are made here, and the endpoints when the run starts."""
         self.settings = settings
         self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
-        self.limits = settings.limits()
+        self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
         self.source, self.restore = source, restore
         self.checkpoint = Checkpoint(
             sinks,
@@ -135,53 +136,11 @@ class Service:
         connection: Connection | None = None,
         **operator: Any,
     ) -> Service:
-        """The service on Kafka: the group's consumer as source; the dead-letter and anomaly topics
-        as sinks; the state changelog, restored on assignment. ``connection`` is one ``connect``
-        made beforehand (the group joined while the model loaded); else one is made here.
-        ``operator``: the metrics, health and endpoints, when made before (see ``__init__``)."""
-        from sensorwatch.pipeline.kafka import changelog
-        from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
-        from sensorwatch.pipeline.service.connect import connect
+        """The service on Kafka, with its sinks and changelog (``startup.on_kafka``; ``startup``
+        also starts one from the settings alone, loading the champion)."""
+        from sensorwatch.pipeline.service.startup import on_kafka
 
-        connection = connection or connect(settings)
-        source, producer, topic = connection.source, connection.producer, connection.changelog_topic
-        sinks = [
-            DeadLetterSink(producer, settings.dlq_topic),
-            EventSink(producer, settings.anomalies_topic),
-        ]
-        service = cls(
-            settings,
-            detector,
-            source,
-            sinks,
-            store,
-            restore=lambda parts, processor: changelog.restore(settings, parts, processor),
-            **operator,
-        )
-        service.checkpoint.state.append(
-            ChangelogSink(producer, topic, service.processor, service.owners)
-        )
-        if settings.archive_uri:
-            from sensorwatch.pipeline.archive import ArchiveSink
-
-            service.checkpoint.sinks.append(ArchiveSink(settings.archive_uri, service.processor))
-            service.processor.windower.keep_released = True
-        if store is not None and settings.review_buffer > 0:
-            from sensorwatch.pipeline.review.sink import ReviewSink
-
-            service.checkpoint.sinks.append(
-                ReviewSink(
-                    store,
-                    service.processor,
-                    experiment=settings.review_experiment,
-                    buffer=settings.review_buffer,
-                    drain_s=settings.review_drain_s,
-                    ui_url=settings.review_ui_url,
-                    metrics=service.metrics,
-                )
-            )
-        source.on_revoke = service.forget  # the group calls it from inside a later poll
-        return service
+        return on_kafka(settings, detector, store, connection, **operator)
 
     @property
     def stats(self) -> Stats:
@@ -242,14 +201,14 @@ class Service:
 
     def _parse(self, records: Sequence[Polled]) -> tuple[Parsed, float]:
         began = time.perf_counter()
-        parsed = parse(records, self.limits, self.processor.channels, time.time_ns() // 1_000_000)
+        parsed = parse(records, self.rules, self.processor.channels, time.time_ns() // 1_000_000)
         return parsed, time.perf_counter() - began
 
     def _begin(self, parsed: tuple[Parsed, float]) -> None:
         """Window a parsed poll and start its forward pass on the scoring thread."""
         began = time.perf_counter()
         windowed = window(
-            self.processor, parsed[0], self.limits, time.time_ns() // 1_000_000, time.monotonic()
+            self.processor, parsed[0], self.rules, time.time_ns() // 1_000_000, time.monotonic()
         )
         self.owners.update(windowed.owners)
         scoring = self._scorer.submit(self._score, windowed.batch)
