@@ -20,29 +20,11 @@ from sensorwatch.models.cadence import (
 )
 from sensorwatch.models.change import fit_change
 from sensorwatch.models.compiled import compile_forward
-from sensorwatch.models.recipe import Recipe
+from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
 from sensorwatch.models.thresholds import make_threshold
 
 log = logging.getLogger("sensorwatch.models")
-
-
-@dataclass(frozen=True)
-class TrainOptions:
-    """How one training run goes, beside the recipe: what does not change the detector's meaning."""
-
-    seed: int = 7
-    mixed_precision: bool = False
-    progress: bool = True
-    # Train in a model kept from an earlier call with the same architecture (weights and optimizer
-    # reset to the seeded start), which saves building and tracing the training step again: many
-    # short trainings in one process (a benchmark) get much faster. The returned model is then
-    # only valid until the next such call.
-    reuse_model: bool = False
-    # Compile the training step with XLA (TensorFlow): on a CPU it fuses the LSTMs' time loops and
-    # runs small batches about twice as fast (batch 32), after about 10 s of compiling. None chooses: on when that
-    # pays off (a kept model trains many times, or one run is long); Keras' own choice on other backends.
-    jit_compile: bool | None = None
 
 
 @dataclass

@@ -1,31 +1,76 @@
 """One settings object for the whole service: every field documents itself and its variable.
 
 Each field reads ``SENSORWATCH_<NAME>`` from the environment (or a ``.env`` file); CLI flags
-override them. Nothing else in the project reads ``os.environ``. The detector recipe's fields
-(``sensorwatch.models.recipe.Recipe``) are settings too, declared once there: ``recipe()`` is the
-named preset with every recipe field that was set explicitly on top.
+override them. Nothing else in the project reads ``SENSORWATCH_*`` variables, and a
+``SENSORWATCH_*`` variable that names no setting is an error naming the closest one (a typo is
+never silently ignored). The detector recipe's fields (``sensorwatch.models.recipe.Recipe``) are
+settings too, declared once there: ``recipe()`` is the named preset with every recipe field that
+was set explicitly on top.
+
+What other parts need is a view of these fields, never a copy with defaults of its own:
+``recipe()`` (and its ``alarm_rules()``), ``limits()`` for the reading parser, ``train_options()``
+for a training run, ``kafka_security()`` for either Kafka client (one table, ``KAFKA_SECURITY``).
+The deep-learning libraries' own process variables (``TF_*``, ``JAX_*``) are not settings: they
+are set in ``sensorwatch.models.library_env``.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from sensorwatch.models.presets import PRESETS, preset
-from sensorwatch.models.recipe import RECIPE_FIELDS, Recipe
+from sensorwatch.models.recipe import RECIPE_FIELDS, Recipe, TrainOptions
+from sensorwatch.pipeline.errors import UserError
+from sensorwatch.schemas.readings import Limits
 
 STATE_DIR = Path(".sensorwatch")
+ENV_PREFIX = "SENSORWATCH_"
+# Variables with the prefix that are not settings, so not mistakes: where the browser tests copy
+# their screenshots (tests/test_review_ui.py).
+NOT_SETTINGS = frozenset({"SENSORWATCH_SCREENSHOTS"})
+
+# Each security setting under its name in kafka-python and in librdkafka (confluent-kafka). The
+# SASL ones apply with a SASL protocol, the SSL ones with an SSL protocol; unset ones are left out.
+KAFKA_SECURITY: dict[str, tuple[str, str]] = {
+    "security_protocol": ("security_protocol", "security.protocol"),
+    "sasl_mechanism": ("sasl_mechanism", "sasl.mechanism"),
+    "sasl_username": ("sasl_plain_username", "sasl.username"),
+    "sasl_password": ("sasl_plain_password", "sasl.password"),
+    "ssl_check_hostname": ("ssl_check_hostname", "ssl.endpoint.identification.algorithm"),
+    "ssl_cafile": ("ssl_cafile", "ssl.ca.location"),
+    "ssl_certfile": ("ssl_certfile", "ssl.certificate.location"),
+    "ssl_keyfile": ("ssl_keyfile", "ssl.key.location"),
+    "ssl_password": ("ssl_password", "ssl.key.password"),
+}
+# Where librdkafka wants another form of the value than kafka-python.
+_LIBRDKAFKA_VALUES = {
+    "security_protocol": str.lower,
+    "ssl_check_hostname": lambda check: "https" if check else "none",
+}
+
+
+class UnknownSettingError(UserError):
+    """A ``SENSORWATCH_*`` variable (in the environment or ``.env``) that names no setting."""
 
 
 class Settings(BaseSettings, Recipe):
     """sensorwatch settings (environment prefix ``SENSORWATCH_``)."""
 
+    # extra="ignore" keeps a shared .env's other variables (POSTGRES_PASSWORD, ...) out; those with
+    # the prefix are checked against the fields (settings_customise_sources).
     model_config = SettingsConfigDict(
-        env_prefix="SENSORWATCH_", env_file=".env", extra="ignore", frozen=True
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
     )
 
     # Kafka
@@ -318,21 +363,70 @@ class Settings(BaseSettings, Recipe):
         explicit = {f: getattr(self, f) for f in self.model_fields_set & RECIPE_FIELDS}
         return preset(self.preset).updated(**explicit)
 
-    def kafka_security(self) -> dict[str, object]:
-        """Security options in kafka-python's names, for every client (consumer, producers, admin):
-        SASL ones with a SASL protocol, TLS ones with an SSL protocol."""
-        opts: dict[str, object] = {"security_protocol": self.security_protocol}
-        if self.security_protocol.startswith("SASL") and self.sasl_password is not None:
-            opts.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password.get_secret_value(),
-            )
-        if self.security_protocol.endswith("SSL"):
-            opts["ssl_check_hostname"] = self.ssl_check_hostname
-            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-                if getattr(self, name) is not None:
-                    opts[name] = str(getattr(self, name))
-            if self.ssl_password is not None:
-                opts["ssl_password"] = self.ssl_password.get_secret_value()
+    def kafka_security(
+        self, client: Literal["kafka-python", "librdkafka"] = "kafka-python"
+    ) -> dict[str, object]:
+        """Security options in ``client``'s names (``KAFKA_SECURITY``), for every client (consumer,
+        producers, admin): SASL ones with a SASL protocol, TLS ones with an SSL protocol.
+
+        >>> Settings(_env_file=None, security_protocol="SSL").kafka_security("librdkafka")
+        {'security.protocol': 'ssl', 'ssl.endpoint.identification.algorithm': 'https'}
+        """
+        protocol = self.security_protocol
+        opts: dict[str, object] = {}
+        for name, (kafka_python, librdkafka) in KAFKA_SECURITY.items():
+            value = getattr(self, name)
+            if (
+                value is None
+                or (name.startswith("sasl_") and not protocol.startswith("SASL"))
+                or (name.startswith("ssl_") and not protocol.endswith("SSL"))
+            ):
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, Path):
+                value = str(value)
+            if client == "kafka-python":
+                opts[kafka_python] = value
+            else:
+                opts[librdkafka] = _LIBRDKAFKA_VALUES.get(name, lambda v: v)(value)
         return opts
+
+    def limits(self) -> Limits:
+        """What the reading parser enforces beyond the schema: message size and future time."""
+        return Limits(self.max_message_bytes, int(self.max_future_s * 1000))
+
+    def train_options(self, **run: Any) -> TrainOptions:
+        """How a training run goes beside the recipe: the seed and mixed precision set here, with
+        what only the caller knows (``progress``, ``reuse_model``, ``jit_compile``) in ``run``."""
+        return TrainOptions(seed=self.seed, mixed_precision=self.mixed_precision, **run)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, once every ``SENSORWATCH_*`` variable in them names a setting."""
+        for source, where in ((env_settings, ""), (dotenv_settings, " in .env")):
+            if isinstance(source, EnvSettingsSource):  # DotEnvSettingsSource is one too
+                _check_known(source.env_vars, where)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+
+def _check_known(variables: Any, where: str) -> None:
+    """``UnknownSettingError`` for the first prefixed variable that names no setting, with the
+    closest setting's variable."""
+    known = [name.upper() for name in Settings.model_fields]
+    for name in sorted(str(key).upper() for key in variables):
+        field = name.removeprefix(ENV_PREFIX)
+        if field != name and field not in known and name not in NOT_SETTINGS:
+            # Compared without the prefix, which every name shares.
+            close = difflib.get_close_matches(field, known, n=1)
+            hint = (
+                f"did you mean {ENV_PREFIX}{close[0]}?" if close else "see `sensorwatch settings`"
+            )
+            raise UnknownSettingError(f"{name}{where}: not a setting; {hint}")

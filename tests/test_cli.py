@@ -129,6 +129,10 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_
             {"SENSORWATCH_PRESET": "fastest"},
             "error: SENSORWATCH_PRESET: unknown preset 'fastest'; choose from default",
         ),
+        (
+            {"SENSORWATCH_WINDOWS": "30"},
+            "error: SENSORWATCH_WINDOWS: not a setting; did you mean SENSORWATCH_WINDOW?",
+        ),
     ],
 )
 def test_bad_settings_in_the_environment_are_one_line_naming_the_variable(

@@ -26,10 +26,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def server(tmp_path):
-    server = MlflowServer(tmp_path / "server").start()
-    yield server
-    server.stop()
+def server(mlflow_server: MlflowServer):
+    """The session's MLflow server, which this module's outage test kills and starts again: up
+    again after the test whatever happened (the session's other tests need it)."""
+    yield mlflow_server
+    mlflow_server.ensure_up()
 
 
 def test_mlflow_down_the_service_serves_its_local_copy_and_takes_the_next_version_when_back(
@@ -47,6 +48,7 @@ def test_mlflow_down_the_service_serves_its_local_copy_and_takes_the_next_versio
         "mlflow_timeout_s": "2",
         "mlflow_retries": "0",
         "reload_interval_s": "1",
+        "review_experiment": "outage-anomalies",  # the shared server's other experiments stay apart
     }
 
     up = serve_process(settings, server.uri, tmp_path, "up.log", **extra)

@@ -16,7 +16,6 @@ import pytest
 from helpers import committed, fresh, read_all, run_until
 from proxy import BehindProxy, TlsProxy
 
-from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.kafka import clients
@@ -106,7 +105,7 @@ def _serve(tmp_path: Path, tracking_uri: str, **env: str) -> subprocess.Complete
 
 @pytest.mark.integration
 def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
-    tls_broker, service_settings, champion, plant_after_training
+    tls_broker, service_settings, champion_detector, plant_after_training
 ) -> None:
     bootstrap, ca, proxy = tls_broker
     settings = fresh(
@@ -118,9 +117,7 @@ def test_every_client_speaks_tls_to_a_broker_reachable_only_over_tls(
     frame = sim.normal(200)
     frame["ts_ms"] += int(time.time() * 1000) - 3_600_000 - int(frame["ts_ms"].min())
     sent = produce_frame(settings, frame, progress=False)  # a producer
-    service = Service.on_kafka(
-        settings, load_detector(champion.store, "champion")
-    )  # consumer, producer, admin
+    service = Service.on_kafka(settings, champion_detector)  # consumer, producer, admin
     run_until(service, sent)
     assert service.stats.scored == sent and committed(settings) == sent
     assert read_all(settings, settings.dlq_topic, timeout_s=3) == []  # a standalone consumer

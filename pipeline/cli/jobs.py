@@ -137,10 +137,8 @@ def detect(
     from sensorwatch.pipeline.jobs.detect import check_windows_form, detect_frame
 
     check_windows_form(frame, train_rows, settings.recipe())  # before Keras is imported
-    from sensorwatch.models.training import TrainOptions
-
     setup_logging(False)
-    result = detect_frame(frame, train_rows, settings.recipe(), TrainOptions(seed=settings.seed))
+    result = detect_frame(frame, train_rows, settings.recipe(), settings.train_options())
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     typer.echo(
@@ -182,6 +180,6 @@ def evaluate_skab(
         methods=chosen,
         workers=workers,
         compiled=settings.cache_dir / "compiled",
-        seed=settings.seed,
+        options=settings.train_options(),
     )
     typer.echo(format_report(report))

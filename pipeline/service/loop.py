@@ -26,7 +26,6 @@ from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Partition, Polled
 from sensorwatch.pipeline.stream.step import (
     Parsed,
-    ParseRules,
     StepOutput,
     Windowed,
     decide,
@@ -90,7 +89,7 @@ class Service:
         answers /healthz meanwhile); else they are made here, and the endpoints when the run starts."""
         self.settings = settings
         self.processor = Processor(detector.warm_up(), serving_decisions(settings, detector))
-        self.rules = ParseRules(settings.max_message_bytes, int(settings.max_future_s * 1000))
+        self.limits = settings.limits()
         self.source, self.restore = source, restore
         self.checkpoint = Checkpoint(
             sinks,
@@ -201,14 +200,14 @@ class Service:
 
     def _parse(self, records: Sequence[Polled]) -> tuple[Parsed, float]:
         began = time.perf_counter()
-        parsed = parse(records, self.rules, self.processor.channels, time.time_ns() // 1_000_000)
+        parsed = parse(records, self.limits, self.processor.channels, time.time_ns() // 1_000_000)
         return parsed, time.perf_counter() - began
 
     def _begin(self, parsed: tuple[Parsed, float]) -> None:
         """Window a parsed poll and start its forward pass on the scoring thread."""
         began = time.perf_counter()
         windowed = window(
-            self.processor, parsed[0], self.rules, time.time_ns() // 1_000_000, time.monotonic()
+            self.processor, parsed[0], self.limits, time.time_ns() // 1_000_000, time.monotonic()
         )
         self.owners.update(windowed.owners)
         scoring = self._scorer.submit(self._score, windowed.batch)

@@ -51,7 +51,7 @@ def check_broker(settings: Settings) -> None:
 def load_champion(settings: Settings) -> tuple[Detector, Store]:
     """The champion, from MLflow or its local copy, compiled (what was compiled before is kept in
     the cache folder and loaded, not compiled again), and the store it came from."""
-    from sensorwatch.models.compile_cache import keep_compiled
+    from sensorwatch.models.library_env import keep_compiled
 
     keep_compiled(settings.cache_dir / "compiled")  # before Keras is imported: TensorFlow reads it
     from sensorwatch.models.cache import load_champion as load
