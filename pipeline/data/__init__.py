@@ -1,0 +1,1 @@
+"""Sensor data files: SKAB's `;` format and plain CSV with a time column."""

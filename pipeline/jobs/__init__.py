@@ -1,0 +1,1 @@
+"""What the command line and the DAG tasks call: train, detect, evaluate, retrain, gate."""

@@ -1,0 +1,1 @@
+"""Kafka I/O: clients, the readings source, the output sinks, the changelog, reach and login."""

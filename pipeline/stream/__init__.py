@@ -1,0 +1,1 @@
+"""Stream processing without Kafka: windows, the batch step, decisions and per-asset state."""
