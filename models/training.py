@@ -191,7 +191,8 @@ def _mean_loss(model: keras.Model, x: np.ndarray) -> float:
 def _jit(options: TrainOptions, steps: int) -> bool | str:
     """Whether the training step is compiled with XLA (see ``TrainOptions.jit_compile``).
 
-    >>> _jit(TrainOptions(), 50_000), _jit(TrainOptions(reuse_model=True), 10), _jit(TrainOptions(jit_compile=False), 50_000)
+    >>> long, kept, off = TrainOptions(), TrainOptions(reuse_model=True), TrainOptions(jit_compile=False)
+    >>> _jit(long, 50_000), _jit(kept, 10), _jit(off, 50_000)
     (True, True, False)
     """
     if options.jit_compile is not None:

@@ -76,7 +76,8 @@ class Settings(BaseSettings, Recipe):
     # Kafka
     bootstrap_servers: str = Field(
         "",
-        description="Kafka bootstrap servers, comma-separated (`sensorwatch broker` starts a local one).",
+        description="Kafka bootstrap servers, comma-separated (`sensorwatch broker` starts a local "
+        "one).",
     )
     readings_topic: str = Field(
         "sensor-readings", description="Topic the sensor readings arrive on."
@@ -102,7 +103,8 @@ class Settings(BaseSettings, Recipe):
     )
     ssl_cafile: Path | None = Field(
         None,
-        description="CA certificate (PEM) that signed the brokers' certificates, for SSL and SASL_SSL.",
+        description="CA certificate (PEM) that signed the brokers' certificates, for SSL and "
+        "SASL_SSL.",
     )
     ssl_certfile: Path | None = Field(
         None, description="Client certificate (PEM), when the brokers ask clients for one."
@@ -118,7 +120,8 @@ class Settings(BaseSettings, Recipe):
     )
     kafka_client: Literal["kafka-python", "confluent-kafka"] = Field(
         "kafka-python",
-        description="Client the service reads readings with: kafka-python, or librdkafka's confluent-kafka (the `fast` extra: decodes in C, less CPU per record).",
+        description="Client the service reads readings with: kafka-python, or librdkafka's "
+        "confluent-kafka (the `fast` extra: decodes in C, less CPU per record).",
     )
     max_poll_records: int = Field(2000, ge=1, description="Most records one poll returns.")
     poll_timeout_ms: int = Field(500, ge=1, description="How long one poll waits for records.")
@@ -143,17 +146,20 @@ class Settings(BaseSettings, Recipe):
     broker_timeout_s: float = Field(
         60.0,
         gt=0,
-        description="How long the service waits out an unreachable broker before it exits non-zero.",
+        description="How long the service waits out an unreachable broker before it exits "
+        "non-zero.",
     )
 
     commit_interval_s: float = Field(
         5.0,
         ge=0,
-        description="How often the service checkpoints: outputs and archive flushed, state written, offsets committed (0: after every poll).",
+        description="How often the service checkpoints: outputs and archive flushed, state "
+        "written, offsets committed (0: after every poll).",
     )
     archive_uri: str = Field(
         str(STATE_DIR / "archive"),
-        description="Where the service archives what it scored, as Parquet by day: a folder or an object-store URI such as s3://bucket/path (empty: no archive).",
+        description="Where the service archives what it scored, as Parquet by day: a folder or an "
+        "object-store URI such as s3://bucket/path (empty: no archive).",
     )
 
     # Detector recipe: its fields are declared on Recipe; this picks the named starting point.
@@ -171,7 +177,8 @@ class Settings(BaseSettings, Recipe):
         0,
         ge=0,
         le=65535,
-        description="Port of the operator endpoints: /healthz (alive), /readyz (partitions, model, broker) and /metrics (Prometheus); 0: off.",
+        description="Port of the operator endpoints: /healthz (alive), /readyz (partitions, model, "
+        "broker) and /metrics (Prometheus); 0: off.",
     )
     log_every_s: float = Field(
         60.0,
@@ -180,7 +187,8 @@ class Settings(BaseSettings, Recipe):
     )
     log_format: Literal["text", "json"] = Field(
         "text",
-        description="How log records are written to standard error: text lines, or json for log shippers (one object per line).",
+        description="How log records are written to standard error: text lines, or json for log "
+        "shippers (one object per line).",
     )
 
     # Models and MLflow
@@ -206,25 +214,30 @@ class Settings(BaseSettings, Recipe):
     )
     cache_dir: Path = Field(
         STATE_DIR / "champion",
-        description="Where the service keeps a checked copy of the last champion it loaded, to start from when MLflow is out of reach.",
+        description="Where the service keeps a checked copy of the last champion it loaded, to "
+        "start from when MLflow is out of reach.",
     )
     review_experiment: str = Field(
         "sensorwatch-anomalies",
-        description="MLflow experiment the service logs each anomaly to, for review (a run per alarm).",
+        description="MLflow experiment the service logs each anomaly to, for review (a run per "
+        "alarm).",
     )
     review_buffer: int = Field(
         10_000,
         ge=0,
-        description="Most anomaly events held for MLflow while it is slow or down; the oldest are dropped beyond (0: no review logging).",
+        description="Most anomaly events held for MLflow while it is slow or down; the oldest are "
+        "dropped beyond (0: no review logging).",
     )
     review_drain_s: float = Field(
         15.0,
         ge=0,
-        description="How long a stopping service waits for MLflow to take the anomalies it still holds.",
+        description="How long a stopping service waits for MLflow to take the anomalies it still "
+        "holds.",
     )
     review_ui_url: str = Field(
         "",
-        description="Address of MLflow's UI for review links (default: the tracking server's, else http://127.0.0.1:5000).",
+        description="Address of MLflow's UI for review links (default: the tracking server's, else "
+        "http://127.0.0.1:5000).",
     )
     tune_scale_min: float = Field(
         0.5,
@@ -249,16 +262,19 @@ class Settings(BaseSettings, Recipe):
     retrain_lookback_days: int = Field(
         7,
         ge=2,
-        description="Days of archive a retraining uses; the newest is held out to compare champion and challenger.",
+        description="Days of archive a retraining uses; the newest is held out to compare champion "
+        "and challenger.",
     )
     promotion_mode: Literal["managed", "manual"] = Field(
         "managed",
-        description="managed: the gate moves the champion alias; manual: a new version is only tagged challenger.",
+        description="managed: the gate moves the champion alias; manual: a new version is only "
+        "tagged challenger.",
     )
     promote_margin_false_alarms: float = Field(
         0.5,
         ge=0,
-        description="Fewer false alarms per 10,000 readings a challenger needs (at no loss of recall) to be promoted.",
+        description="Fewer false alarms per 10,000 readings a challenger needs (at no loss of "
+        "recall) to be promoted.",
     )
     promote_margin_recall: float = Field(
         0.05,
@@ -268,18 +284,21 @@ class Settings(BaseSettings, Recipe):
     )
     labels_path: Path | None = Field(
         None,
-        description="CSV of labelled events (asset_id, start_ms, end_ms) the gate counts recall on, e.g. the simulator's --labels.",
+        description="CSV of labelled events (asset_id, start_ms, end_ms) the gate counts recall "
+        "on, e.g. the simulator's --labels.",
     )
     validation_sigmas: float = Field(
         10.0,
         gt=0,
-        description="Training data must stay within the champion's training mean ± this many standard deviations.",
+        description="Training data must stay within the champion's training mean ± this many "
+        "standard deviations.",
     )
     validation_max_missing: float = Field(
         0.2,
         ge=0,
         lt=1,
-        description="Largest share of missing readings (by the learned cadence) training data may have.",
+        description="Largest share of missing readings (by the learned cadence) training data may "
+        "have.",
     )
     validation_min_rows: int = Field(
         200, ge=1, description="Fewest archived readings per asset to train on."
@@ -295,7 +314,8 @@ class Settings(BaseSettings, Recipe):
     drift_ratio: float = Field(
         3.0,
         gt=1,
-        description="Drift: more than this many times the 1 % of windows that were above the training 99th percentile.",
+        description="Drift: more than this many times the 1 % of windows that were above the "
+        "training 99th percentile.",
     )
     drift_min_windows: int = Field(
         500, ge=1, description="Fewest recent windows the drift check needs to decide."

@@ -23,6 +23,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from math import isfinite
+from typing import Any
 
 import orjson
 
@@ -185,7 +186,8 @@ def _asset_id(asset_id: object) -> str:
     return asset_id
 
 
-def _ts_ms(ts: object, now_ms: int | None, max_future_ms: int) -> int:
+def _ts_ms(ts: Any, now_ms: int | None, max_future_ms: int) -> int:
+    # ts is any JSON value; the exact type tests below (fast on the hot path) narrow it by hand.
     kind = type(ts)
     if kind is str:
         ms = _iso_ms(ts)

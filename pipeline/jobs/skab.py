@@ -270,7 +270,8 @@ def format_report(report: SkabReport) -> str:
         )
     for name, score in nab.items():
         lines.append(f"| {name} (leaderboard) | 34 | – | – | – | {score:.2f} | – | – |")
+    files = len({r.name for r in report.results})
     lines.append(
-        f"\nWall time: {report.wall_s:.1f} s for {len({r.name for r in report.results})} files, {report.workers} worker(s)."
+        f"\nWall time: {report.wall_s:.1f} s for {files} files, {report.workers} worker(s)."
     )
     return "\n".join(lines)
