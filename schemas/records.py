@@ -31,7 +31,10 @@ def iso_ms(ts_ms: int) -> str:
     ('0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z')
     """
     t = _EPOCH + timedelta(milliseconds=int(ts_ms))
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}Z"
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}"
+        f"T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond // 1000:03d}Z"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +96,10 @@ class Rejected:
     def kind(self) -> str:
         """The reason as a label from ``REJECT_KINDS``: bounded, so fit for a metric.
 
-        >>> Rejected("values.flow: not a finite number (NaN)", b"").kind, Rejected("ts: 99 is 3 days in the future", b"").kind
-        ('values', 'future')
+        >>> Rejected("values.flow: not a finite number (NaN)", b"").kind
+        'values'
+        >>> Rejected("ts: 99 is 3 days in the future", b"").kind
+        'future'
         """
         return reject_kind(self.reason)
 

@@ -105,6 +105,20 @@ def away_from_the_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="session")
+def skab_dir() -> Path:
+    """The SKAB data of the ``skab_dir`` setting; its relative default is beside the project (the
+    tests run in a temp folder)."""
+    path = Settings().skab_dir
+    if not path.is_absolute():
+        path = Path(__file__).resolve().parent.parent / path
+    assert (path / "valve1").is_dir(), (
+        f"SKAB data not found at {path.resolve()}: put the benchmark at ../shared/datasets/skab "
+        "or point SENSORWATCH_SKAB_DIR at it"
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of an embedded broker with the service's topics; its log is in a temp dir."""
     topics = service_topics(Settings())
@@ -118,14 +132,15 @@ def service_settings(broker: str, tmp_path_factory: pytest.TempPathFactory) -> S
     checkpoint after every poll, and an archive and a champion copy in temp dirs (``helpers.fresh``
     gives each test folders of its own in them).
 
-    A group join on the embedded broker waits about half the session timeout (3 s at Kafka's
-    least default of 6 s; 1 s at 2 s): the broker takes 2 s, and a consumer heartbeats every 0.57 s."""
+    The session timeout is Kafka's least default, 6 s (a group join waits about half of it): at
+    2 s, a heartbeat held up by two busy workers on two cores has evicted a consumer, and a test
+    that counts its assignments then failed."""
     return Settings(
         bootstrap_servers=broker,
         commit_interval_s=0,
         archive_uri=str(tmp_path_factory.mktemp("archive")),
         cache_dir=tmp_path_factory.mktemp("champion-copy"),
-        session_timeout_ms=2000,
+        session_timeout_ms=6000,
         max_poll_interval_ms=6000,
         poll_timeout_ms=200,
         reload_interval_s=0,

@@ -77,7 +77,8 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ),
         (
             ("evaluate", "skab", "--out", "o", "--threshold", "zscore"),
-            'zscore takes k, smooth; not factor (preset default gives {"factor": 2.0}; give --threshold-params for zscore)',
+            "zscore takes k, smooth; not factor "
+            '(preset default gives {"factor": 2.0}; give --threshold-params for zscore)',
         ),
         (
             ("serve", "-b", "127.0.0.1:9", "--threshold-params", '{"k": 3}'),
@@ -115,7 +116,8 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_
         ),
         (
             {"SENSORWATCH_WINDOW": "abc"},
-            "error: SENSORWATCH_WINDOW: Input should be a valid integer, unable to parse string as an integer (it holds 'abc')",
+            "error: SENSORWATCH_WINDOW: Input should be a valid integer, "
+            "unable to parse string as an integer (it holds 'abc')",
         ),
         (
             {"SENSORWATCH_THRESHOLD_PARAMS": '{"k": "x"}'},

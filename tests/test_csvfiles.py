@@ -10,7 +10,6 @@ import pytest
 
 from sensorwatch.pipeline.data.csvfiles import TIME_UNITS, read_sensor_csv
 from sensorwatch.pipeline.errors import SourceError
-from sensorwatch.pipeline.settings import Settings
 
 START_MS = 1_583_748_873_000  # 2020-03-09 10:14:33 UTC
 
@@ -171,11 +170,8 @@ def test_the_command_line_offers_the_same_units() -> None:
     assert choices == TIME_UNITS == ("s", "ms", "us", "ns")
 
 
-def test_every_skab_file_still_reads_with_rising_times() -> None:
-    root = Settings().skab_dir
-    if not (root / "valve1").is_dir():
-        pytest.skip(f"SKAB data not found at {root.resolve()}")
-    files = sorted(root.rglob("*.csv"))
+def test_every_skab_file_still_reads_with_rising_times(skab_dir: Path) -> None:
+    files = sorted(skab_dir.rglob("*.csv"))
     assert len(files) == 35
     for path in files:
         frame = read_sensor_csv(path)

@@ -177,9 +177,7 @@ def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(
     )
     expected_events, expected_states, _ = outcome(reference)
 
-    # Kafka's least default session timeout: with the suite's 2 s, one run in four has ended with
-    # an asset's window two readings short (its offsets all applied) after the hand-overs.
-    settings = fresh(service_settings).model_copy(update={"session_timeout_ms": 6000})
+    settings = fresh(service_settings)
     replicas = [Service.on_kafka(settings, champion_detector) for _ in range(2)]
     stops = [threading.Event(), threading.Event()]
     runners = [threading.Thread(target=r.run, args=(s,)) for r, s in zip(replicas, stops)]

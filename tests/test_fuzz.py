@@ -259,7 +259,8 @@ def sample(strategy: st.SearchStrategy, n: int) -> list:
 def good_stream(
     asset: str, start_ms: int, n: int, iso_offset: int | None = None
 ) -> list[tuple[bytes, bytes]]:
-    """``n`` valid readings a second apart, keyed by their asset; ``iso_offset`` writes ts as ISO in that offset (minutes)."""
+    """``n`` valid readings a second apart, keyed by their asset; ``iso_offset`` writes ts as ISO
+    in that offset (minutes)."""
     docs = (
         {
             "asset_id": asset,

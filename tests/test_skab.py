@@ -27,18 +27,6 @@ pytestmark = pytest.mark.integration
 FILES = ["other/1.csv", "valve1/0.csv", "valve1/9.csv", "valve2/1.csv"]
 
 
-@pytest.fixture(scope="module")
-def skab_dir() -> Path:
-    path = Settings().skab_dir
-    if not path.is_absolute():  # the default is beside the project; the tests run in a temp dir
-        path = Path(__file__).resolve().parent.parent / path
-    assert (path / "valve1").is_dir(), (
-        f"SKAB data not found at {path.resolve()}: put the benchmark at ../shared/datasets/skab "
-        "or point SENSORWATCH_SKAB_DIR at it"
-    )
-    return path
-
-
 def test_the_benchmark_has_its_34_files_and_two_fixed_halves(skab_dir: Path) -> None:
     files = skab_files(skab_dir)
     assert len(files) == 34 and not any("anomaly-free" in f for f in files)

@@ -159,7 +159,8 @@ def _check_order(ts: np.ndarray, col: pd.Series, path: Path) -> None:
         i = int(back[0]) + 1
         more = f" and at {_rows(back.size - 1)} more" if back.size > 1 else ""
         raise SourceError(
-            f"{path}: times go backwards at row {i + 2} ({col.iloc[i]} after {col.iloc[i - 1]}){more}; sort the file by time"
+            f"{path}: times go backwards at row {i + 2} ({col.iloc[i]} after {col.iloc[i - 1]})"
+            f"{more}; sort the file by time"
         )
     same = np.flatnonzero(step == 0)
     if same.size:

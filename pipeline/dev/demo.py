@@ -267,5 +267,6 @@ def _review(console, settings, service, events, faults) -> None:
         "  (or set its 'verdict' tag in the UI)"
     )
     console.print(
-        "      let verdicts tune it:   [bold]sensorwatch review tune[/]  (retraining also leaves confirmed anomalies out)"
+        "      let verdicts tune it:   [bold]sensorwatch review tune[/]  "
+        "(retraining also leaves confirmed anomalies out)"
     )

@@ -3,8 +3,9 @@
 The first ``train_rows`` rows train a detector (cadence, scaler, model, error scale, threshold)
 with the given recipe. The rest is then fed as readings of one asset through ``Processor`` —
 windows, one compiled forward pass per batch, the threshold stream and the alarm rules — exactly
-as it would arrive on Kafka, so a row's decision only ever uses rows up to it. Rows whose window is not complete yet (right after
-a gap that reset the buffer) keep the asset's alarm state from before them.
+as it would arrive on Kafka, so a row's decision only ever uses rows up to it. Rows whose window
+is not complete yet (right after a gap that reset the buffer) keep the asset's alarm state from
+before them.
 """
 
 from __future__ import annotations

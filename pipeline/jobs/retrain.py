@@ -50,7 +50,8 @@ class ValidationFailed(UserError):
 
 @dataclass(frozen=True)
 class Span:
-    """The archive a logical date retrains on: ``[start_ms, holdout_ms)`` trains, ``[holdout_ms, end_ms)`` is held out."""
+    """The archive a logical date retrains on: ``[start_ms, holdout_ms)`` trains,
+    ``[holdout_ms, end_ms)`` is held out."""
 
     start_ms: int
     holdout_ms: int

@@ -4,8 +4,8 @@ Every poll's output is written to the sinks at once (events and dead letters are
 keeps its rows); every ``every_s`` seconds (0: after every poll) the checkpoint proper runs: flush
 every output sink, then write and flush the state, then commit the offsets of every poll since the
 last one. The first poll with output is checkpointed at once: a replica that starts shows its
-progress (and holds it) from its first poll, not ``every_s`` later. A crash in between replays those polls from the last commit, on the state of that
-commit, to the same outputs.
+progress (and holds it) from its first poll, not ``every_s`` later. A crash in between replays
+those polls from the last commit, on the state of that commit, to the same outputs.
 
 At-least-once, with an exactly-once effect on state: offsets move only after every output of
 the poll is durable (events, dead letters) and after the state that includes those readings is
