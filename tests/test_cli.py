@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+# Each test runs the command as a user would, in a process of its own (about 2 s each): outside
+# the in-memory tier of `make test-quick`.
+pytestmark = pytest.mark.integration
+
 
 def cli(
     *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
