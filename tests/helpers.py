@@ -34,9 +34,7 @@ def run_until(service: Service, total: int, timeout_s: float = 90) -> None:
     stop = threading.Event()
     runner = threading.Thread(target=service.run, args=(stop,))
     runner.start()
-    deadline = time.monotonic() + timeout_s
-    while service.stats.records < total and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: service.stats.records >= total, timeout_s, every_s=0.2)
     stop.set()
     runner.join(timeout=60)
     assert not runner.is_alive()

@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import wait_for
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
@@ -176,12 +177,14 @@ def test_serve_broker_prints_the_address_and_stops_on_request(
 
     worker = threading.Thread(target=serve)
     worker.start()
-    printed = ""
-    deadline = time.monotonic() + 20
-    while "127.0.0.1:" not in printed and time.monotonic() < deadline and worker.is_alive():
-        time.sleep(0.05)
-        printed += capsys.readouterr().out
-    address = printed.split("broker ready: ")[1].split()[0]
+    printed: list[str] = []
+
+    def ready() -> bool:
+        printed.append(capsys.readouterr().out)
+        return "127.0.0.1:" in "".join(printed) or not worker.is_alive()
+
+    wait_for(ready, 20, every_s=0.05)
+    address = "".join(printed).split("broker ready: ")[1].split()[0]
     admin = KafkaAdminClient(bootstrap_servers=address)
     topics = set(admin.list_topics())
     admin.close()

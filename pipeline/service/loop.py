@@ -116,6 +116,7 @@ class Service:
             settings.reload_interval_s,
             cache=cache,
             on_refused=self.metrics.model_refused.inc,
+            on_failed=self.metrics.model_check_failed.inc,
         )
         self.report = Reporter(
             self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s

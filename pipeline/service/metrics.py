@@ -48,6 +48,12 @@ class ServiceMetrics:
             "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
             registry=r,
         )
+        self.model_check_failed = Counter(
+            "sensorwatch_model_check_failed",
+            "Checks of the champion alias that failed (the registry out of reach or erring); the "
+            "service goes on with the version it has",
+            registry=r,
+        )
         self.review_logged = Counter(
             "sensorwatch_review_logged", "Anomaly events logged to MLflow for review", registry=r
         )

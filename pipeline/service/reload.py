@@ -65,6 +65,7 @@ class Reloader:
         clock: Callable[[], float] = time.monotonic,
         cache: ChampionCache | None = None,
         on_refused: Callable[[], object] = lambda: None,
+        on_failed: Callable[[], object] = lambda: None,
     ) -> None:
         self.store, self.alias, self.every_s, self.clock, self.cache = (
             store,
@@ -73,7 +74,7 @@ class Reloader:
             clock,
             cache,
         )
-        self.on_refused = on_refused
+        self.on_refused, self.on_failed = on_refused, on_failed
         self._checked_at = clock()
         self._refused: str | None = None  # the version last refused: said once, not at every check
         self._failing_since: float | None = None
@@ -183,6 +184,7 @@ class Reloader:
                 "model version=%s refused, still serving version=%s: %s", version, serving, why
             )
             return
+        self.on_failed()  # every failed check counts; the log says it once a minute
         now = self.clock()
         if self._failing_since is None:
             self._failing_since = now
