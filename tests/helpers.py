@@ -7,9 +7,23 @@ import time
 import uuid
 from pathlib import Path
 
+from sensorwatch.models.recipe import Recipe
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
+
+# The in-memory service tests' recipe: short windows, every anomalous window an alarm of its own,
+# no alarm rule holding one back.
+RECIPE = Recipe(
+    window=4,
+    score="mean",
+    min_windows=1,
+    merge_windows=0,
+    suppress_windows=0,
+    clear_ratio=0.0,
+    rearm_ratio=0.0,
+    grace_intervals=2,
+)
 
 
 def fresh(settings: Settings) -> Settings:

@@ -18,13 +18,12 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 from fuzzing import CHANNELS, LIMITS, NOW, TRIED, hostile_messages, keys
-from helpers import committed, fresh, read_all, wait_for
+from helpers import RECIPE, committed, fresh, read_all, wait_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.detector import Detector
-from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.kafka.sinks import ChangelogSink, DeadLetterSink, EventSink
@@ -46,17 +45,6 @@ pytestmark = pytest.mark.usefixtures("fuzz_inputs")
 
 
 # The step, in memory.
-
-RECIPE = Recipe(
-    window=4,
-    score="mean",
-    min_windows=1,
-    merge_windows=0,
-    suppress_windows=0,
-    clear_ratio=0.0,
-    rearm_ratio=0.0,
-    grace_intervals=2,
-)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import threading
 
 import orjson
 import pytest
+from helpers import RECIPE
 
 from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.detector import Detector
-from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
@@ -24,16 +24,6 @@ from sensorwatch.pipeline.stream.step import StepOutput
 
 CHANNELS = ["a", "b"]
 T0 = 1_700_000_000_000
-RECIPE = Recipe(
-    window=4,
-    score="mean",
-    min_windows=1,
-    merge_windows=0,
-    suppress_windows=0,
-    clear_ratio=0.0,
-    rearm_ratio=0.0,
-    grace_intervals=2,
-)
 
 
 class ListSource:
