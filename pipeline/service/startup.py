@@ -138,8 +138,16 @@ def start_service(
             if detector is None:
                 detector, store = load_champion(settings)
         except BaseException:
-            held.release(log_them=False)
-            joining.add_done_callback(lambda f: f.exception() is None and f.result().close())
+            # The group left quietly: what its close logs (a leave the broker did not expect) is
+            # dropped with the rest, so the failure stays the one line said.
+            def close_quietly(joined: Future[Connection]) -> None:
+                try:
+                    if joined.exception() is None:
+                        joined.result().close()
+                finally:
+                    held.release(log_them=False)
+
+            joining.add_done_callback(close_quietly)
             raise
         # A join that failed meanwhile is told in its own one line, after what the service said
         # meanwhile (not the Kafka client's own noise).
@@ -176,8 +184,9 @@ def serve(settings: Settings) -> Stats:
 
 class HeldBack(logging.Filter):
     """Holds back what other threads than the main one log (the group join, the Kafka clients'
-    I/O) until ``release``: then it is logged in order, with its own times, or dropped. A start-up
-    that fails says why in one line, not between the join's news."""
+    I/O), and the Kafka clients' news from any thread, until ``release``: then it is logged in
+    order, with its own times, or dropped. A start-up that fails says why in one line, not between
+    the join's news."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -187,7 +196,7 @@ class HeldBack(logging.Filter):
             handler.addFilter(self)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.threadName != "MainThread":
+        if record.threadName != "MainThread" or record.name.startswith("kafka"):
             self.records.append(record)
             return False
         return True
