@@ -189,9 +189,11 @@ def plant_after_training():
 @pytest.fixture(scope="session")
 def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     """A small model trained on simulated normal data with the ``plant`` preset, logged to a real
-    MLflow store (SQLite), registered and promoted to ``champion``: what the service tests load."""
+    MLflow store (SQLite), registered and promoted to ``champion``: what the service tests load.
+    Trained once per run: with xdist, the first worker trains it and every worker registers it in
+    a store of its own."""
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
-    from sensorwatch.pipeline.jobs.train import train_and_register
+    from sensorwatch.pipeline.jobs.train import register, train_and_register
     from sensorwatch.pipeline.stores import store_of
 
     root = tmp_path_factory.mktemp("mlflow")
@@ -205,10 +207,53 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> Champion:
     )
     frame = Simulator(**PLANT).normal(TRAIN_READINGS)
     series = series_by_asset(frame)
-    trained, version = train_and_register(
-        settings, series, list(CHANNELS), "simulator", promote=True, progress=False
-    )
+    shared = _run_folder(tmp_path_factory)
+    if shared is None:
+        trained, version = train_and_register(
+            settings, series, list(CHANNELS), "simulator", promote=True, progress=False
+        )
+    else:  # trained by the first worker that asks, registered by each in its own store
+        trained = _trained_once(shared / "champion", settings, series, list(CHANNELS))
+        params = {
+            "source": "simulator",
+            "series": len(series),
+            "readings": sum(len(s) for s in series),
+        }
+        version = register(settings, trained, params, promote=True)
     return Champion(store_of(settings), version, trained.spec, trained)
+
+
+def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """The folder all xdist workers of this run share (their own temp folders' parent); None
+    without workers."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return None
+    return tmp_path_factory.getbasetemp().parent
+
+
+def _trained_once(folder: Path, settings: Settings, series, channels: list[str]) -> TrainedDetector:
+    """The champion's training, done once per run under a lock: the first worker trains and saves
+    it (the Keras file and the rest pickled), the others load what it saved."""
+    import dataclasses
+    import fcntl
+    import pickle
+
+    from sensorwatch.models.backend import keras
+    from sensorwatch.models.training import fit_detector
+
+    folder.mkdir(exist_ok=True)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "trained.pickle").exists():
+            options = settings.train_options(progress=False)
+            trained = fit_detector(series, channels, settings.recipe(), options)
+            trained.model.save(folder / "model.keras")
+            rest = dataclasses.replace(trained, model=None)
+            (folder / "trained.pickle").write_bytes(pickle.dumps(rest))
+            return trained
+    rest = pickle.loads((folder / "trained.pickle").read_bytes())
+    model = keras.saving.load_model(folder / "model.keras", compile=False)
+    return dataclasses.replace(rest, model=model)
 
 
 @pytest.fixture(scope="module")
