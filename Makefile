@@ -16,21 +16,21 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 install: $(STAMP)
 
-# The service and its jobs.
+# The service and its jobs (training included: the `train` extra, TensorFlow).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e . --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # Plus what the tests need, and Airflow for the retraining DAGs.
 $(TESTS): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,airflow]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,test,airflow]' --config-settings editable_mode=compat
 	touch $(TESTS)
 
 # Plus the profiler and the optional librdkafka client the benchmarks compare.
 $(BENCH): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench,fast]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,bench,fast]' --config-settings editable_mode=compat
 	touch $(BENCH)
 
 # The browser of the UI tests: Debian's chromium and its matching driver, installed when missing.

@@ -1,9 +1,11 @@
 """The last champion the service loaded, kept on local disk: with MLflow out of reach, the service
 starts from it and keeps scoring; the registry is asked again at each reload check.
 
-A copy is a folder with the Keras model, the detector spec and a manifest of sha256 digests (of
-each file, and of the weights and spec as ``registry.model_digest`` computes them). A copy whose
-digests do not match is refused, never served.
+A copy is a folder with the model as the service ran it (the exported ONNX scoring graph, or the
+Keras model), the detector spec and a manifest of sha256 digests (of each file, and of the graph,
+or of the weights and spec as ``registry.model_digest`` computes them). A copy whose digests do
+not match, or that was kept for the other runtime, is refused, never served. An ONNX copy loads
+without TensorFlow or Keras.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sensorwatch.models.registry import (
     Store,
     StoreError,
     check_fit,
+    checked_scorer,
     load_detector,
     model_digest,
 )
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("sensorwatch.models")
 
 MODEL, SPEC, MANIFEST = "model.keras", "detector.json", "manifest.json"
+GRAPH = "scoring.onnx"
 
 
 class RegistryUnreachable(RuntimeError):
@@ -68,12 +72,18 @@ class ChampionCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.path.parent))
         try:
-            detector.model.save(staging / MODEL)
+            if detector.runtime == "onnx":
+                model, digest = GRAPH, detector.model.digest
+                (staging / GRAPH).write_bytes(detector.model.graph)
+            else:
+                model, digest = MODEL, model_digest(detector.model, detector.spec)
+                detector.model.save(staging / MODEL)
             (staging / SPEC).write_text(json.dumps(detector.spec.to_dict(), indent=1))
             manifest = {
                 "version": detector.version,
-                "digest": model_digest(detector.model, detector.spec),
-                "files": {name: _sha256(staging / name) for name in (MODEL, SPEC)},
+                "runtime": detector.runtime,
+                "digest": digest,
+                "files": {name: _sha256(staging / name) for name in (model, SPEC)},
             }
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=1))
             old = self.path.with_name(self.path.name + ".old")
@@ -91,25 +101,40 @@ class ChampionCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def load(self) -> Detector:
-        """The kept champion, after checking every digest; ``IntegrityError`` when one differs."""
-        from sensorwatch.models.backend import keras
-        from sensorwatch.models.detector import Detector
+    def load(self, runtime: str = "keras", threads: int = 1) -> Detector:
+        """The kept champion, after checking every digest; ``IntegrityError`` when one differs or
+        when it was kept for another runtime than ``runtime``."""
+        from sensorwatch.models.detector import Detector, OnnxScorer, onnx_digest
 
         try:
             manifest = json.loads((self.path / MANIFEST).read_text())
             files, version = dict(manifest["files"]), str(manifest["version"])
+            kept = str(manifest.get("runtime", "keras"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(
                 f"the local champion copy in {self.path} is unreadable ({exc}); refusing it"
             ) from None
-        for name in (MODEL, SPEC):
+        if kept != runtime:
+            raise IntegrityError(
+                f"the local champion copy in {self.path} was kept for the {kept} runtime, "
+                f"not {runtime}; refusing it"
+            )
+        model_file = GRAPH if kept == "onnx" else MODEL
+        for name in (model_file, SPEC):
             if not (self.path / name).is_file() or _sha256(self.path / name) != files.get(name):
                 raise IntegrityError(
                     f"{self.path / name} does not match its recorded digest; refusing the local copy"
                 )
         what = f"the local copy of version {version} in {self.path}"
         spec = DetectorSpec.from_dict(json.loads((self.path / SPEC).read_text()))
+        if kept == "onnx":
+            graph = (self.path / GRAPH).read_bytes()
+            if onnx_digest(graph) != manifest.get("digest"):
+                raise IntegrityError(f"{what} does not match its recorded digest; refusing it")
+            scorer = checked_scorer(OnnxScorer(graph, threads), spec, what)
+            return Detector(scorer, spec, version=version)
+        from sensorwatch.models.backend import keras
+
         model = keras.saving.load_model(self.path / MODEL, safe_mode=True, compile=False)
         check_fit(model, spec, what)
         if model_digest(model, spec) != manifest.get("digest"):
@@ -134,7 +159,7 @@ def load_champion(store: Store, alias: str, cache: ChampionCache | None) -> Dete
             raise RegistryUnreachable(
                 f"MLflow at {store.tracking_uri} cannot be asked for the champion ({why}){where}"
             ) from None
-        detector = cache.load()
+        detector = cache.load(store.runtime, store.threads)
         log.warning(
             "MLflow at %s cannot be asked for the champion (%s): serving the local copy of version=%s from %s",
             store.tracking_uri,

@@ -7,12 +7,14 @@ Batches are padded to a few fixed sizes so the compiler traces a handful of shap
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections.abc import Callable
 
 import numpy as np
 
 from sensorwatch.models.backend import keras
+from sensorwatch.models.spec import Z_LIMIT
 
 Forward = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
@@ -31,14 +33,18 @@ def _bucket(n: int) -> int:
     return BUCKETS[-1]
 
 
-Z_LIMIT = 1e4
-
 # Score modes: channel errors averaged or maxed; "+level" adds the window's level to each channel's error.
 REDUCES = ("mean", "max", "mean+level", "max+level")
 
 
 def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     """Scaled error per window and channel, and the window score (their mean or max)."""
+    score, err, _ = _scored(model, mean, std, scale, x, reduce)
+    return score, err
+
+
+def _scored(model, mean, std, scale, x, reduce: str = "mean"):
+    """The window score, the scaled error per channel and the reconstruction (scaled units)."""
     z = (keras.ops.convert_to_tensor(x) - mean) / std  # numpy in, on eager backends (PyTorch)
     # A reading ten thousand standard deviations out is as anomalous as one can be; clipping it
     # there keeps every error finite in float32 (a value of 1e25 would square to infinity).
@@ -55,7 +61,7 @@ def _errors(model: keras.Model, mean, std, scale, x, reduce: str = "mean"):
     err = err / scale
     # "max": one channel far off is enough, however quiet the others are.
     score = keras.ops.max(err, axis=1) if reduce.startswith("max") else keras.ops.mean(err, axis=1)
-    return score, err
+    return score, err, recon
 
 
 def _backend_compile(fn, window: int, channels: int):
@@ -133,3 +139,60 @@ def compile_forward(
     shape = (int(model.input_shape[1]), channels)
     forward.warm_up = warm_up  # type: ignore[attr-defined]
     return forward
+
+
+# The outputs of the exported scoring graph, in this order.
+ONNX_OUTPUTS = ("score", "errors", "reconstruction")
+ONNX_OPSET = 17
+
+
+def _plain_forward(model: keras.Model) -> Callable:
+    """The model's forward pass with a final ``TimeDistributed`` layer applied to the whole
+    sequence at once: the same numbers, but one matrix product in the exported graph instead of
+    one per time step."""
+    last = model.layers[-1]
+    inner = getattr(last, "layer", None)
+    if not isinstance(last, keras.layers.TimeDistributed) or not isinstance(
+        inner, keras.layers.Dense
+    ):
+        return lambda z: model(z, training=False)
+    body = keras.Model(model.inputs, last.input)
+    return lambda z: inner(body(z, training=False))
+
+
+def export_onnx(
+    model: keras.Model, mean: np.ndarray, std: np.ndarray, scale: np.ndarray, reduce: str = "mean"
+) -> bytes:
+    """The whole scoring graph as ONNX: raw windows (n, W, C) named ``windows`` in; the window
+    score (n,), the scaled error per channel (n, C) and the reconstruction in scaled units
+    (n, W, C) out. Scaler and error scale are constants of the graph. TensorFlow backend only
+    (the graph is traced with ``tf.function`` and converted by tf2onnx, in memory)."""
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError(
+            f"ONNX export needs the TensorFlow backend of Keras, not {keras.backend.backend()}"
+        )
+    if reduce not in REDUCES:
+        raise ValueError(f"score reduce must be one of {', '.join(REDUCES)}, not {reduce!r}")
+    import logging
+
+    import tensorflow as tf
+    import tf2onnx
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+    with warnings.catch_warnings():  # its own note on numpy 2
+        warnings.simplefilter("ignore", FutureWarning)
+        patch_tf2onnx()  # tf2onnx and numpy 2
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    forward = _plain_forward(model)
+    arrays = [np.asarray(a, np.float32) for a in (mean, std, scale)]
+    window, channels = int(model.input_shape[1]), len(mean)
+    signature = [tf.TensorSpec([None, window, channels], tf.float32, name="windows")]
+
+    def graph(windows):
+        consts = [tf.constant(a) for a in arrays]  # made inside: constants, not captured inputs
+        score, err, recon = _scored(lambda z, training: forward(z), *consts, windows, reduce)
+        return dict(zip(ONNX_OUTPUTS, (score, err, recon)))
+
+    fn = tf.function(graph, input_signature=signature, autograph=False)
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=ONNX_OPSET)
+    return proto.SerializeToString()

@@ -6,14 +6,20 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sensorwatch.models.detector import onnx_digest
 from sensorwatch.models.registry import (
     DIGEST_TAG,
+    ONNX_ARTIFACT,
+    ONNX_DIGEST_TAG,
     P99_TAG,
+    IntegrityError,
     RegisteredVersion,
     Store,
     experiment_id,
@@ -64,6 +70,43 @@ def _loss_figure(history: dict[str, list[float]]):
     return fig
 
 
+# How far the exported graph's window scores may be from the Keras path's, relative to each score
+# (floored at the mean score, so that a score near zero is not held to float32's last digits).
+ONNX_TOLERANCE = 1e-4
+
+
+def scoring_graph(trained: TrainedDetector) -> bytes | None:
+    """The version's scoring graph exported to ONNX and checked: on the validation windows (or,
+    without them, windows drawn around the training mean) its scores match the Keras path's within
+    ``ONNX_TOLERANCE``, else ``IntegrityError``. None on a Keras backend that cannot export."""
+    from sensorwatch.models.compiled import compile_forward, export_onnx
+    from sensorwatch.models.detector import OnnxScorer
+
+    spec = trained.spec
+    arrays = spec.arrays()
+    try:
+        graph = export_onnx(trained.model, *arrays, reduce=spec.score)
+    except NotImplementedError as exc:
+        log.warning("no ONNX scoring graph for this version: %s", exc)
+        return None
+    windows = trained.validation
+    if windows is None or not len(windows):
+        rng = np.random.default_rng(0)
+        noise = rng.standard_normal((64, spec.window, len(spec.channels)), np.float32)
+        windows = arrays[0] + arrays[1] * noise
+    want, _ = compile_forward(trained.model, *arrays, reduce=spec.score)(windows)
+    got, _ = OnnxScorer(graph).run(windows, ["score", "errors"])
+    off = np.abs(got - want) / np.maximum(np.abs(want), np.abs(want).mean())
+    if not np.all(off <= ONNX_TOLERANCE):
+        raise IntegrityError(
+            f"the exported ONNX scoring graph's scores differ from the Keras model's by up to "
+            f"{float(np.max(off)):.2g} (relative) on {len(windows)} validation windows; "
+            "refusing to register it"
+        )
+    log.debug("onnx export checked windows=%d max_rel_diff=%.2g", len(windows), np.max(off))
+    return graph
+
+
 def log_training(
     trained: TrainedDetector,
     store: Store,
@@ -97,6 +140,14 @@ def log_training(
         mlflow.log_metric("threshold", float(trained.spec.threshold.get("value") or 0.0))
         digest = model_digest(trained.model, trained.spec)
         mlflow.set_tag(DIGEST_TAG, digest)
+        graph = scoring_graph(trained)
+        kept_onnx = {}
+        if graph is not None:
+            kept_onnx[ONNX_DIGEST_TAG] = onnx_digest(graph)
+            mlflow.set_tag(ONNX_DIGEST_TAG, kept_onnx[ONNX_DIGEST_TAG])
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / ONNX_ARTIFACT).write_bytes(graph)
+                mlflow.log_artifact(str(Path(folder) / ONNX_ARTIFACT))
         mlflow.log_dict(trained.spec.to_dict(), "detector.json")
         for name, document in (documents or {}).items():
             mlflow.log_dict(document, name)
@@ -117,7 +168,7 @@ def log_training(
 
     version = str(registered.version)
     client = MlflowClient()
-    kept = {DIGEST_TAG: digest, **(tags or {})}
+    kept = {DIGEST_TAG: digest, **kept_onnx, **(tags or {})}
     if trained.calibration_scores is not None and len(trained.calibration_scores):
         kept[P99_TAG] = f"{float(np.quantile(trained.calibration_scores, 0.99)):.9g}"
     for key, tag in kept.items():

@@ -29,6 +29,7 @@ class Store:
     ``create`` lets a local store's folder be made when missing (the default store under
     ``.sensorwatch``); a URI chosen on purpose must point at a folder that exists. A tracking
     server gets ``timeout_s`` per request and ``retries`` more tries, not MLflow's minutes.
+    ``runtime`` and ``threads`` say how a version loaded from it scores.
     """
 
     tracking_uri: str
@@ -38,6 +39,10 @@ class Store:
     create: bool = False
     timeout_s: float = 10.0
     retries: int = 2
+    # How versions loaded from it score: their exported graph in ONNX Runtime with ``threads``
+    # intra-op threads (no TensorFlow), or the Keras model ("keras").
+    runtime: str = "keras"
+    threads: int = 1
 
 
 class NoChampionError(LookupError):
@@ -67,6 +72,9 @@ SCHEMES = {
     "uc",
 }
 DIGEST_TAG = "sensorwatch.digest"
+# The exported scoring graph of a version (an artifact of its run) and its sha256.
+ONNX_ARTIFACT = "scoring.onnx"
+ONNX_DIGEST_TAG = "sensorwatch.onnx_digest"
 P99_TAG = "sensorwatch.calibration_p99"  # the 99th percentile of the training window scores (drift checks)
 # The threshold scale reviewed anomalies chose for a version (``sensorwatch review tune --apply``):
 # applied when the version is loaded, and picked up by a running service at its next reload check.
@@ -250,7 +258,8 @@ def load_detector(store: Store, alias: str = "champion") -> Detector:
 
 
 def load_version(store: Store, version: str) -> Detector:
-    """Load one model version by number, with the same checks as ``load_detector``."""
+    """Load one model version by number, with the same checks as ``load_detector``; in the
+    store's runtime (its exported scoring graph in ONNX Runtime, or the Keras model)."""
     mlflow = mlflow_for(store)
     from mlflow import MlflowClient
 
@@ -259,6 +268,10 @@ def load_version(store: Store, version: str) -> Detector:
     uri = f"models:/{store.model_name}/{version}"
     what = f"model version {version} of {store.model_name!r}"
     spec = DetectorSpec.from_dict(mlflow.models.get_model_info(uri).metadata["detector"])
+    if store.runtime == "onnx":
+        found = MlflowClient().get_model_version(store.model_name, version)
+        scorer = _onnx_scorer(str(found.run_id), found.tags, spec, what, store.threads)
+        return Detector(scorer, with_scale(spec, found.tags.get(SCALE_TAG), what), version=version)
     model = mlflow.keras.load_model(uri, load_model_kwargs={"safe_mode": True, "compile": False})
     check_fit(model, spec, what)
     tags = MlflowClient().get_model_version(store.model_name, version).tags
@@ -274,6 +287,42 @@ def load_version(store: Store, version: str) -> Detector:
             "its files were changed after registration; refusing it"
         )
     return Detector(model, with_scale(spec, tags.get(SCALE_TAG), what), version=version)
+
+
+def _onnx_scorer(run_id: str, tags: dict[str, str], spec: DetectorSpec, what: str, threads: int):
+    """The version's exported scoring graph, checked against its recorded digest and its spec."""
+    import tempfile
+
+    from mlflow import MlflowClient
+
+    from sensorwatch.models.detector import OnnxScorer, onnx_digest
+
+    recorded = tags.get(ONNX_DIGEST_TAG)
+    if recorded is None:
+        raise IntegrityError(
+            f"{what} has no ONNX scoring graph (registered before graphs were exported): "
+            "serve it with SENSORWATCH_RUNTIME=keras, or train and register a new version"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        path = MlflowClient().download_artifacts(run_id, ONNX_ARTIFACT, folder)
+        graph = Path(path).read_bytes()
+    if onnx_digest(graph) != recorded:
+        raise IntegrityError(
+            f"{what}: its ONNX scoring graph does not match the digest recorded when it was "
+            "registered; refusing it"
+        )
+    return checked_scorer(OnnxScorer(graph, threads), spec, what)
+
+
+def checked_scorer(scorer: Any, spec: DetectorSpec, what: str) -> Any:
+    """An ONNX scorer whose graph does not take windows of its spec's shape is refused."""
+    expected = (spec.window, len(spec.channels))
+    if (scorer.window, scorer.channels) != expected:
+        raise IntegrityError(
+            f"{what} does not fit its spec: its scoring graph takes windows of "
+            f"{(scorer.window, scorer.channels)}, the spec says {expected}; refusing it"
+        )
+    return scorer
 
 
 def with_scale(spec: DetectorSpec, scale: str | None, what: str = "the model") -> DetectorSpec:

@@ -12,6 +12,9 @@ from sensorwatch.models.recipe import Cadence, Recipe
 
 # Versions trained before the cadence was learned were all trained on one reading a second.
 LEGACY_INTERVAL_MS = 1000
+# A reading ten thousand standard deviations out is as anomalous as one can be: scaled values are
+# clipped there, which keeps every error finite in float32.
+Z_LIMIT = 1e4
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,9 @@ class TrainedDetector:
     # be fitted on exactly the same evidence without training again.
     calibration_scores: np.ndarray | None = None
     windows: int = 0  # training windows
+    # Up to 256 validation windows in the readings' own units: registration checks the exported
+    # scoring graph on them.
+    validation: np.ndarray | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -121,7 +124,8 @@ def fit_detector(
         change_scale=change_scale.astype(float).tolist(),
         change_level=change_level,
     )
-    return TrainedDetector(model, spec, history, options, scores, len(x_train))
+    sample = x_val[:: max(1, len(x_val) // 256)][:256] * std + mean
+    return TrainedDetector(model, spec, history, options, scores, len(x_train), sample)
 
 
 # Training steps past which compiling the step with XLA saves more than the compiling costs (CPU).

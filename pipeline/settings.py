@@ -173,6 +173,17 @@ class Settings(BaseSettings, Recipe):
         ge=0,
         description="How often the service checks whether the champion alias moved (0: never).",
     )
+    runtime: Literal["onnx", "keras"] = Field(
+        "onnx",
+        description="How the service scores: the version's exported scoring graph in ONNX Runtime "
+        "(no TensorFlow in the process), or the Keras model (needs the train extra).",
+    )
+    score_threads: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Intra-op threads of one replica's ONNX Runtime session (one replica a core: 1).",
+    )
     metrics_port: int = Field(
         0,
         ge=0,

@@ -26,6 +26,8 @@ def store_of(settings: Settings) -> Store:
         create=settings.tracking_uri == default,
         timeout_s=settings.mlflow_timeout_s,
         retries=settings.mlflow_retries,
+        runtime=settings.runtime,
+        threads=settings.score_threads,
     )
 
 

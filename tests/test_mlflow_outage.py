@@ -152,6 +152,10 @@ def test_a_version_changed_after_registration_is_refused_and_the_old_one_keeps_s
     log_training(champion.trained, store, alias="champion")  # version 2, then its files are changed
     files = sorted((tmp_path / "artifacts").rglob("model.keras"), key=lambda p: p.stat().st_mtime)
     _tamper(files[-1], champion)
+    graphs = sorted((tmp_path / "artifacts").rglob("scoring.onnx"), key=lambda p: p.stat().st_mtime)
+    changed = bytearray(graphs[-1].read_bytes())  # and its scoring graph, which serve loads
+    changed[-1] ^= 1
+    graphs[-1].write_bytes(bytes(changed))
 
     with pytest.raises(IntegrityError, match="does not match the digest recorded"):
         load_detector(store, "champion")

@@ -158,10 +158,11 @@ def start_service(
             endpoints.close()
         raise
     log.info(
-        "champion version=%s model=%s loaded and compiled in %.1f s; serving broker=%s group=%s "
-        "topic=%s port=%s",
+        "champion version=%s model=%s runtime=%s loaded and compiled in %.1f s; serving "
+        "broker=%s group=%s topic=%s port=%s",
         detector.version,
         settings.model_name,
+        detector.runtime,
         time.perf_counter() - began,
         settings.bootstrap_servers,
         settings.group_id,
