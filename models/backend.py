@@ -24,7 +24,14 @@ def _import_keras_quietly():
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras
+        try:
+            import keras
+        except ModuleNotFoundError as exc:  # the scoring install: ONNX Runtime, no Keras
+            raise ModuleNotFoundError(
+                f"{exc.name} is not installed: training, evaluation, detection and "
+                "SENSORWATCH_RUNTIME=keras need the train extra (pip install 'sensorwatch[train]')",
+                name=exc.name,
+            ) from None
 
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf

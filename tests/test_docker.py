@@ -59,6 +59,31 @@ def test_the_default_target_runs_the_console_script_as_a_user() -> None:
         assert user and user.split(":")[0] not in ("root", "0"), target
 
 
+def test_the_scorer_target_carries_no_tensorflow() -> None:
+    """``serve`` alone: what its stage copies was installed without the ``train`` extra."""
+    copied = [rest for kw, rest in STAGES["scorer"].instructions if kw == "COPY"]
+    builders = {m.group(1) for c in copied if (m := re.search(r"--from=(\S+)", c))}
+    assert builders
+    installs = " ".join(
+        rest
+        for b in builders
+        for stage in chain(b)
+        for kw, rest in stage.instructions
+        if kw == "RUN"
+    )
+    extras = {e for group in re.findall(r"\.\[([\w,-]+)\]", installs) for e in group.split(",")}
+    assert extras and "train" not in extras, extras
+    needs = (
+        list(PYPROJECT["dependencies"])
+        + [d for e in extras for d in PYPROJECT["optional-dependencies"][e]]
+        + installs.split()
+    )
+    heavy = [d for d in needs if re.match(r"\W*(tensorflow|keras|tf2onnx|jax|torch)\b", d)]
+    assert not heavy, heavy
+    assert any(re.match(r"\W*onnxruntime\b", d) for d in needs)
+    assert SERVICES["scorer"]["build"]["target"] == "scorer"  # compose's replicas run it
+
+
 def test_the_gpu_target_pins_tensorflow_with_cuda() -> None:
     installs = " ".join(
         rest for stage in STAGES.values() for kw, rest in stage.instructions if kw == "RUN"

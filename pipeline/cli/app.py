@@ -87,6 +87,7 @@ KNOWN = (
     TrainingDataError,
     FileNotFoundError,
     PermissionError,
+    ModuleNotFoundError,  # an extra not installed (Keras and TensorFlow: `train`)
 )
 
 
