@@ -1,9 +1,9 @@
 """Watch for drift: when the recent window scores left the champion's calibration, retrain.
 
-Every ``SENSORWATCH_DRIFT_SCHEDULE`` the share of recent archived windows above the champion's
-training 99th percentile is compared with the 1 % it had in training
-(``sensorwatch.pipeline.jobs.retrain.drift``); past ``SENSORWATCH_DRIFT_RATIO`` times that, the
-retraining DAG is triggered. Otherwise the trigger is skipped.
+Every ``SENSORWATCH_DRIFT_SCHEDULE`` the recent archived window scores are tested against the
+champion's validation scores (``sensorwatch.pipeline.jobs.drift``); when they are less likely than
+``SENSORWATCH_DRIFT_ALPHA`` (the false-alarm rate of one check), the retraining DAG is triggered.
+Otherwise, or when the check could not tell (it says why), the trigger is skipped.
 """
 
 from __future__ import annotations
@@ -31,13 +31,13 @@ def sensorwatch_drift_check() -> None:
     @task.short_circuit
     def drifted() -> bool:
         """True (and the trigger runs) when the recent scores drifted."""
-        from sensorwatch.pipeline.jobs.retrain import drift
+        from sensorwatch.pipeline.jobs.drift import drift
 
         context = get_current_context()
         until = context.get("data_interval_end") or context.get("logical_date")
         found = drift(Settings(), now_ms=int(until.timestamp() * 1000) if until else None)
-        print(("drift: " if found.drifted else "no drift: ") + found.why)
-        return found.drifted
+        print({0: "no drift: ", 1: "drift: ", 2: "could not tell: "}[found.exit_code] + found.why)
+        return found.drifted is True
 
     drifted() >> TriggerDagRunOperator(task_id="retrain", trigger_dag_id="retrain_lstm_autoencoder")
 

@@ -42,6 +42,9 @@ class TrainedDetector:
     # Up to 256 validation windows in the readings' own units: registration checks the exported
     # scoring graph on them.
     validation: np.ndarray | None = None
+    # Each training stretch's validation window scores, in time order (none without validation):
+    # what a drift check compares recent scores with (``sensorwatch.pipeline.jobs.drift``).
+    validation_scores: list[np.ndarray] | None = None
 
     @property
     def recipe(self) -> Recipe:
@@ -63,8 +66,8 @@ def _split(series: Sequence[np.ndarray], recipe: Recipe) -> tuple[np.ndarray, np
     """Training and validation windows; validation is the end of each series (no look-ahead leak)."""
     train, val = [], []
     for values in series:
-        cut = int(len(values) * (1 - recipe.validation))
-        if recipe.validation > 0 and len(values) - cut >= recipe.window and cut >= recipe.window:
+        cut = _cut(len(values), recipe)
+        if cut is not None:
             train.append(make_windows(values[:cut], recipe.window, recipe.train_stride))
             val.append(make_windows(values[cut:], recipe.window, 1))
         else:
@@ -72,6 +75,14 @@ def _split(series: Sequence[np.ndarray], recipe: Recipe) -> tuple[np.ndarray, np
     x_train = np.concatenate(train).astype(np.float32)
     x_val = np.concatenate(val).astype(np.float32) if val else x_train
     return x_train, x_val
+
+
+def _cut(n: int, recipe: Recipe) -> int | None:
+    """Where a stretch of ``n`` readings is cut into training and validation (None: not cut)."""
+    cut = int(n * (1 - recipe.validation))
+    return (
+        cut if recipe.validation > 0 and n - cut >= recipe.window and cut >= recipe.window else None
+    )
 
 
 def fit_detector(
@@ -125,7 +136,11 @@ def fit_detector(
         change_level=change_level,
     )
     sample = x_val[:: max(1, len(x_val) // 256)][:256] * std + mean
-    return TrainedDetector(model, spec, history, options, scores, len(x_train), sample)
+    trained = TrainedDetector(model, spec, history, options, scores, len(x_train), sample)
+    trained.validation_scores = _validation_scores(
+        model, error_scale, x_val if x_val is not x_train else None, scores, scaled, recipe
+    )
+    return trained
 
 
 # Training steps past which compiling the step with XLA saves more than the compiling costs (CPU).
@@ -270,6 +285,23 @@ def _slowness(recipe: Recipe, autocorr: np.ndarray) -> np.ndarray | None:
 def _fit_windows(x_train: np.ndarray, x_val: np.ndarray, on: str) -> np.ndarray:
     """The windows a threshold is fitted on: the validation part or all of them."""
     return x_val if on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
+
+
+def _validation_scores(
+    model, error_scale, x_val, fitted, scaled, recipe: Recipe
+) -> list[np.ndarray] | None:
+    """The validation window scores of each stretch (those the threshold was fitted on, when it
+    was fitted on validation), or None without validation windows."""
+    if x_val is None:
+        return None
+    if recipe.threshold_on == "validation":
+        scores = fitted
+    else:
+        unit = np.ones_like(error_scale)
+        scores, _ = compile_forward(model, unit * 0, unit, error_scale, recipe.score)(x_val)
+    cuts = [_cut(len(s), recipe) for s in scaled]
+    sizes = [len(s) - c - recipe.window + 1 for s, c in zip(scaled, cuts) if c is not None]
+    return np.split(np.asarray(scores, np.float64), np.cumsum(sizes)[:-1])
 
 
 def _threshold(

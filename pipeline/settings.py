@@ -322,11 +322,12 @@ class Settings(BaseSettings, Recipe):
         gt=0,
         description="Recent hours of window scores the drift check compares with training.",
     )
-    drift_ratio: float = Field(
-        3.0,
-        gt=1,
-        description="Drift: more than this many times the 1 % of windows that were above the "
-        "training 99th percentile.",
+    drift_alpha: float = Field(
+        0.001,
+        gt=0,
+        lt=1,
+        description="False-alarm rate of one drift check: drift when the recent score blocks are "
+        "this unlikely under the champion's validation scores (pipeline/jobs/drift.py).",
     )
     drift_min_windows: int = Field(
         500, ge=1, description="Fewest recent windows the drift check needs to decide."

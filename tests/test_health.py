@@ -255,3 +255,50 @@ def test_serve_answers_health_while_loading_and_names_what_it_serves(
         f"port={port}",
     ):
         assert part in line, line
+
+
+def test_a_champion_the_service_cannot_serve_is_not_ready_and_counted(
+    champion, champion_detector
+) -> None:
+    """The alias moves to a version that reads another cadence, which a running service cannot
+    swap in: it keeps scoring with the version it has, but says so on /readyz and in the metrics,
+    until the alias names a version it can serve again."""
+    from dataclasses import replace
+
+    from test_service_memory import ListSource
+
+    from sensorwatch.models.register import log_training
+    from sensorwatch.models.registry import set_alias
+
+    store = replace(champion.store, model_name="unservable")
+    first = log_training(champion.trained, store, alias="champion")
+    slower = replace(champion.trained.spec, interval_ms=champion.trained.spec.interval_ms * 2)
+    second = log_training(replace(champion.trained, spec=slower), store)
+    assert first.version == champion_detector.version
+    health = Health(Settings(bootstrap_servers="b:9092"), broker_unreachable=lambda s, t: None)
+    service = Service(
+        Settings(reload_interval_s=3600),
+        champion_detector,
+        ListSource([], [], threading.Event()),
+        [],
+        store,
+        health=health,
+    )
+    try:
+        assert health.ready()[0] and service.metrics.value("sensorwatch_champion_unusable") == 0
+        set_alias(store, second.version)
+        assert service.reloader.maybe_swap(service.processor, force=True) is None
+        ok, body = health.ready()
+        [reason] = body["reasons"]
+        assert not ok and reason.startswith(f"champion version {second.version} cannot be served (")
+        assert "interval_ms" in reason and reason.endswith(
+            f"; still serving version {first.version}"
+        )
+        assert service.metrics.value("sensorwatch_champion_unusable") == 1
+        assert service.metrics.value("sensorwatch_ready") == 0
+        assert service.processor.detector.version == first.version
+        set_alias(store, first.version)  # rolled back: served again
+        service.reloader.maybe_swap(service.processor, force=True)
+        assert health.ready()[0] and service.metrics.value("sensorwatch_champion_unusable") == 0
+    finally:
+        service.reloader.close()

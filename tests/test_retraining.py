@@ -311,7 +311,7 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
 ) -> None:
     from sensorwatch.models.registry import load_detector, set_alias
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
-    from sensorwatch.pipeline.jobs.retrain import drift
+    from sensorwatch.pipeline.jobs.drift import drift
     from sensorwatch.pipeline.stores import store_of
 
     set_alias(store_of(plant.settings), "1")  # the champion that scored the archive
@@ -322,7 +322,7 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
         * 1000
     )
     normal = drift(plant.settings, now_ms=end_ms)
-    assert normal.windows >= 500 and not normal.drifted, normal.why
+    assert normal.windows >= 500 and normal.drifted is False, normal.why
 
     # The same pumps, worn: every channel a standard deviation and a half off, all day.
     worn = Simulator(assets=ASSETS, seed=12, interval_s=INTERVAL_S, start_ms=end_ms).normal(PER_DAY)
@@ -335,7 +335,7 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
     _archive_through_the_service(live, worn, champion)
     worn_settings = plant.settings.model_copy(update={"archive_uri": str(worn_archive)})
     drifted = drift(worn_settings, now_ms=end_ms + 86_400_000)
-    assert drifted.drifted, drifted.why
+    assert drifted.drifted is True, drifted.why
 
     worn_day = (
         (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()

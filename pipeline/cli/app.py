@@ -5,6 +5,7 @@ Importing it loads no Keras or TensorFlow: each command imports what it needs wh
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated
 
@@ -108,9 +109,41 @@ def main() -> None:
     except KNOWN as exc:
         typer.secho(f"error: {exc}", err=True, fg="red")
         sys.exit(2)
+    except Exception as exc:
+        said = out_of_reach(exc)
+        if said is None:
+            raise
+        typer.secho(f"error: {said}", err=True, fg="red")
+        sys.exit(2)
     except (KeyboardInterrupt, typer.Abort):
         sys.exit(130)
     sys.exit(status if isinstance(status, int) else 0)
+
+
+_UNREACHABLE = re.compile(
+    r"API request to (\w+://[^/\s]+)\S* failed with (exception|error code) (.*)"
+)
+
+
+def out_of_reach(exc: BaseException) -> str | None:
+    """One line for MLflow's tracking server out of reach (refused, timed out, failing), or None.
+
+    >>> out_of_reach(RuntimeError("API request to http://h:9/api/2.0/x failed with exception "
+    ...     "HTTPConnectionPool(host='h', port=9): Max retries exceeded (Caused by "
+    ...     "NewConnectionError('...: [Errno 111] Connection refused'))"))
+    'MLflow at http://h:9 is out of reach (Connection refused): start it or fix SENSORWATCH_TRACKING_URI'
+    """
+    found = _UNREACHABLE.search(str(exc))
+    if found is None:
+        return None
+    url, detail = found.group(1), found.group(3)
+    reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)|(Read timed out)|(\d{3}) != 200", detail)
+    why = next((g for g in reason.groups() if g), "") if reason else ""
+    why = f"error {why}" if why.isdigit() else why
+    return (
+        f"MLflow at {url} is out of reach{f' ({why})' if why else ''}: start it or fix "
+        "SENSORWATCH_TRACKING_URI"
+    )
 
 
 def _show_help(exc: TyperException) -> None:

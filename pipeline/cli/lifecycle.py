@@ -64,10 +64,12 @@ def retrain(
 
 
 def drift(tracking_uri: Tracking = None) -> None:
-    """Whether the recent window scores left the champion's calibration (exit 1 when they did)."""
+    """Whether the recent window scores left the champion's validation scores: exit 0 no drift,
+    1 drift, 2 could not tell (no champion, too few scores, no archive, MLflow out of reach)."""
     settings = settings_from(tracking_uri=tracking_uri)
-    from sensorwatch.pipeline.jobs.retrain import drift as check
+    from sensorwatch.pipeline.jobs.drift import drift as check
 
     found = check(settings)
-    typer.echo(("drift: " if found.drifted else "no drift: ") + found.why)
-    raise typer.Exit(1 if found.drifted else 0)
+    said = {0: "no drift: ", 1: "drift: ", 2: "could not tell: "}[found.exit_code] + found.why
+    typer.echo(said, err=found.exit_code == 2)
+    raise typer.Exit(found.exit_code)

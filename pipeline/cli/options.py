@@ -184,6 +184,8 @@ def setup_logging(verbose: bool) -> None:
 
     for noisy in ("kafka", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)
+    # urllib3 warns at every retry of a request; what failed is said once, by us.
+    logging.getLogger("urllib3").setLevel(logging.CRITICAL if not verbose else logging.ERROR)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_not_chatter)
 

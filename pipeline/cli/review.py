@@ -45,6 +45,7 @@ def list_(
     tracking_uri: Tracking = None,
 ) -> None:
     """Anomalies by day, asset, model version and verdict, newest first."""
+    _check_filters(day, version)
     from rich.console import Console
     from rich.table import Table
 
@@ -68,6 +69,21 @@ def list_(
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
     console.print(f"{len(found)} shown; open the queue in MLflow: {reviews.queue_url()}")
+
+
+def _check_filters(day: str | None, version: str | None) -> None:
+    """A filter that can match nothing is a mistake, not an empty answer."""
+    from datetime import date
+
+    from sensorwatch.pipeline.errors import UserError
+
+    if day is not None:
+        try:
+            date.fromisoformat(day)
+        except ValueError:
+            raise UserError(f"day: not a day YYYY-MM-DD: {day!r}") from None
+    if version is not None and not version.isdigit():
+        raise UserError(f"version: a model version number, got {version!r}")
 
 
 @app.command()

@@ -3,8 +3,8 @@
 ``validate`` → ``train`` → ``evaluate`` (``sensorwatch.pipeline.jobs.gate``) → ``promote``, each
 for a logical date: the archive's last
 ``retrain_lookback_days`` days before it, the newest of which is held out of training for the
-champion/challenger comparison. ``drift`` tells whether the recent window scores left the
-champion's calibration. A rerun of the same logical date registers nothing twice.
+champion/challenger comparison (whether the recent scores drifted is
+``sensorwatch.pipeline.jobs.drift``). A rerun of the same logical date registers nothing twice.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import getpass
 import json
 import logging
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from sensorwatch.models.cadence import TimeSeries
-from sensorwatch.models.registry import P99_TAG
 from sensorwatch.pipeline.archive import DAY_MS, read_archive
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.train import train_and_register
@@ -249,57 +247,3 @@ def person() -> str:
         return getpass.getuser()
     except Exception:  # no user name in a bare container
         return "unknown"
-
-
-@dataclass
-class Drift:
-    drifted: bool
-    rate: float  # share of recent windows above the champion's training 99th percentile
-    expected: float
-    windows: int
-    why: str
-
-
-def drift(settings: Settings, now_ms: int | None = None) -> Drift:
-    """Whether the last ``drift_window_hours`` of archived window scores left the champion's
-    calibration: the share above its training 99th percentile, against the 1 % it had then."""
-    from mlflow import MlflowClient
-
-    from sensorwatch.models.registry import alias_version, mlflow_for
-
-    store = store_of(settings)
-    mlflow_for(store)
-    version = alias_version(store, settings.model_alias)
-    if version is None:
-        return Drift(False, 0.0, 0.01, 0, "no champion")
-    tags = MlflowClient().get_model_version(settings.model_name, version).tags
-    if P99_TAG not in tags:
-        return Drift(False, 0.0, 0.01, 0, f"version {version} has no calibration percentile")
-    p99 = float(tags[P99_TAG])
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    frames = _frames(settings, now_ms - int(settings.drift_window_hours * 3_600_000), now_ms)
-    scores = np.concatenate(
-        [
-            f.loc[f.get("model_version", pd.Series(dtype=str)) == version, "score"]
-            .dropna()
-            .to_numpy()
-            for f in frames.values()
-            if "score" in f
-        ]
-        or [np.zeros(0)]
-    )
-    if len(scores) < settings.drift_min_windows:
-        return Drift(
-            False,
-            0.0,
-            0.01,
-            len(scores),
-            f"{len(scores)} windows scored by version {version}: too few to tell",
-        )
-    rate = float((scores > p99).mean())
-    drifted = rate > 0.01 * settings.drift_ratio
-    why = (
-        f"{rate:.1%} of {len(scores)} recent windows above the training 99th percentile {p99:.4g} "
-        f"(drift above {settings.drift_ratio:g}× the 1 % of training)"
-    )
-    return Drift(drifted, rate, 0.01, len(scores), why)

@@ -3,9 +3,10 @@
 
 Liveness is a heartbeat of the poll loop: a loop stuck for longer than its own limits allow
 (``max_poll_interval_ms`` plus the broker wait of ``broker_timeout_s``) is dead, and a restart
-helps. Loading the model before the first poll counts as alive. Readiness is the three things a
-replica needs to score: partitions of the readings topic, a model, and a broker that answers
-(looked at afresh, at most once a second, so it flips when the broker goes and comes back).
+helps. Loading the model before the first poll counts as alive. Readiness is what a replica
+needs to score: partitions of the readings topic, a model, a broker that answers (looked at
+afresh, at most once a second, so it flips when the broker goes and comes back), and the
+champion the alias names (a version it cannot load is said, never served in silence).
 Both answer JSON with the reasons, 200 or 503.
 """
 
@@ -41,6 +42,8 @@ class Health:
         self.clock, self._unreachable = clock, broker_unreachable
         self.model_version: str | None = None
         self.partitions: Callable[[], Iterable[object]] = lambda: ()
+        # Why the champion the alias names is not served (``Reloader.unusable``), None when it is.
+        self.champion_unusable: Callable[[], str | None] = lambda: None
         self._beat: float | None = None  # None until the loop runs
         self._broker: tuple[float, str | None] = (float("-inf"), None)
         self._lock = threading.Lock()
@@ -71,6 +74,9 @@ class Health:
         broker = self.broker_unreachable()
         if broker is not None:
             reasons.append(f"broker unreachable: {broker}")
+        unusable = self.champion_unusable()
+        if unusable is not None:
+            reasons.append(unusable)
         return not reasons, {
             "status": "ready" if not reasons else "not ready",
             "reasons": reasons,

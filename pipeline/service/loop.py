@@ -118,6 +118,10 @@ class Service:
             on_refused=self.metrics.model_refused.inc,
             on_failed=self.metrics.model_check_failed.inc,
         )
+        self.health.champion_unusable = lambda: self.reloader.unusable
+        self.metrics.champion_unusable.set_function(
+            lambda: float(self.reloader.unusable is not None)
+        )
         self.report = Reporter(
             self.metrics, lambda: self.processor.windower.max_gap_ms or 0, settings.log_every_s
         )

@@ -48,6 +48,12 @@ class ServiceMetrics:
             "Model versions refused by a hot swap (changed files, other channels, window or cadence)",
             registry=r,
         )
+        self.champion_unusable = Gauge(
+            "sensorwatch_champion_unusable",
+            "1 while the champion alias names a version this replica cannot serve (refused or "
+            "failing to load; /readyz says why), else 0",
+            registry=r,
+        )
         self.model_check_failed = Counter(
             "sensorwatch_model_check_failed",
             "Checks of the champion alias that failed (the registry out of reach or erring); the "

@@ -2,8 +2,11 @@
 version is loaded, checked and warmed up, then handed to the processor between two polls, and kept
 as the local copy to start from. A registry out of reach, or a version refused (its files changed
 since registration, a model that does not fit its spec), is logged and the check is made again
-later: the service keeps scoring with the model in hand meanwhile. The decision fields set in the
-settings hold for every version served (``serving_decisions``)."""
+later: the service keeps scoring with the model in hand meanwhile. A champion that cannot be
+served (refused, or failing to load) is not kept quiet: ``unusable`` says why until the alias
+points at a version that loads, and the service reports it as not ready (``/readyz``) and in its
+metrics. The decision fields set in the settings hold for every version served
+(``serving_decisions``)."""
 
 from __future__ import annotations
 
@@ -77,6 +80,8 @@ class Reloader:
         self.on_refused, self.on_failed = on_refused, on_failed
         self._checked_at = clock()
         self._refused: str | None = None  # the version last refused: said once, not at every check
+        # Why the version the alias points at is not the one served (None when it is).
+        self.unusable: str | None = None
         self._failing_since: float | None = None
         self._warned_at = float("-inf")
         self._worker: ThreadPoolExecutor | None = None
@@ -129,6 +134,7 @@ class Reloader:
                 )
                 self._failing_since, self._warned_at = None, float("-inf")
             if version and version == serving:
+                self.unusable = None
                 return self._rescaled(current)
             if not version or version == self._refused:
                 return None
@@ -138,6 +144,7 @@ class Reloader:
         except Exception as exc:  # whatever the registry or the files do, the service keeps scoring
             self._failed(exc, version, serving)
             return None
+        self.unusable = None
         if self.cache is not None:
             self.cache.save(detector)
         return detector
@@ -177,6 +184,11 @@ class Reloader:
         from sensorwatch.models.registry import IntegrityError
 
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        if version is not None and version != serving:  # the alias answered: this version fails
+            self.unusable = (
+                f"champion version {version} cannot be served ({why}); "
+                f"still serving version {serving}"
+            )
         if isinstance(exc, IntegrityError):
             self._refused = version
             self.on_refused()
