@@ -151,14 +151,16 @@ def breakdown(processor, asset: str) -> dict[str, int]:
     return parts
 
 
-def measure(assets: int, per_asset: int, batch: int, preset: str) -> dict[str, object]:
+def measure(
+    assets: int, per_asset: int, batch: int, preset: str, runtime: str = "keras"
+) -> dict[str, object]:
     """One size, in this process: baseline, state, and the per-asset figures."""
     from throughput import detector_for
 
     from sensorwatch.pipeline.stream import state
     from sensorwatch.pipeline.stream.processor import Processor
 
-    detector = detector_for(preset)
+    detector = detector_for(preset, runtime)
     spec = detector.spec
     channels = list(spec.channels)
     processor = Processor(detector)
@@ -201,6 +203,7 @@ def measure(assets: int, per_asset: int, batch: int, preset: str) -> dict[str, o
         "assets_with_tracks": tracked,
         "baseline_rss_mib": round(baseline / 2**20, 1),
         "state_rss_mib": round(with_state / 2**20, 1),
+        "tensorflow_imported": "tensorflow" in sys.modules,
         "state_rss_trimmed_mib": round(trimmed / 2**20, 1),
         "peak_rss_mib": round(_proc_status("VmHWM") / 2**20, 1),
         "state_mib": round(delta / 2**20, 1),
@@ -234,12 +237,19 @@ def main() -> None:
         "--preset", default="plant", help="Recipe the untrained detector is shaped by."
     )
     parser.add_argument(
+        "--runtime",
+        default="keras",
+        choices=["keras", "onnx"],
+        help="How the detector scores: the Keras model, or its exported graph in ONNX Runtime.",
+    )
+    parser.add_argument(
         "--one", type=int, help=argparse.SUPPRESS
     )  # a child: measure one size, print a JSON line
     args = parser.parse_args()
 
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.per_asset, args.batch, args.preset)), flush=True)
+        measured = measure(args.one, args.per_asset, args.batch, args.preset, args.runtime)
+        print(json.dumps(measured), flush=True)
         return
 
     sizes = [int(s) for s in args.assets.split(",") if s.strip()]
@@ -256,6 +266,8 @@ def main() -> None:
             str(args.batch),
             "--preset",
             args.preset,
+            "--runtime",
+            args.runtime,
         ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -272,6 +284,7 @@ def main() -> None:
         "host": platform.node(),
         "cores": os.cpu_count(),
         "preset": args.preset,
+        "runtime": args.runtime,
         "window": runs[0]["window"],
         "channels": runs[0]["channels"],
         "readings_per_asset": args.per_asset,
@@ -295,7 +308,8 @@ def main() -> None:
         )
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "memory.json" if args.runtime == "keras" else f"memory-{args.runtime}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

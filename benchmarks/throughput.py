@@ -43,11 +43,35 @@ import orjson
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def detector_for(window_preset: str = "plant"):
+EXPORT = """
+import sys
+from sensorwatch.models.autoencoder import build_autoencoder
+from sensorwatch.models.compiled import export_onnx
+from sensorwatch.models.presets import preset
+import numpy as np
+recipe, n = preset(sys.argv[1]), int(sys.argv[2])
+model = build_autoencoder(recipe.window, n, recipe.units, recipe.latent)
+ones = np.ones(n, np.float32)
+open(sys.argv[3], "wb").write(export_onnx(model, ones * 0, ones, ones, recipe.score))
+"""
+
+
+def _graph(window_preset: str, channels: int) -> bytes:
+    """The scoring graph of an untrained model of the preset's shape, exported in a process of its
+    own (once per preset): the caller imports no TensorFlow."""
+    path = Path(tempfile.gettempdir()) / f"sensorwatch-bench-{window_preset}-{channels}.onnx"
+    if not path.exists():
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        command = [sys.executable, "-c", EXPORT, window_preset, str(channels), str(path)]
+        subprocess.run(command, check=True, env=env, stderr=subprocess.DEVNULL)
+    return path.read_bytes()
+
+
+def detector_for(window_preset: str = "plant", runtime: str = "keras"):
     """An untrained model of the preset's shape (the speed does not depend on the weights), with a
-    threshold no score reaches: every window is scored, none alarms."""
-    from sensorwatch.models.autoencoder import build_autoencoder
-    from sensorwatch.models.detector import Detector
+    threshold no score reaches: every window is scored, none alarms. ``runtime`` "onnx": its
+    exported scoring graph in ONNX Runtime (one thread), in a process that imports no TensorFlow."""
+    from sensorwatch.models.detector import Detector, OnnxScorer
     from sensorwatch.models.presets import preset
     from sensorwatch.models.spec import DetectorSpec
     from sensorwatch.pipeline.dev.simulator import CHANNELS
@@ -63,6 +87,10 @@ def detector_for(window_preset: str = "plant"):
         recipe=recipe,
         interval_ms=1000,
     )
+    if runtime == "onnx":
+        return Detector(OnnxScorer(_graph(window_preset, n)), spec, version="1").warm_up()
+    from sensorwatch.models.autoencoder import build_autoencoder
+
     return Detector(
         build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1"
     ).warm_up()
@@ -148,7 +176,8 @@ def replica(settings_json: str) -> None:
 
     stop = threading.Event()
     stop_on_signals(stop)
-    stats = Service.on_kafka(Settings(**json.loads(settings_json)), detector_for()).run(stop)
+    settings = Settings(**json.loads(settings_json))
+    stats = Service.on_kafka(settings, detector_for(runtime=settings.runtime)).run(stop)
     print(json.dumps(dataclasses.asdict(stats)), flush=True)
 
 
@@ -250,6 +279,12 @@ def main() -> None:
         type=Path,
         help="Folder for py-spy profiles of the replicas (collapsed stacks).",
     )
+    parser.add_argument(
+        "--runtime",
+        default="keras",
+        choices=["keras", "onnx"],
+        help="How the replicas score: the Keras model, or its exported graph in ONNX Runtime.",
+    )
     parser.add_argument("--replica", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.replica:
@@ -261,7 +296,7 @@ def main() -> None:
     from sensorwatch.pipeline.kafka import clients
     from sensorwatch.pipeline.settings import Settings
 
-    detector = detector_for()
+    detector = detector_for(runtime=args.runtime)
     frame = Simulator(
         assets=args.assets, seed=1, start_ms=int(time.time() * 1000) - 2 * 86_400_000
     ).normal(args.readings)
@@ -275,6 +310,7 @@ def main() -> None:
             "bootstrap_servers": broker.bootstrap_servers,
             "archive_uri": str(Path(tmp) / "archive"),
             "reload_interval_s": 0,
+            "runtime": args.runtime,
         }
         base = Settings(**common)
         clients.ensure_topics(base, clients.service_topics(base), partitions=args.partitions)
@@ -288,6 +324,7 @@ def main() -> None:
             "channels": len(detector.spec.channels),
             "window": detector.spec.window,
             "partitions": args.partitions,
+            "runtime": args.runtime,
         }
         clients_ = args.clients.split(",")
         raw = {"kafka-python": raw_consumption(base, total)}
