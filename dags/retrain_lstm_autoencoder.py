@@ -3,9 +3,11 @@
 
 Each task is a thin call of a plain function in ``sensorwatch.pipeline.jobs`` (``retrain``,
 ``gate``) or ``sensorwatch.pipeline.review.feedback`` (``tune``); the tests call the same
-functions. Training leaves out the readings of anomalies reviewed as confirmed; the gate reports
-both versions on the reviewed anomalies; the last task tunes the champion's threshold scale from
-them. The schedule, the lookback and the promotion mode are sensorwatch settings
+functions. Training starts from the champion's own recipe (a run's conf ``{"preset": NAME}`` chooses another,
+recorded on the version) and leaves out the readings of anomalies reviewed as confirmed; the gate
+scores both versions on the held-out day with synthetic faults injected (recall without labels),
+on the labelled events and on the reviewed anomalies; the last task tunes the champion's
+threshold scale from them. The schedule, the lookback and the promotion mode are sensorwatch settings
 (``SENSORWATCH_RETRAIN_SCHEDULE``, ``…_RETRAIN_LOOKBACK_DAYS``, ``…_PROMOTION_MODE``).
 Parsing this file imports Airflow and the settings only: no Keras, MLflow or pandas.
 """
@@ -49,10 +51,14 @@ def retrain_lstm_autoencoder() -> None:
 
     @task
     def train(day: str) -> str:
-        """A new version on the archive (the held-out day excluded); the same one on a rerun."""
+        """A new version on the archive (the held-out day excluded), with the champion's recipe
+        (or the preset a manual run's conf names: ``{"preset": "plant"}``); the same one on a
+        rerun."""
         from sensorwatch.pipeline.jobs import retrain
 
-        return retrain.train(Settings(), day)
+        run = get_current_context().get("dag_run")
+        preset = ((run.conf if run is not None else None) or {}).get("preset")
+        return retrain.train(Settings(), day, preset=preset)
 
     @task
     def evaluate(day: str, version: str) -> dict:

@@ -16,9 +16,20 @@ def promote(
         str, typer.Argument(help="The model version to make champion (an older one rolls back).")
     ],
     reason: Annotated[str, typer.Option(help="Why, recorded on the version.")] = "promoted by hand",
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote a version whose channels, window or cadence differ from the champion's "
+            "(running services cannot swap it in: restart or redeploy them).",
+        ),
+    ] = False,
     tracking_uri: Tracking = None,
 ) -> None:
-    """Point the champion alias at VERSION, recording who, when and why on the version."""
+    """Point the champion alias at VERSION, recording who, when and why on the version.
+
+    A version that reads readings otherwise than the champion (channels, window, cadence) is
+    refused unless --force."""
     settings = settings_from(tracking_uri=tracking_uri)
     from mlflow.exceptions import MlflowException
 
@@ -29,7 +40,7 @@ def promote(
         raise UserError(f"version: a version number, got {version!r}")
     setup_logging(False)
     try:
-        run(settings, version, by=person(), why=reason)
+        run(settings, version, by=person(), why=reason, force=force)
     except MlflowException as exc:
         raise UserError(
             f"version {version} of {settings.model_name!r}: {str(exc).splitlines()[0]}"
@@ -41,23 +52,35 @@ def retrain(
     date: Annotated[
         str | None, typer.Option(help="Logical date YYYY-MM-DD (default: today, UTC).")
     ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="Train the challenger with this preset (and the recipe fields set in the "
+            "settings) instead of the champion's own recipe: a recipe change, recorded on its run.",
+        ),
+    ] = None,
     tracking_uri: Tracking = None,
     verbose: Verbose = False,
 ) -> None:
-    """What the retraining DAG does, in one go: validate, train, evaluate, promote."""
+    """What the retraining DAG does, in one go: validate, train (with the champion's recipe),
+    evaluate (the gate: injected faults, labels, reviewed verdicts), promote."""
     settings = settings_from(tracking_uri=tracking_uri)
     day = date or datetime.now(UTC).date().isoformat()
     try:
         datetime.fromisoformat(day)
     except ValueError:
         raise UserError(f"date: not YYYY-MM-DD: {day!r}") from None
+    from sensorwatch.models.presets import PRESETS
+
+    if preset is not None and preset not in PRESETS:
+        raise UserError(f"preset: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     from sensorwatch.pipeline.jobs import gate
     from sensorwatch.pipeline.jobs import retrain as steps
 
     setup_logging(verbose)
     report = steps.validate(settings, day)
     typer.echo(report.summary())
-    version = steps.train(settings, day)
+    version = steps.train(settings, day, preset=preset)
     verdict = gate.evaluate(settings, day, version)
     promoted = steps.promote(settings, version, verdict)
     typer.echo(f"version {version}: {verdict['why']}; {'promoted' if promoted else 'not promoted'}")

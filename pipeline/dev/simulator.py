@@ -28,17 +28,21 @@ import numpy as np
 import pandas as pd
 
 from sensorwatch.models.cadence import TimeSeries
+from sensorwatch.models.faults import (  # the fault kinds, their sizes and placing are shared
+    FAULT_GAP,  # noqa: F401 (read here by the tests and the benchmarks)
+    FAULT_KINDS,
+    FIRST_FAULT,  # noqa: F401
+    Fault,
+    inject,
+    place,
+)
 from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["vibration", "current", "pressure", "temperature", "flow"]
-FAULT_KINDS = ("spike", "level_shift", "drift", "stuck", "noise_burst", "broken_correlation")
 DEFAULT_START_MS = (
     1_704_067_200_000  # 2024-01-01T00:00:00Z: a fixed start keeps a seed's frames equal
 )
 NOISE = np.array([0.05, 0.3, 0.03, 0.1, 0.8])  # measurement noise sigma per channel, CHANNELS order
-FIRST_FAULT = 100  # readings of each asset before the first fault
-FAULT_GAP = 300  # normal readings between two faults of one asset
-STUCK_MIN_SWING = 0.3  # a frozen sensor only shows while its true value moves (a share of its span)
 
 _C = {name: i for i, name in enumerate(CHANNELS)}
 _CHOICES = {
@@ -54,21 +58,6 @@ _CHOICES = {
     "noise_burst": ("vibration", "current", "pressure", "flow"),
     "broken_correlation": ("flow",),
 }
-
-
-@dataclass(frozen=True)
-class Fault:
-    """An injected fault: ``asset_id``'s ``channels`` are abnormal from ``start_ms`` to ``end_ms`` (excluded)."""
-
-    asset_id: str
-    kind: str
-    start_ms: int
-    end_ms: int
-    channels: tuple[str, ...]
-
-    def n_readings(self, interval_ms: int) -> int:
-        """How many readings the fault covers at ``interval_ms``."""
-        return (self.end_ms - self.start_ms) // interval_ms
 
 
 @dataclass
@@ -174,7 +163,7 @@ class Simulator:
             # a frozen sensor only shows while its true value moves: where, its noise-free signal says
             swing = pump.channels(loads[a], loads[a], np.zeros(n_per_asset)) / pump.span()
             guides = [swing[:, _C[c[0]]] if k == "stuck" else None for k, c in zip(todo, names)]
-            for kind, chans, (s, e) in zip(todo, names, _place(todo, guides, n_per_asset, rng)):
+            for kind, chans, (s, e) in zip(todo, names, place(todo, guides, n_per_asset, rng)):
                 _inject(values[a], kind, chans, s, e, pump, rng)
                 end_ms = int(ts[s]) + (e - s) * self.interval_ms
                 faults.append(Fault(self.asset_ids[a], kind, int(ts[s]), end_ms, chans))
@@ -259,41 +248,6 @@ def _extend_schedule(pump: _Pump, from_s: float, until_s: float) -> None:
         pump.knots_v += [pump.knots_v[-1], float(np.clip(level, 0.35, 0.95))]
 
 
-def _place(
-    kinds: list[str], guides: list[np.ndarray | None], n: int, rng: np.random.Generator
-) -> list[tuple[int, int]]:
-    """Start and end (excluded) rows of each fault: ≥ FAULT_GAP apart, none in the first FIRST_FAULT.
-
-    A fault with a guide (a signal in units of its span) is moved, within the slack, to the
-    nearest place where the guide swings by STUCK_MIN_SWING, or else where it swings most.
-    """
-    lengths = [
-        int(rng.integers(5, 11)) if k == "spike" else int(rng.integers(60, 301)) for k in kinds
-    ]
-    slack = n - FIRST_FAULT - sum(lengths) - FAULT_GAP * (len(kinds) - 1)
-    if slack < 0:
-        raise ValueError(
-            f"{n} readings per asset are too few for {len(kinds)} faults; need {n - slack}"
-        )
-    extra = np.diff(np.concatenate([[0], np.sort(rng.integers(0, slack + 1, len(kinds))), [slack]]))
-    spans, cursor = [], FIRST_FAULT
-    for guide, length, wanted in zip(guides, lengths, extra):
-        start = cursor + min(int(wanted), slack)
-        if guide is not None:
-            view = np.lib.stride_tricks.sliding_window_view(
-                guide[cursor : cursor + slack + length], length
-            )
-            ranges = view.max(axis=1) - view.min(axis=1)
-            moving = np.flatnonzero(ranges >= STUCK_MIN_SWING)
-            start = cursor + int(
-                moving[np.argmin(np.abs(moving - wanted))] if moving.size else np.argmax(ranges)
-            )
-        slack -= start - cursor
-        spans.append((start, start + length))
-        cursor = start + length + FAULT_GAP
-    return spans
-
-
 def _pick_channels(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
     count = 2 if kind == "noise_burst" and rng.random() < 0.5 else 1
     return tuple(rng.choice(_CHOICES[kind], size=count, replace=False).tolist())
@@ -308,26 +262,11 @@ def _inject(
     pump: _Pump,
     rng: np.random.Generator,
 ) -> None:
-    """Write fault ``kind`` on channels ``names`` into rows s:e of one asset's values ``x``, in place."""
-    cols, span, n = [_C[c] for c in names], pump.span(), e - s
+    """Write fault ``kind`` on channels ``names`` into rows s:e of one asset's values ``x``, in place
+    (``sensorwatch.models.faults``: sized in the pump's span; a blockage cuts the flow)."""
+    cols = [_C[c] for c in names]
     sign = 1.0 if kind == "spike" and names[0] != "pressure" else rng.choice([-1.0, 1.0])
-    for c in cols:
-        if kind == "spike":
-            x[s:e, c] += sign * rng.uniform(0.6, 1.0) * span[c] * rng.uniform(0.6, 1.0, n)
-        elif kind == "level_shift":
-            x[s:e, c] += sign * rng.uniform(0.3, 0.45) * span[c]
-        elif kind == "drift":
-            x[s:e, c] += sign * rng.uniform(0.5, 0.8) * span[c] * np.linspace(0, 1, n)
-        elif kind == "stuck":
-            x[s:e, c] = x[s, c]
-        elif kind == "noise_burst":
-            x[s:e, c] += rng.normal(
-                0, rng.uniform(0.12, 0.2) * span[c], n
-            )  # a loose contact, interference
-        else:  # broken_correlation: flow falls away (a blockage) while current and pressure follow the load
-            x[s:e, c] *= 1 - rng.uniform(0.35, 0.55) * np.clip(
-                np.arange(n) / max(1, min(20, n // 4)), 0, 1
-            )
+    inject(x, kind, cols, s, e, pump.span(), rng, float(sign))
     x[s:e, cols] = np.round(x[s:e, cols], 4)
 
 

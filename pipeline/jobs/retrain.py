@@ -24,6 +24,14 @@ import pandas as pd
 from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.pipeline.archive import DAY_MS, read_archive
 from sensorwatch.pipeline.errors import UserError
+from sensorwatch.pipeline.jobs.champion import (
+    RECIPE_FROM_TAG,
+    RECIPE_PRESET_TAG,
+    Misfit,
+    misfit,
+    retrain_recipe,
+    version_spec,
+)
 from sensorwatch.pipeline.jobs.train import train_and_register
 from sensorwatch.pipeline.review.feedback import reviewed_spans, without_confirmed
 from sensorwatch.pipeline.settings import Settings
@@ -123,18 +131,23 @@ def _log_validation(settings: Settings, logical_date: str, report: ValidationRep
         MlflowClient().set_terminated(run.info.run_id, status="FAILED")
 
 
-def train(settings: Settings, logical_date: str) -> str:
+def train(settings: Settings, logical_date: str, preset: str | None = None) -> str:
     """Train on the span (holdout excluded) and register a version tagged with the logical date;
-    the version already registered for that date when there is one."""
-    existing = _version_for(settings, logical_date)
+    the version already registered for that date when there is one. It trains with the
+    champion's recipe, or with ``preset`` when one is chosen (``retrain_recipe``)."""
+    existing = _version_for(settings, logical_date, preset)
     if existing is not None:
         log.info(
             "version %s is already registered for %s: not training again", existing, logical_date
         )
         return existing
+    recipe, record, champion = retrain_recipe(settings, preset)
+    log.info("training with %s", record[RECIPE_FROM_TAG])
     span = Span.of(logical_date, settings.retrain_lookback_days)
     frames = _frames(settings, span.start_ms, span.holdout_ms)
     channels = _channels(frames)
+    if champion is not None and set(champion.channels) <= set(channels):
+        channels = list(champion.channels)  # the champion's channels, in its order
     by_asset = {
         a: TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32))
         for a, f in frames.items()
@@ -160,7 +173,9 @@ def train(settings: Settings, logical_date: str) -> str:
             "sensorwatch.role": "challenger",
             "sensorwatch.confirmed_anomalies_left_out": str(anomalies),
             "sensorwatch.readings_left_out": str(dropped),
+            **record,
         },
+        recipe=recipe,
     )
     log.info(
         "trained version %s on %d windows of %d assets",
@@ -177,7 +192,9 @@ def _channels(frames: dict[str, pd.DataFrame]) -> list[str]:
     return columns
 
 
-def _version_for(settings: Settings, logical_date: str) -> str | None:
+def _version_for(settings: Settings, logical_date: str, preset: str | None = None) -> str | None:
+    """The version a retrain for ``logical_date`` registered, with ``preset`` (None: the
+    champion's recipe)."""
     from mlflow import MlflowClient
 
     from sensorwatch.models.registry import mlflow_for
@@ -186,6 +203,8 @@ def _version_for(settings: Settings, logical_date: str) -> str | None:
     found = MlflowClient().search_model_versions(
         f"name = '{settings.model_name}' and tags.`{DATE_TAG}` = '{logical_date}'"
     )
+    wanted = preset or ""
+    found = [v for v in found if v.tags.get(RECIPE_PRESET_TAG, "") == wanted]
     return str(max(int(v.version) for v in found)) if found else None
 
 
@@ -201,13 +220,18 @@ def promote(
     verdict: dict[str, Any] | None = None,
     by: str | None = None,
     why: str = "",
+    force: bool = False,
 ) -> bool:
     """``managed``: move the alias when the gate says better; ``manual``: tag the version
     ``challenger`` only. With ``by`` (a person), promote whatever the mode: a promotion or a
-    rollback by hand. Every promotion is recorded on the version."""
+    rollback by hand. Every promotion is recorded on the version.
+
+    A version that reads readings otherwise than the champion (``misfit``: channels, window or
+    cadence) is never promoted by the gate, and by a person only with ``force``: a running
+    service cannot swap it in, and would switch to it unseen at its next restart (``Misfit``)."""
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import mlflow_for, set_alias
+    from sensorwatch.models.registry import alias_version, mlflow_for, set_alias
 
     store = store_of(settings)
     mlflow_for(store, writing=True)
@@ -215,7 +239,31 @@ def promote(
     client.get_model_version(
         settings.model_name, version
     )  # a clear error when there is no such version
-    if by is None and (settings.promotion_mode == "manual" or not (verdict or {}).get("better")):
+    current = alias_version(store, settings.model_alias)
+    differs = (
+        misfit(version_spec(settings, version), version_spec(settings, current))
+        if current is not None and current != version
+        else None
+    )
+    wanted = by is not None or (
+        settings.promotion_mode == "managed" and (verdict or {}).get("better")
+    )
+    if differs and wanted and not force:
+        said = (
+            f"version {version} reads other readings than champion version {current} ({differs}): "
+            "a running service cannot swap it in and would switch to it unseen at its next "
+            "restart; deploy it on purpose with `sensorwatch promote "
+            f"{version} --force`"
+        )
+        if by is not None:
+            raise Misfit(said)
+        log.warning("not promoted: %s", said)
+        client.set_model_version_tag(
+            settings.model_name, version, "sensorwatch.not_promoted", said[:5000]
+        )
+    if by is None and (
+        settings.promotion_mode == "manual" or not (verdict or {}).get("better") or differs
+    ):
         client.set_model_version_tag(settings.model_name, version, "sensorwatch.role", "challenger")
         client.set_registered_model_alias(settings.model_name, "challenger", version)
         log.info("version %s registered as challenger (%s)", version, settings.promotion_mode)
@@ -227,6 +275,8 @@ def promote(
         "sensorwatch.promoted_why": why or (verdict or {}).get("why", ""),
         "sensorwatch.role": "champion",
     }
+    if differs:
+        record["sensorwatch.promoted_forced"] = f"over champion version {current}: {differs}"
     if verdict:
         record["sensorwatch.promoted_figures"] = json.dumps(
             {k: verdict[k] for k in ("challenger", "champion") if verdict.get(k)}, default=float
