@@ -175,6 +175,7 @@ def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_be
         challenger.tags["sensorwatch.logical_date"] == plant.day
         and challenger.tags["sensorwatch.role"] == "challenger"
     )
+    assert challenger.tags["sensorwatch.recipe_from"] == "the recipe of champion version 1"
     assert (
         str(client.get_model_version_by_alias("plant", "champion").version) == "1"
     )  # manual: nothing moved
@@ -226,6 +227,27 @@ def test_manual_mode_registers_a_challenger_and_managed_mode_promotes_it_when_be
         data = client.get_run(challenger.run_id).data
         print(f"\nmanaged rerun, version {blind} blind: {data.tags['sensorwatch.gate_why']}")
         return run, data.metrics, data.tags["sensorwatch.gate"]
+
+    # Unlabelled, as most plants are: the champion's finds of the held-out day's real faults count
+    # as its false alarms, and a blind challenger has none. The faults the gate injects into the
+    # day refuse it, with their figures, list and plot on its run.
+    unlabelled = {k: v for k, v in managed_env.items() if k != "SENSORWATCH_LABELS_PATH"}
+    client.set_model_version_tag("plant", "2", SCALE_TAG, "1e9")
+    try:
+        run = dag_test(plant, "retrain_lstm_autoencoder", plant.day, unlabelled)
+    finally:
+        client.delete_model_version_tag("plant", "2", SCALE_TAG)
+    assert run["state"] == "success", run["log"][-5000:]
+    data = client.get_run(challenger.run_id).data
+    print(f"\nunlabelled managed rerun, version 2 blind: {data.tags['sensorwatch.gate_why']}")
+    assert data.tags["sensorwatch.gate"] == "not better"
+    assert data.tags["sensorwatch.gate_why"].startswith("misses injected faults the champion finds")
+    m = data.metrics
+    assert m["gate.injected_faults"] >= ASSETS and m["gate.challenger.injected_found"] == 0
+    assert m["gate.champion.injected_found"] > 0
+    artifacts = {a.path for a in client.list_artifacts(challenger.run_id)}
+    assert {"gate.json", "gate_injected_faults.png"} <= artifacts
+    assert str(client.get_model_version_by_alias("plant", "champion").version) == "1"
 
     kept, figures, verdict = managed_with_blind("2", keen="1")
     assert figures["gate.challenger.recall"] == 0 and figures["gate.champion.recall"] == 1, figures
@@ -351,3 +373,40 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
     assert fired["tasks"] == {"drifted": "success", "retrain": "success"}, fired["log"][
         -3000:
     ]  # the retraining DAG is triggered
+
+
+def test_a_retrain_starts_from_the_champion_recipe_and_another_is_an_explicit_recorded_choice(
+    champion, tmp_path, caplog
+) -> None:
+    """Not the preset the settings name: the champion's own recipe (its window, score, threshold
+    and alarm rules), with only the training effort set on purpose on top; a preset only when
+    chosen for the retrain, recorded with what it changes."""
+    import json
+
+    from sensorwatch.models.presets import preset
+    from sensorwatch.models.register import log_training
+    from sensorwatch.pipeline.jobs.champion import retrain_recipe
+    from sensorwatch.pipeline.stores import store_of
+
+    settings = Settings(
+        tracking_uri=f"sqlite:///{tmp_path}/mlflow.db",
+        artifact_root=str(tmp_path / "a"),
+        model_name="recipes",
+        preset="default",  # what SENSORWATCH_PRESET says: not the champion's (plant)
+        epochs=2,
+        window=40,
+    )
+    log_training(champion.trained, store_of(settings), alias="champion")
+    kept = champion.trained.spec.recipe
+    with caplog.at_level("WARNING", logger="sensorwatch.pipeline"):
+        recipe, record, spec = retrain_recipe(settings)
+    assert recipe == kept.updated(epochs=2) and recipe.window == kept.window != 20
+    assert record["sensorwatch.recipe_from"] == "the recipe of champion version 1"
+    assert json.loads(record["sensorwatch.recipe_changes"]) == {"epochs": [kept.epochs, 2]}
+    assert "ignoring window set in the settings" in caplog.text and spec.channels
+
+    recipe, record, _ = retrain_recipe(settings, "default")
+    assert recipe == preset("default").updated(epochs=2, window=40)
+    assert record["sensorwatch.recipe_from"] == "preset default, chosen for this retrain"
+    changes = json.loads(record["sensorwatch.recipe_changes"])
+    assert changes["window"] == [kept.window, 40] and changes["score"] == [kept.score, "max+level"]
