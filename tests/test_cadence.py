@@ -120,24 +120,61 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def local_csv(path: Path, interval_ms: int) -> Path:
+    """``write_csv``'s one channel stamped as a logger on Berlin's clock writes it: naive local
+    times through the end of summer time (the hour 02:00-03:00 twice, at row 500), with one row
+    written twice and two rows swapped."""
+    ts, keep = stamps(interval_ms)
+    change_ms = 1_603_587_600_000  # 2020-10-25 01:00 UTC: 03:00 summer time becomes 02:00
+    ts = ts - ts[500] + change_ms
+    local = pd.to_datetime(ts, unit="ms", utc=True).tz_convert("Europe/Berlin")
+    frame = pd.DataFrame(
+        {"datetime": local.strftime("%Y-%m-%d %H:%M:%S"), "value": signal(1)[:, 0]}
+    )
+    frame = frame[keep].reset_index(drop=True)
+    frame = pd.concat([frame[:301], frame[300:301].assign(value=99.0), frame[301:]])
+    frame.iloc[[350, 351]] = frame.iloc[[351, 350]].to_numpy()
+    frame.to_csv(path, index=False)
+    return path
+
+
 def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) -> None:
-    data = write_csv(tmp_path / "plant.csv", 300_000, 1)
+    data = local_csv(tmp_path / "plant.csv", 300_000)
+    fixed = f"{data}: 1 row repeats an earlier time (kept the first of each), 1 row out of order (sorted)"
     done = cli(
-        "detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "1", cwd=tmp_path
+        "detect",
+        str(data),
+        "--out",
+        str(tmp_path / "out.csv"),
+        "--epochs",
+        "1",
+        "--timezone",
+        "Europe/Berlin",
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("wrote ") and len(pd.read_csv(tmp_path / "out.csv")) > 500
+    assert fixed in done.stderr.splitlines(), done.stderr
+    assert done.stdout.startswith("wrote ")
+    out = pd.read_csv(tmp_path / "out.csv")
+    _, keep = stamps(300_000)
+    assert len(out) == keep.sum() - TRAIN_ROWS  # the repeated row once, the swapped ones in place
+    # The clock change repeats no time: times in UTC, rising, as far apart as the logger's.
+    steps = pd.to_datetime(out["datetime"]).diff().dropna().dt.total_seconds()
+    assert steps.min() > 0 and steps.max() < 2 * 300 * 1.4 + 1
     done = cli(
         "train",
         str(data),
         "--epochs",
         "1",
+        "--timezone",
+        "Europe/Berlin",
         "--tracking-uri",
         f"sqlite:///{tmp_path}/m.db",
         "--promote",
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
+    assert fixed in done.stderr.splitlines(), done.stderr
     said = re.search(r"1 channel\(s\), one reading every ([0-9.]+) s", done.stdout)
     assert said and abs(float(said.group(1)) - 300) <= 15, (
         done.stdout

@@ -101,6 +101,12 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
             "{tmp}: is a directory; --out takes the name of the CSV file to write",
         ),
         (("replay", "x.csv", "--time-unit", "h"), "Invalid value for '--time-unit'"),
+        # a zone for naive local times that is no IANA zone
+        (
+            ("detect", "x.csv", "--out", "o.csv", "--timezone", "Europe/Berlln"),
+            "error: timezone: no time zone 'Europe/Berlln' (give an IANA name such as Europe/Berlin or UTC)",
+        ),
+        (("replay", "x.csv", "-b", "127.0.0.1:9", "--timezone", "+02:00"), "no time zone '+02:00'"),
         # a malformed bootstrap server list: refused as a setting, not waited out as a broker
         (("serve", "-b", "not a host"), "bootstrap-servers: 'not a host' is not host:port"),
         (("simulate", "-b", "kafka:0"), "bootstrap-servers: 'kafka:0' is not host:port"),
@@ -213,17 +219,20 @@ def test_a_file_too_short_for_one_window_is_one_line(tmp_path: Path) -> None:
     assert line == f"error: {data}: --train-rows must be between 1 and 9 (the file has 10 rows)"
 
 
-def test_repeated_and_backward_times_are_refused(tmp_path: Path) -> None:
+def test_strict_refuses_repeated_and_backward_times(tmp_path: Path) -> None:
     twice = _csv(
         tmp_path / "twice.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001, 1_600_000_002]
     )
-    line = one_error_line(cli("detect", str(twice), "--out", "o.csv", cwd=tmp_path))
-    assert line == f"error: {twice}: 1 row repeats an earlier time (first: row 4, 1600000001)"
+    line = one_error_line(cli("detect", str(twice), "--out", "o.csv", "--strict", cwd=tmp_path))
+    assert line == (
+        f"error: {twice}: row 4 (1600000001) repeats an earlier time (1 row repeated, 0 out of order; "
+        "--strict refuses them, without it they are kept once and sorted)"
+    )
     back = _csv(tmp_path / "back.csv", [1_600_000_000, 1_600_000_002, 1_600_000_001])
-    line = one_error_line(cli("replay", str(back), "-b", "127.0.0.1:9", cwd=tmp_path))
-    assert (
-        line
-        == f"error: {back}: times go backwards at row 4 (1600000001 after 1600000002); sort the file by time"
+    line = one_error_line(cli("replay", str(back), "-b", "127.0.0.1:9", "--strict", cwd=tmp_path))
+    assert line == (
+        f"error: {back}: row 4 (1600000001) goes back in time (after 1600000002) (0 rows repeated, "
+        "1 out of order; --strict refuses them, without it they are kept once and sorted)"
     )
 
 

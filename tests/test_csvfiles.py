@@ -1,4 +1,4 @@
-"""Sensor CSV files: the unit of numeric times, and times that repeat or go backwards."""
+"""Sensor CSV files: the unit of numeric times; times that repeat, go backwards, or change clocks."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sensorwatch.pipeline.data.csvfiles import TIME_UNITS, read_sensor_csv
-from sensorwatch.pipeline.errors import SourceError
+from sensorwatch.pipeline.errors import SourceError, UserError
 
 START_MS = 1_583_748_873_000  # 2020-03-09 10:14:33 UTC
 
@@ -103,7 +103,7 @@ def test_an_empty_numeric_time_names_its_row(tmp_path: Path) -> None:
         read_sensor_csv(path)
 
 
-def test_repeated_times_are_refused_with_the_first_row_and_the_count(tmp_path: Path) -> None:
+def test_repeated_times_are_kept_once_the_first_and_counted(tmp_path: Path) -> None:
     times = [
         "2020-03-09 10:14:33",
         "2020-03-09 10:14:34",
@@ -114,42 +114,125 @@ def test_repeated_times_are_refused_with_the_first_row_and_the_count(tmp_path: P
         "2020-03-09 10:14:36",
     ]
     path = write(tmp_path / "data.csv", times, header="datetime;value", sep=";")  # SKAB's format
-    with pytest.raises(SourceError) as err:
-        read_sensor_csv(path)
+    frame = read_sensor_csv(path)
+    # The values are the row numbers: the first row of each time stays, as the stream keeps the
+    # first reading of a time and sets a later one aside as a duplicate.
+    assert frame.values[:, 0].tolist() == [0, 1, 3, 4]
+    assert frame.ts_ms.tolist() == [START_MS + i * 1000 for i in range(4)]
+    assert (frame.repeats, frame.moved) == (3, 0)
+    assert frame.note == f"{path}: 3 rows repeat an earlier time (kept the first of each)"
+    one = read_sensor_csv(
+        write(tmp_path / "one.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001])
+    )
+    assert one.note == f"{one.path}: 1 row repeats an earlier time (kept the first of each)"
+
+
+def test_rows_out_of_order_are_sorted_with_their_labels(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "timestamp,value,anomaly\n"
+        "2020-03-09T10:14:33Z,0,0\n2020-03-09T10:14:35Z,1,1\n"
+        "2020-03-09T10:14:34Z,2,0\n2020-03-09T10:14:36Z,3,0\n"
+    )
+    frame = read_sensor_csv(path)
+    assert frame.ts_ms.tolist() == [START_MS + i * 1000 for i in range(4)]
+    assert frame.values[:, 0].tolist() == [0, 2, 1, 3]
+    assert frame.labels["anomaly"].tolist() == [0, 0, 1, 0]
+    assert frame.note == f"{path}: 1 row out of order (sorted)"
     assert (
-        str(err.value)
-        == f"{path}: 3 rows repeat an earlier time (first: row 4, 2020-03-09 10:14:34)"
+        read_sensor_csv(write(tmp_path / "sorted.csv", [1, 2, 3], "ts,value"), time_unit="s").note
+        is None
     )
 
 
-def test_one_repeated_numeric_time(tmp_path: Path) -> None:
-    path = write(tmp_path / "data.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001])
-    with pytest.raises(SourceError) as err:
-        read_sensor_csv(path)
-    assert str(err.value) == f"{path}: 1 row repeats an earlier time (first: row 4, 1600000001)"
+# Naive local times every 15 minutes across the end of summer time in Berlin (27 October 2024):
+# the clock shows 02:00-02:45 twice, and steps back an hour from 02:45 to 02:00.
+AUTUMN = [
+    *(f"2024-10-27 01:{m:02d}" for m in (30, 45)),
+    *(f"2024-10-27 02:{m:02d}" for m in (0, 15, 30, 45)),  # summer time (UTC+2)
+    *(f"2024-10-27 02:{m:02d}" for m in (0, 15, 30, 45)),  # winter time (UTC+1)
+    "2024-10-27 03:00",
+]
+AUTUMN_UTC_MS = 1_729_985_400_000 + np.arange(11) * 900_000  # 2024-10-26 23:30 UTC on
 
 
-def test_times_that_go_backwards_are_refused_with_the_first_row(tmp_path: Path) -> None:
-    times = [
-        "2020-03-09T10:14:33Z",
-        "2020-03-09T10:14:35Z",
-        "2020-03-09T10:14:34Z",
-        "2020-03-09T10:14:36Z",
-    ]
-    path = write(tmp_path / "data.csv", times, header="timestamp,value")
+def test_an_hour_that_steps_back_without_a_zone_is_four_repeats(tmp_path: Path) -> None:
+    frame = read_sensor_csv(write(tmp_path / "plant.csv", AUTUMN, header="datetime,value"))
+    assert frame.values[:, 0].tolist() == [0, 1, 2, 3, 4, 5, 10]  # the second 02:00-02:45 dropped
+    assert frame.note == f"{frame.path}: 4 rows repeat an earlier time (kept the first of each)"
+
+
+def test_a_zone_resolves_the_repeated_hour_of_a_clock_change(tmp_path: Path) -> None:
+    path = write(tmp_path / "plant.csv", AUTUMN, header="datetime,value")
+    frame = read_sensor_csv(path, timezone="Europe/Berlin")
+    assert frame.ts_ms.tolist() == AUTUMN_UTC_MS.tolist()  # every row, 15 minutes apart in UTC
+    assert frame.values[:, 0].tolist() == list(range(11))
+    assert frame.note is None
+    # Most of each pass missing: the step back from 02:00 to 02:00 still tells 02:15 is winter time.
+    gappy = write(tmp_path / "gappy.csv", AUTUMN[1:3] + AUTUMN[6:8] + AUTUMN[10:])
+    assert (
+        read_sensor_csv(gappy, timezone="Europe/Berlin").ts_ms.tolist()
+        == AUTUMN_UTC_MS[[1, 2, 6, 7, 10]].tolist()
+    )
+    # No time of the hour shows twice, so pandas cannot infer it: the rows are read as summer time.
+    once = write(tmp_path / "once.csv", AUTUMN[1:2] + AUTUMN[4:5] + AUTUMN[10:])
+    got = read_sensor_csv(once, timezone="Europe/Berlin")
+    assert got.ts_ms.tolist() == AUTUMN_UTC_MS[[1, 4, 10]].tolist() and got.note is None
+
+
+def test_utc_offsets_are_honoured_and_a_zone_leaves_them_alone(tmp_path: Path) -> None:
+    # The same instants as AUTUMN's 02:45 summer time, 02:00 and 02:15 winter time.
+    times = ["2024-10-27T02:45+02:00", "2024-10-27T02:00+01:00", "2024-10-27 01:15:00Z"]
+    for zone in (None, "Europe/Berlin", "Asia/Tokyo"):
+        frame = read_sensor_csv(write(tmp_path / "offsets.csv", times), timezone=zone)
+        assert frame.ts_ms.tolist() == AUTUMN_UTC_MS[[5, 6, 7]].tolist(), zone
+        assert frame.note is None
+    mixed = write(tmp_path / "mixed.csv", ["2024-10-27 03:00", "2024-10-27T02:00+01:00"])
+    frame = read_sensor_csv(mixed, timezone="Europe/Berlin")  # a naive time in the zone
+    assert frame.ts_ms.tolist() == AUTUMN_UTC_MS[[6, 10]].tolist()
+    assert frame.note == f"{mixed}: 1 row out of order (sorted)"
+
+
+def test_a_time_in_the_hour_a_clock_change_skips_is_read_as_before_it(tmp_path: Path) -> None:
+    # Berlin, 31 March 2024: 02:00 local becomes 03:00; a clock still at UTC+1 writes 02:30.
+    path = write(
+        tmp_path / "spring.csv", ["2024-03-31 01:30", "2024-03-31 02:30", "2024-03-31 03:45"]
+    )
+    frame = read_sensor_csv(path, timezone="Europe/Berlin")
+    assert frame.ts_ms.tolist() == [1_711_845_000_000, 1_711_848_600_000, 1_711_849_500_000]
+    assert (
+        frame.note == f"{path}: 1 row in the hour a clock change skips (read as before the change)"
+    )
+
+
+def test_strict_refuses_repeated_and_backward_times_with_the_first_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "plant.csv", AUTUMN, header="datetime,value")
     with pytest.raises(SourceError) as err:
-        read_sensor_csv(path)
+        read_sensor_csv(path, strict=True)
     assert str(err.value) == (
-        f"{path}: times go backwards at row 4 (2020-03-09T10:14:34Z after 2020-03-09T10:14:35Z); sort the file by time"
+        f"{path}: row 8 (2024-10-27 02:00) repeats an earlier time (4 rows repeated, 0 out of order; "
+        "--strict refuses them, without it they are kept once and sorted)"
+    )
+    assert read_sensor_csv(path, strict=True, timezone="Europe/Berlin").note is None
+    back = write(
+        tmp_path / "back.csv", [1_600_000_003, 1_600_000_002, 1_600_000_001.5, 1_600_000_003]
+    )
+    with pytest.raises(SourceError) as err:
+        read_sensor_csv(back, strict=True)
+    assert str(err.value) == (
+        f"{back}: row 3 (1600000002.0) goes back in time (after 1600000003.0) (1 row repeated, "
+        "2 out of order; --strict refuses them, without it they are kept once and sorted)"
     )
 
 
-def test_times_that_go_backwards_twice_say_how_often(tmp_path: Path) -> None:
-    path = write(tmp_path / "data.csv", [1_600_000_003, 1_600_000_002, 1_600_000_001.5])
-    with pytest.raises(
-        SourceError, match=r"at row 3 \(1600000002.0 after 1600000003.0\) and at 1 row more; sort"
-    ):
-        read_sensor_csv(path)
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "europe/berlin", "", "../etc/passwd", "UTC+2"])
+def test_a_zone_that_is_none_is_one_line(zone: str, tmp_path: Path) -> None:
+    path = write(tmp_path / "plant.csv", AUTUMN, header="datetime,value")
+    with pytest.raises(UserError) as err:
+        read_sensor_csv(path, timezone=zone)
+    assert str(err.value) == (
+        f"timezone: no time zone {zone!r} (give an IANA name such as Europe/Berlin or UTC)"
+    )
 
 
 def test_a_header_without_rows_is_no_data(tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ import typer
 
 from sensorwatch.pipeline.cli.options import (
     Servers,
+    Strict,
     TimeUnit,
+    TimeZone,
     Verbose,
     need_servers,
     settings_from,
@@ -85,15 +87,26 @@ def replay(
         str | None, typer.Option(help="Asset id for every file (default: from each file's name).")
     ] = None,
     time_unit: TimeUnit = None,
+    timezone: TimeZone = None,
+    strict: Strict = False,
     bootstrap_servers: Servers = None,
     verbose: Verbose = False,
 ) -> None:
-    """Replay CSV files into the readings topic in event-time order."""
+    """Replay CSV files into the readings topic in event-time order (a repeated time once)."""
     from sensorwatch.pipeline.dev.replay import replay_csv
 
     setup_logging(verbose)
     settings = need_servers(settings_from(bootstrap_servers=bootstrap_servers))
-    sent = replay_csv(settings, files, rate, asset_id, time_unit=time_unit)
+    sent = replay_csv(
+        settings,
+        files,
+        rate,
+        asset_id,
+        time_unit=time_unit,
+        timezone=timezone,
+        strict=strict,
+        say=lambda line: typer.echo(line, err=True),
+    )
     typer.echo(f"sent {sent} readings from {len(files)} file(s) to {settings.readings_topic}")
 
 

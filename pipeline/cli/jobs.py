@@ -9,7 +9,9 @@ import typer
 
 from sensorwatch.pipeline.cli.options import (
     Servers,
+    Strict,
     TimeUnit,
+    TimeZone,
     Tracking,
     Verbose,
     job_settings,
@@ -38,6 +40,8 @@ def train(
     ] = False,
     mixed_precision: Annotated[bool | None, typer.Option(help="float16 compute on GPUs.")] = None,
     time_unit: TimeUnit = None,
+    timezone: TimeZone = None,
+    strict: Strict = False,
     tracking_uri: Tracking = None,
     verbose: Verbose = False,
     recipe: dict[str, Any] | None = None,
@@ -55,7 +59,7 @@ def train(
 
     # The data and the store are checked before Keras is imported (train_and_register does).
     if files:
-        series, channels = csv_series(files, rows, time_unit)
+        series, channels = csv_series(files, rows, time_unit, timezone, strict, say=_note)
         source = ",".join(str(f) for f in files)
     else:
         series, channels = normal_series(assets, readings, settings.seed)
@@ -125,15 +129,22 @@ def detect(
         int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")
     ] = 400,
     time_unit: TimeUnit = None,
+    timezone: TimeZone = None,
+    strict: Strict = False,
     recipe: dict[str, Any] | None = None,
 ) -> None:
-    """Score one CSV causally through the service's own path (each decision uses only earlier rows)."""
+    """Score one CSV causally through the service's own path (each decision uses only earlier rows).
+
+    Rows are sorted by time and a repeated time is kept once (the first), said in one line;
+    ``--strict`` refuses such a file instead."""
     from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
 
     settings = job_settings(**(recipe or {}))
     if out.is_dir():
         raise UserError(f"{out}: is a directory; --out takes the name of the CSV file to write")
-    frame = read_sensor_csv(file, time_unit=time_unit)
+    frame = read_sensor_csv(file, time_unit=time_unit, timezone=timezone, strict=strict)
+    if frame.note:
+        _note(frame.note)
     from sensorwatch.pipeline.jobs.detect import check_windows_form, detect_frame
 
     check_windows_form(frame, train_rows, settings.recipe())  # before Keras is imported
@@ -144,6 +155,11 @@ def detect(
     typer.echo(
         f"wrote {len(result)} rows to {out}: {int(result['anomaly'].sum())} flagged anomalous"
     )
+
+
+def _note(line: str) -> None:
+    """What reading a file put right (sorted, repeated times dropped): one line on stderr."""
+    typer.echo(line, err=True)
 
 
 @recipe_options

@@ -56,6 +56,23 @@ TimeUnit = Annotated[
         help="Unit of a numeric time column (default: told from its magnitude, epoch times of 1973-2100).",
     ),
 ]
+TimeZone = Annotated[
+    str | None,
+    typer.Option(
+        "--timezone",
+        show_default=False,
+        help="Time zone of text times without a UTC offset, e.g. Europe/Berlin (default: UTC); "
+        "the hour a clock change repeats is then no repeat. Times with an offset keep it.",
+    ),
+]
+Strict = Annotated[
+    bool,
+    typer.Option(
+        "--strict",
+        help="Refuse a CSV whose times repeat or go back, instead of sorting it and keeping the "
+        "first row of each time.",
+    ),
+]
 RECIPE_PANEL = "Detector recipe (default: the preset's; see README, Settings)"
 
 

@@ -142,12 +142,16 @@ def replay_csv(
     asset_id: str | None = None,
     progress: bool = True,
     time_unit: str | None = None,
+    timezone: str | None = None,
+    strict: bool = False,
+    say: Callable[[str], object] | None = None,
 ) -> int:
     """Send the readings of CSV files (SKAB ``;`` or plain) merged in event-time order.
 
     Every file is read before anything is sent, so a bad file (``SourceError``) sends nothing.
+    A file's repeated or out-of-order times are handled as ``csv_readings`` says.
     """
-    items = csv_readings(paths, asset_id, time_unit)
+    items = csv_readings(paths, asset_id, time_unit, timezone, strict, say)
     total = len(items)
     return send_readings(
         settings, iter(items), total=total, rate=rate, progress=progress, desc="replay"
@@ -167,10 +171,25 @@ def asset_for(path: Path | str) -> str:
 
 
 def csv_readings(
-    paths: Sequence[Path | str], asset_id: str | None = None, time_unit: str | None = None
+    paths: Sequence[Path | str],
+    asset_id: str | None = None,
+    time_unit: str | None = None,
+    timezone: str | None = None,
+    strict: bool = False,
+    say: Callable[[str], object] | None = None,
 ) -> list[Reading]:
-    """The readings of ``paths``, each file as ``asset_id`` or ``asset_for(path)``, in event-time order."""
-    frames = [read_sensor_csv(path, time_unit=time_unit) for path in paths]
+    """The readings of ``paths``, each file as ``asset_id`` or ``asset_for(path)``, in event-time order.
+
+    Each file's rows are sorted and a repeated time kept once (``read_sensor_csv``: ``strict``
+    refuses such a file, ``timezone`` places naive local times); ``say`` gets one line per file
+    that needed it."""
+    frames = [
+        read_sensor_csv(path, time_unit=time_unit, timezone=timezone, strict=strict)
+        for path in paths
+    ]
+    for frame in frames:
+        if frame.note and say is not None:
+            say(frame.note)
     if not frames:
         return []
     owner = np.concatenate([np.full(len(f), i) for i, f in enumerate(frames)])

@@ -188,11 +188,15 @@ def detect_file(
     train_rows: int,
     recipe: Recipe | None = None,
     options: TrainOptions | None = None,
+    timezone: str | None = None,
+    strict: bool = False,
 ) -> pd.DataFrame:
     """Causally score one CSV file (SKAB format or plain CSV with a time column).
 
-    Label columns are ignored. Returns one row per input row after the training part, with
+    Label columns are ignored. Returns one row per input row after the training part (rows in
+    time order, a repeated time once: ``read_sensor_csv`` with ``timezone`` and ``strict``), with
     ``datetime``, ``score`` (the window score, NaN where no window ends at the row) and ``anomaly``
     (0/1). Without a recipe, the default (best benchmarked) one is used.
     """
-    return detect_frame(read_sensor_csv(path), train_rows, recipe or Recipe(), options)
+    frame = read_sensor_csv(path, timezone=timezone, strict=strict)
+    return detect_frame(frame, train_rows, recipe or Recipe(), options)

@@ -13,7 +13,7 @@ infinite. The version's validation scores go with it as the drift check's refere
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,13 +31,22 @@ if TYPE_CHECKING:
 
 
 def csv_series(
-    paths: Sequence[Path], rows: int | None = None, time_unit: str | None = None
+    paths: Sequence[Path],
+    rows: int | None = None,
+    time_unit: str | None = None,
+    timezone: str | None = None,
+    strict: bool = False,
+    say: Callable[[str], object] | None = None,
 ) -> tuple[list[TimeSeries], list[str]]:
     """The first ``rows`` rows (all when None) of each CSV file; every file must have the same channels.
-    ``time_unit`` declares the unit of numeric time columns (default: inferred)."""
+    ``time_unit`` declares the unit of numeric time columns (default: inferred). Rows are sorted
+    and a repeated time kept once (``read_sensor_csv``; ``strict`` refuses, ``timezone`` places
+    naive local times); ``say`` gets one line per file that needed it."""
     series, channels = [], None
     for path in paths:
-        frame = read_sensor_csv(path, time_unit=time_unit)
+        frame = read_sensor_csv(path, time_unit=time_unit, timezone=timezone, strict=strict)
+        if frame.note and say is not None:
+            say(frame.note)
         if channels is not None and frame.channels != channels:
             raise SourceError(f"{path}: channels {frame.channels} differ from {channels}")
         channels = frame.channels
