@@ -5,6 +5,7 @@ MLflow outage mid-run loses no anomaly."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -143,8 +144,6 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
                 == e.end_ms - e.start_ms
             )
     parents = {_tag(r, "mlflow.parentRunId") for r in runs.values()}
-    import json
-
     for parent in parents:
         table = json.loads(server.artifact(parent, "anomalies.json"))
         children = [r for r in runs.values() if _tag(r, "mlflow.parentRunId") == parent]
@@ -178,11 +177,32 @@ def test_each_alarm_is_a_run_with_plot_and_table_and_verdicts_from_cli_and_ui_me
         a.event_id for a in reviews.list(verdict="false-positive", asset=opened[second].asset_id)
     ] == [second]
     _cli(server, "review", "label", second[:8], "investigate", "--by", "ana")
+    again = _cli(server, "review", "label", second[:8], "investigate", "--by", "bo")
+    assert "already investigate" in again  # the same verdict twice: no change, no history line
     shown = _cli(server, "review", "show", second[:8])
     history = shown[shown.index("history") :].splitlines()[1:]
+    assert len(history) == 2
     assert "in MLflow" in history[0] and "unreviewed → false-positive" in history[0]
     assert "ana" in history[1] and "false-positive → investigate" in history[1]
     assert f"#/experiments/{exp}/runs/{runs[second]['info']['run_id']}" in shown
+    # The day's table follows the labels.
+    for event_id, verdict in ((first, "confirmed"), (second, "investigate")):
+        table = json.loads(
+            server.artifact(_tag(runs[event_id], "mlflow.parentRunId"), "anomalies.json")
+        )
+        column = table["columns"].index("verdict")
+        assert {row[0]: row[column] for row in table["data"]}[event_id] == verdict
+    # The link `review list` prints opens a saved view of the experiment filtered on the verdict
+    # asked for.
+    listed = _cli(server, "review", "list", "--verdict", "investigate")
+    key = listed.split("viewStateShareKey=")[1].split()[0]
+    views = {
+        t["key"]: t["value"]
+        for t in server.api("experiments/get", experiment_id=exp)["experiment"]["tags"]
+    }
+    state = json.loads(json.loads(views[f"mlflow.sharedViewState.{key}"])["state"])
+    assert "tags.`verdict` = 'investigate'" in state["searchFilter"]
+    assert "tags.`verdict`" in state["selectedColumns"]
 
 
 def test_mlflow_down_mid_run_the_service_keeps_scoring_and_the_held_anomalies_appear_when_it_is_back(

@@ -50,7 +50,7 @@ def test_each_event_carries_the_worst_window_of_its_own_alarm() -> None:
         _event("p", 12_000, 15_000, "opened"),
         _event("p", 12_000, 17_000, "cleared"),
     ]
-    flagged = Flagger()(_output(ids, scores, alarm, events), detector=None)
+    flagged = Flagger(hold=False)(_output(ids, scores, alarm, events), detector=None)
     assert [(f.event.asset_id, f.event.kind) for f in flagged] == [
         ("p", "opened"),
         ("p", "cleared"),
@@ -64,7 +64,7 @@ def test_each_event_carries_the_worst_window_of_its_own_alarm() -> None:
 
 
 def test_an_alarm_open_across_polls_keeps_its_worst_window_until_it_clears() -> None:
-    flag = Flagger()
+    flag = Flagger(hold=False)
     first = flag(
         _output(["p", "p"], [2.0, 8.0], [1, 1], [_event("p", 7000, 10_000, "opened")]),
         detector=None,
@@ -77,6 +77,74 @@ def test_an_alarm_open_across_polls_keeps_its_worst_window_until_it_clears() -> 
         first[0].window[0, 0] == 0.0 and last[0].window[0, 0] == 1.0
     )  # the 8.0 window of the first poll
     assert flag(_output(["p"], [0.1], [0], []), detector=None) == []
+
+
+def _series(asset: str, scores: list[float], level: float = 1.0, first_ms: int = 0) -> StepOutput:
+    """One poll of an asset's windows at stride 1 (a reading a second, W readings each): reading
+    k's value is k, window k ends at reading k + W - 1."""
+    n = len(scores)
+    ends = first_ms + (np.arange(n, dtype=np.int64) + W - 1) * 1000
+    base = first_ms // 1000 + np.arange(n)[:, None] + np.arange(W)[None, :]
+    windows = np.repeat(base[:, :, None], C, axis=2).astype(np.float32)
+    batch = WindowBatch([asset] * n, ends - (W - 1) * 1000, ends, windows)
+    s = np.asarray(scores, float)
+    errors = np.stack([s, s / 2], axis=1)
+    decisions = Decisions(batch, s, np.full(n, level), s > level, s > level, [], errors=errors)
+    return StepOutput(polled=n, decisions=decisions)
+
+
+def test_a_cleared_alarm_waits_for_what_follows_and_carries_its_context() -> None:
+    # 80 windows of one asset, a reading a second; the alarm spans windows 40-44.
+    scores = [0.5] * 40 + [3.0, 5.0, 9.0, 4.0, 2.0] + [0.5] * 35
+    flag, step = Flagger(), _series("p", scores)
+    ends = step.decisions.windows.end_ms
+    opened = _event("p", int(ends[40]) - 3000, int(ends[40]), "opened")
+    cleared = _event("p", int(ends[40]) - 3000, int(ends[45]), "cleared")
+    first = _series("p", scores[:46])
+    first.decisions.events[:] = [opened, cleared]
+    got = flag(first, detector=None)
+    assert [f.event.kind for f in got] == ["opened"]  # the cleared one waits for what follows
+    assert got[0].context.ts_ms[-1] == ends[45]  # the opened one: what came before, at once
+    rest = _series("p", scores[46:], first_ms=46 * 1000)
+    released = flag(rest, detector=None)
+    assert [f.event.kind for f in released] == ["cleared"]
+    context = released[0].context
+    # Each reading once, in order (value k at second k), from 4 windows before the alarm's start
+    # to at least 2 windows after its end; every window's score and threshold.
+    assert np.all(np.diff(context.ts_ms) == 1000)
+    assert context.rows[:, 0].tolist() == (context.ts_ms // 1000).tolist()
+    assert context.ts_ms[0] <= cleared.start_ms - 4 * W * 1000 + 1000
+    assert context.ts_ms[-1] >= cleared.end_ms + 2 * W * 1000
+    assert context.scores.max() == 9.0 and set(context.levels) == {1.0}
+    assert released[0].worst_ms == (int(ends[42]) - (W - 1) * 1000, int(ends[42]))
+    assert released[0].window[0, 0] == 42.0  # the 9.0 window's first reading
+
+
+def test_an_alarm_opened_and_cleared_in_one_poll_goes_opened_first_with_its_whole_context() -> None:
+    # One large poll (as a replay gives): the history holds it whole until its events are flagged.
+    scores = [0.5] * 200 + [3.0, 9.0] + [0.5] * 200
+    step = _series("p", scores)
+    ends = step.decisions.windows.end_ms
+    step.decisions.events[:] = [
+        _event("p", int(ends[200]) - 3000, int(ends[200]), "opened"),
+        _event("p", int(ends[200]) - 3000, int(ends[202]), "cleared"),
+    ]
+    got = Flagger()(step, detector=None)
+    assert [f.event.kind for f in got] == ["opened", "cleared"]  # the run ends cleared
+    start = int(ends[200]) - 3000
+    assert got[1].context.ts_ms[0] == start - 4 * W * 1000  # before the alarm, not the poll's end
+    assert got[1].context.ts_ms[-1] == int(ends[202]) + 2 * W * 1000
+
+
+def test_a_held_alarm_goes_when_the_sink_closes() -> None:
+    flag = Flagger()
+    step = _series("p", [0.5, 3.0, 0.5])
+    step.decisions.events[:] = [
+        _event("p", 1000, 3000, "opened"),
+        _event("p", 1000, 5000, "cleared"),
+    ]
+    assert [f.event.kind for f in flag(step, detector=None)] == ["opened"]
+    assert [f.event.kind for f in flag.release()] == ["cleared"] and flag.release() == []
 
 
 def test_with_mlflow_out_of_reach_the_buffer_holds_the_newest_and_counts_what_it_drops() -> None:

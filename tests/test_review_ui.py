@@ -161,19 +161,60 @@ def _image_widths(driver, at_least: int, timeout_s: float = 60) -> list[int]:
     return widths()
 
 
-def test_the_anomalies_experiment_page_is_the_review_queue(reviewed, browser, tmp_path) -> None:
+def _queue_shows(browser, reviews: Reviews, shown: list, hidden: list) -> str:
+    """The queue's page once it lists ``shown`` (by run name, asset, top channels and verdict) and
+    not ``hidden``: the page's text."""
+    from sensorwatch.pipeline.review.runs import run_name
+
+    names = [run_name(a.asset, a.start) for a in shown]
+    text = _page_text_with(browser, [EXPERIMENT, f"{len(shown)} matching run", *names])
+    for a in hidden:
+        assert run_name(a.asset, a.start) not in text
+    return text
+
+
+def test_the_review_link_opens_a_table_of_what_a_reviewer_decides_on(
+    reviewed, browser, tmp_path
+) -> None:
     _, reviews = reviewed
     waiting = reviews.list(verdict="unreviewed")
     assert len(waiting) >= 2
-    browser.get(reviews.queue_url())  # the experiment's runs, searched for verdict = unreviewed
+    browser.get(reviews.queue_url())  # the link `review list` and the demo print
     _page_text_with(browser, [EXPERIMENT, "matching runs"])
     _tidy(browser)
-    # Each anomaly's run is named after its asset and start: the queue shows every asset waiting.
-    text = _page_text_with(browser, sorted({f"{a.asset} {a.start[:10]}" for a in waiting}))
-    assert (
-        f"{len(waiting) + len({a.day for a in waiting})} matching runs" in text
-    )  # the anomalies and their days
+    # Flat (no day rows): one row per anomaly waiting, named by asset and time of day, newest first.
+    text = _queue_shows(browser, reviews, waiting, [])
+    headers = _headers(browser)
+    for column in ("asset", "start", "Duration", "peak/threshold", "peak_score", "verdict"):
+        assert column in headers, headers
+    assert "sensorwatch.top_channels" in headers
+    assert not {"Dataset", "Source", "Models"} & set(headers), headers
+    for a in waiting:
+        assert a.top_channels in text and a.start in text
+    assert text.count("unreviewed") >= len(waiting)
     _screenshot(browser, tmp_path, "review-queue.png")
+
+
+def test_the_review_link_filters_on_the_verdict_asked_for(reviewed, browser) -> None:
+    _, reviews = reviewed
+    first, *rest = reviews.list(verdict="unreviewed")
+    reviews.label(first.event_id, "investigate", by="ui-test")
+    try:
+        browser.get(reviews.queue_url("investigate"))
+        _queue_shows(browser, reviews, [first], rest)
+        browser.get(reviews.queue_url())
+        _queue_shows(browser, reviews, rest, [first])
+    finally:
+        reviews.label(first.event_id, "confirmed", by="ui-test")
+
+
+def _headers(driver) -> list[str]:
+    from selenium.webdriver.common.by import By
+
+    return [
+        h.get_attribute("textContent").strip()
+        for h in driver.find_elements(By.CSS_SELECTOR, ".ag-header-cell")
+    ]
 
 
 def test_an_anomaly_page_shows_its_asset_verdict_and_plot(reviewed, browser, tmp_path) -> None:
@@ -188,7 +229,8 @@ def test_an_anomaly_page_shows_its_asset_verdict_and_plot(reviewed, browser, tmp
     browser.get(reviews.url(anomaly) + "/artifacts/anomaly.png")
     _page_text_with(browser, ["anomaly.png", "event.json"])
     _tidy(browser)
-    # The plot itself, fetched and drawn (the UI shows it from a blob of the artifact).
-    drawn = _image_widths(browser, at_least=500)
+    # The plot itself, fetched and drawn (the UI shows it from a blob of the artifact): the alarm
+    # in context, wider than a window alone.
+    drawn = _image_widths(browser, at_least=800)
     _screenshot(browser, tmp_path, "review-anomaly.png")
-    assert max(drawn, default=0) >= 500, drawn
+    assert max(drawn, default=0) >= 800, drawn

@@ -68,7 +68,8 @@ def list_(
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
     console.print(table)
-    console.print(f"{len(found)} shown; open the queue in MLflow: {reviews.queue_url()}")
+    link = reviews.queue_url(verdict, day, asset, version)
+    console.print(f"{len(found)} shown; open them in MLflow: {link}")
 
 
 def _check_filters(day: str | None, version: str | None) -> None:
@@ -111,9 +112,15 @@ def label(
 
     _, reviews = _reviews(tracking_uri)
     who = by or person()
-    a = reviews.label(ref, verdict, who, note)
-    old = a.history[-1].old if a.history else "unreviewed"
-    typer.echo(f"{a.event_id[:8]} {a.asset} {a.start}: {old} → {a.verdict} (by {who})")
+    before = reviews.find(ref)
+    a = reviews.label(before.run_id, verdict, who, note)
+    if before.verdict == a.verdict:  # no change, no history line
+        kept = "; the note is kept" if note else ""
+        typer.echo(f"{a.event_id[:8]} {a.asset} {a.start}: already {a.verdict}{kept}")
+    else:
+        typer.echo(
+            f"{a.event_id[:8]} {a.asset} {a.start}: {before.verdict} → {a.verdict} (by {who})"
+        )
 
 
 @app.command()

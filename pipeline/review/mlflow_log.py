@@ -22,7 +22,7 @@ from sensorwatch.pipeline.review import plot, runs
 from sensorwatch.schemas.records import AnomalyEvent
 
 if TYPE_CHECKING:
-    from sensorwatch.pipeline.review.sink import Flagged
+    from sensorwatch.pipeline.review.context import Flagged
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -78,6 +78,7 @@ class AnomalyLog:
         figures = {
             "peak_score": e.score,
             "threshold": e.threshold,
+            runs.PEAK_OVER: round(e.score / e.threshold, 2) if e.threshold > 0 else 0.0,
             "margin": e.margin,
             "windows": float(e.windows),
             "duration_s": e.duration_s,
@@ -128,7 +129,7 @@ class AnomalyLog:
             "sensorwatch.model_version_url": version_url,
             runs.NOTE_TAG: HOW_TO.format(ref=e.event_id[:8]),
         }
-        name = f"{e.asset_id[:80]} {e.window_start[:19].replace('T', ' ')}"
+        name = runs.run_name(e.asset_id, e.window_start)
         run = client.create_run(exp, start_time=e.start_ms, tags=tags, run_name=name)
         self.dirty.add(parent)
         return run.info.run_id
@@ -169,22 +170,9 @@ class AnomalyLog:
 
     def tables(self) -> None:
         """Each parent run whose anomalies changed gets its table written again, from its runs."""
-        import pandas as pd
-
         client, exp = self._connect()
         for parent in sorted(self.dirty):
-            children = client.search_runs(
-                [exp], f"tags.`{runs.PARENT_TAG}` = '{parent}'", max_results=10_000
-            )
-            rows = sorted(
-                (runs.Anomaly.of(r).row() for r in children),
-                key=lambda row: (row["start"], row["asset"]),
-            )
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / runs.TABLE
-                pd.DataFrame(rows).to_json(path, orient="split", index=False)
-                client.log_artifact(parent, str(path))
-            client.log_metric(parent, "anomalies", float(len(rows)))
+            write_table(client, exp, parent)
             self.dirty.discard(parent)
 
     def _link(self, client: Any, exp: str, version: str) -> None:
@@ -192,7 +180,11 @@ class AnomalyLog:
         if version in self._linked or not version.isdigit():
             return
         self._linked.add(version)
-        url = runs.experiment_url(self.ui, exp, f"tags.`{runs.VERSION_TAG}` = '{version}'")
+        search = runs.queue_filter(version=version)
+        key = runs.save_view(
+            client, exp, search, f"version {version}", client.get_experiment(exp).tags
+        )
+        url = runs.view_url(self.ui, exp, key)
         try:
             client.set_model_version_tag(
                 self.store.model_name, version, "sensorwatch.anomalies", url
@@ -211,7 +203,32 @@ class AnomalyLog:
             f"{e.asset_id}  {e.window_start[:19]} → {e.window_end[:19]}  peak {e.score:.3g} > threshold "
             f"{e.threshold:.3g}  model v{e.model_version}  ({e.kind})"
         )
-        return plot.anomaly_png(window, recon, errors, detector.spec.channels, e.threshold, title)
+        channels = detector.spec.channels
+        context = item.context
+        if context is None or not len(context.ts_ms) or item.worst_ms is None:
+            return plot.anomaly_png(window, recon, errors, channels, e.threshold, title)
+        worst = (window, recon, item.worst_ms)
+        span = (e.start_ms, e.end_ms)
+        cleared = e.kind == "cleared"
+        return plot.context_png(context, span, cleared, worst, errors, channels, e.threshold, title)
+
+
+def write_table(client: Any, experiment_id: str, parent: str) -> None:
+    """The day's table (``anomalies.json`` on its parent run) written again from its anomaly runs:
+    after a new anomaly, and after a verdict changes."""
+    import pandas as pd
+
+    children = client.search_runs(
+        [experiment_id], f"tags.`{runs.PARENT_TAG}` = '{parent}'", max_results=10_000
+    )
+    rows = sorted(
+        (runs.Anomaly.of(r).row() for r in children), key=lambda row: (row["start"], row["asset"])
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / runs.TABLE
+        pd.DataFrame(rows).to_json(path, orient="split", index=False)
+        client.log_artifact(parent, str(path))
+    client.log_metric(parent, "anomalies", float(len(rows)))
 
 
 def _top(e: AnomalyEvent, n: int = 2) -> str:

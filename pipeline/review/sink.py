@@ -1,7 +1,8 @@
 """The review sink: every anomaly event to MLflow, off the scoring path.
 
 ``write`` runs on the poll thread and only queues: the event, the model version that flagged it,
-and the alarm's worst window so far (a copy of its readings and per-channel errors). A worker
+the alarm's worst window so far (a copy of its readings and per-channel errors) and the asset's
+readings around the alarm (``context``: a cleared alarm waits there for what follows it). A worker
 thread logs the queue in batches: a run per alarm (made when it opens, completed when it clears,
 so MLflow's Duration column is the alarm's), its plot and event, the day's table on the parent
 run, and a link on the model version. While MLflow is slow or down the worker retries with
@@ -19,17 +20,13 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from sensorwatch.models.registry import Store
+from sensorwatch.pipeline.review.context import Flagged, Flagger
 from sensorwatch.pipeline.review.mlflow_log import AnomalyLog
-from sensorwatch.schemas.records import AnomalyEvent
 
 if TYPE_CHECKING:
-    from sensorwatch.models.detector import Detector
     from sensorwatch.pipeline.service.metrics import ServiceMetrics
     from sensorwatch.pipeline.stream.processor import Processor
     from sensorwatch.pipeline.stream.step import StepOutput
@@ -39,69 +36,6 @@ log = logging.getLogger("sensorwatch.pipeline")
 BATCH = 64  # events per round of the worker
 MAX_DELAY_S = 30.0
 WARN_EVERY_S = 60.0
-
-
-@dataclass
-class Flagged:
-    """An event as the poll thread hands it over: with the detector that flagged it and the
-    alarm's worst window (raw readings and per-channel errors), when this replica saw one."""
-
-    event: AnomalyEvent
-    detector: Detector
-    window: np.ndarray | None = None
-    errors: np.ndarray | None = None
-
-
-class Flagger:
-    """Events of a step with the worst window of their alarm: the one place that sees every
-    window while an alarm is open (the poll thread), keeping one window per open alarm."""
-
-    def __init__(self) -> None:
-        self._worst: dict[str, tuple[float, np.ndarray, np.ndarray | None]] = {}
-
-    def __call__(self, out: StepOutput, detector: Detector) -> list[Flagged]:
-        decisions = out.decisions
-        if not out.events and not decisions.alarm.any():
-            return []
-        batch, flagged = decisions.windows, []
-        # Walk the windows in order, so each event gets the worst window of its own alarm even when
-        # one poll holds several alarms of an asset: an event is told at the window that opened or
-        # closed its alarm (whose end is the event's end).
-        at: dict[tuple[str, int], list[AnomalyEvent]] = {}
-        for event in out.events:
-            at.setdefault((event.asset_id, event.end_ms), []).append(event)
-        marks = decisions.alarm.copy()
-        for _, end in at:
-            marks |= np.asarray(batch.end_ms) == end
-        for i in np.flatnonzero(marks):
-            asset = batch.asset_ids[i]
-            if decisions.alarm[i]:
-                self._keep(
-                    asset,
-                    float(decisions.scores[i]),
-                    batch.windows[i],
-                    decisions.errors[i] if decisions.errors is not None else None,
-                )
-            flagged += [self._flag(e, detector) for e in at.pop((asset, int(batch.end_ms[i])), ())]
-        flagged += [
-            self._flag(e, detector) for events in at.values() for e in events
-        ]  # none expected
-        return flagged
-
-    def _keep(
-        self, asset: str, score: float, window: np.ndarray, errors: np.ndarray | None
-    ) -> None:
-        worst = self._worst.get(asset)
-        if worst is None or score > worst[0]:
-            self._worst[asset] = (score, window.copy(), None if errors is None else errors.copy())
-
-    def _flag(self, event: AnomalyEvent, detector: Detector) -> Flagged:
-        worst = (
-            self._worst.pop(event.asset_id, None)
-            if event.kind == "cleared"
-            else self._worst.get(event.asset_id)
-        )
-        return Flagged(event, detector, *(worst[1:] if worst else (None, None)))
 
 
 class ReviewSink:
@@ -156,7 +90,10 @@ class ReviewSink:
         """Nothing to wait for: review logging is best effort and never holds up a checkpoint."""
 
     def close(self) -> None:
-        """Give the worker up to ``drain_s`` to log what is queued; count the rest as dropped."""
+        """Give the worker up to ``drain_s`` to log what is queued (cleared alarms still waiting
+        for what follows them too); count the rest as dropped."""
+        for item in self._flagger.release():
+            self._put(item)
         with self._cond:
             self._stopping = True
             self._deadline = time.monotonic() + self.drain_s

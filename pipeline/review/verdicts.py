@@ -51,16 +51,7 @@ class Reviews:
             )
         if self.experiment_id is None:
             return []
-        query = [f"tags.`{runs.KIND_TAG}` = 'anomaly'"]
-        for tag, value in (
-            (runs.DAY_TAG, day),
-            (runs.VERSION_TAG, version),
-            (runs.VERDICT_TAG, verdict),
-            (runs.ASSET_TAG, asset),
-        ):
-            if value is not None and "'" not in value:
-                query.append(f"tags.`{tag}` = '{value}'")
-        found = self._search(" and ".join(query), limit)
+        found = self._search(runs.queue_filter(day, asset, version, verdict), limit)
         if asset is not None and "'" in asset:  # a name MLflow's filter cannot quote: matched here
             found = [a for a in found if a.asset == asset]
         return found
@@ -105,45 +96,62 @@ class Reviews:
         return found[0]
 
     def label(self, ref: str, verdict: str, by: str, note: str = "") -> runs.Anomaly:
-        """Set the verdict of the anomaly ``ref`` names, recording the change (and any made in the UI before it)."""
+        """Set the verdict of the anomaly ``ref`` names, recording the change (and any made in the UI
+        before it), and write its day's table again. The verdict it already has is no change: no
+        history line (a note given with it is still kept in the run's note)."""
         from mlflow.entities import RunTag
+
+        from sensorwatch.pipeline.review.mlflow_log import write_table
 
         if verdict not in runs.VERDICTS:
             raise UserError(f"verdict: one of {', '.join(runs.VERDICTS)}, got {verdict!r}")
         anomaly = self.find(ref)
-        recorded = sum(
-            1
-            for k in self.client.get_run(anomaly.run_id).data.tags
-            if k.startswith(runs.HISTORY_PREFIX)
-        )
+        run_tags = self.client.get_run(anomaly.run_id).data.tags
+        recorded = sum(1 for k in run_tags if k.startswith(runs.HISTORY_PREFIX))
         when = runs.now_iso()
-        unseen = [
-            c for c in anomaly.history[recorded:]
-        ]  # a change made in the UI since the last one recorded
-        change = runs.Change(by, when, anomaly.verdict, verdict, note)
+        # A change made in the UI since the last one recorded, then this one (if it is one).
+        changes = anomaly.history[recorded:]
+        if verdict != anomaly.verdict:
+            changes.append(runs.Change(by, when, anomaly.verdict, verdict, note))
         tags = [
-            RunTag(runs.history_key(recorded + i + 1), c.encode())
-            for i, c in enumerate([*unseen, change])
+            RunTag(runs.history_key(recorded + i + 1), c.encode()) for i, c in enumerate(changes)
         ]
-        tags += [
-            RunTag(runs.VERDICT_TAG, verdict),
-            RunTag("verdict.by", by),
-            RunTag("verdict.at", when),
-        ]
+        if verdict != anomaly.verdict:
+            tags += [
+                RunTag(runs.VERDICT_TAG, verdict),
+                RunTag("verdict.by", by),
+                RunTag("verdict.at", when),
+            ]
         if note:
             text = f"{verdict} ({by}, {when}): {note}"
             tags.append(RunTag(runs.NOTE_TAG, f"{anomaly.note}\n\n{text}".strip()))
-        self.client.log_batch(anomaly.run_id, tags=tags)
+        if tags:
+            self.client.log_batch(anomaly.run_id, tags=tags)
+        if changes and run_tags.get(runs.PARENT_TAG):
+            write_table(self.client, anomaly.experiment_id, run_tags[runs.PARENT_TAG])
         return self.find(anomaly.run_id)
 
     def url(self, anomaly: runs.Anomaly) -> str:
         return runs.run_url(self.ui, anomaly.experiment_id, anomaly.run_id)
 
-    def queue_url(self) -> str:
-        """The experiment's page, showing the anomalies not yet reviewed."""
-        return runs.experiment_url(
-            self.ui, self.experiment_id or "0", f"tags.`{runs.VERDICT_TAG}` = '{runs.UNREVIEWED}'"
-        )
+    def queue_url(
+        self,
+        verdict: str | None = runs.UNREVIEWED,
+        day: str | None = None,
+        asset: str | None = None,
+        version: str | None = None,
+    ) -> str:
+        """The review queue in MLflow's UI: the anomalies that match every filter given (by default
+        those not yet reviewed), in a table of what a reviewer decides on (``runs.queue_view``),
+        saved on the experiment as one of its views."""
+        search = runs.queue_filter(day, asset, version, verdict)
+        if self.experiment_id is None:  # nothing logged yet: the plain search
+            return runs.experiment_url(self.ui, "0", search)
+        what = [f"{k} {v}" for k, v in (("day", day), ("asset", asset), ("version", version)) if v]
+        name = ", ".join([verdict or "all anomalies", *what])
+        tags = self.client.get_experiment(self.experiment_id).tags
+        key = runs.save_view(self.client, self.experiment_id, search, name, tags)
+        return runs.view_url(self.ui, self.experiment_id, key)
 
     def reviewed(self, limit: int = 50_000) -> list[runs.Anomaly]:
         """Every anomaly with a verdict of confirmed or false-positive."""
