@@ -338,6 +338,10 @@ class Settings(BaseSettings, Recipe):
         Path("../shared/datasets/skab"),
         description="The SKAB benchmark data (valve1/, valve2/, other/).",
     )
+    smd_dir: Path = Field(
+        Path("../shared/datasets/smd"),
+        description="The Server Machine Dataset (train/, test/, labels.json).",
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -56,6 +56,7 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ),
         (("train", "--preset", "fastest"), "unknown preset 'fastest'; choose from default"),
         (("evaluate", "skab", "--out", "o", "--score", "median"), "score: Input should be"),
+        (("evaluate", "smd", "--out", "o", "--data", "nosuch"), "no SMD data at nosuch"),
         (("detect", "nosuch.csv", "--out", "o.csv"), "nosuch.csv: no such file"),
         # threshold parameters the method does not take: refused before any training
         (

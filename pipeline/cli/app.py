@@ -44,6 +44,7 @@ for command in (
 ):
     app.command()(log_format_option(command))
 evaluate_app.command("skab")(log_format_option(jobs.evaluate_skab))
+evaluate_app.command("smd")(log_format_option(jobs.evaluate_smd))
 for registered in review.app.registered_commands:
     registered.callback = log_format_option(registered.callback)
 app.command()(settings_cmd.settings)

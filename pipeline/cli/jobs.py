@@ -199,3 +199,36 @@ def evaluate_skab(
         options=settings.train_options(),
     )
     typer.echo(format_report(report))
+
+
+@recipe_options
+def evaluate_smd(
+    out: Annotated[Path, typer.Option(help="Folder for the predictions (one CSV per machine).")],
+    data: Annotated[
+        Path | None, typer.Option(help="SMD data folder (default: the smd_dir setting).")
+    ] = None,
+    machines: Annotated[
+        str | None, typer.Option(help="Machines to run, comma-separated (default: all).")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes scoring machines side by side.")
+    ] = 2,
+    recipe: dict[str, Any] | None = None,
+) -> None:
+    """The SMD protocol on every machine: point-wise F1 (no point adjustment), event recall and
+    false alarms, beside a PCA and an Isolation Forest baseline under the same protocol."""
+    settings = job_settings(**(recipe or {}))
+    from sensorwatch.pipeline.jobs.smd import evaluate_smd as run
+    from sensorwatch.pipeline.jobs.smd import format_smd
+
+    setup_logging(False)
+    report = run(
+        data or settings.smd_dir,
+        out,
+        settings.recipe(),
+        machines=[m.strip() for m in machines.split(",")] if machines else None,
+        workers=workers,
+        compiled=settings.cache_dir / "compiled",
+        options=settings.train_options(),
+    )
+    typer.echo(format_smd(report))
