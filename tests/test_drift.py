@@ -162,6 +162,27 @@ def test_mlflow_out_of_reach_is_one_line(args: tuple[str, ...]) -> None:
 
 
 @pytest.mark.integration
+def test_serve_with_mlflow_out_of_reach_logs_one_line(broker: str, tmp_path) -> None:
+    """Each request is tried again (``mlflow_retries``); urllib3's warning at every retry stays out."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", "serve", "-b", broker],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "SENSORWATCH_TRACKING_URI": "http://127.0.0.1:9",
+            "SENSORWATCH_MLFLOW_RETRIES": "1",
+            "SENSORWATCH_GROUP_ID": f"no-mlflow-{tmp_path.name}",
+        },
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: MLflow at http://127.0.0.1:9 cannot be asked"), done.stderr
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "says"),
     [

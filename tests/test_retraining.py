@@ -343,7 +343,12 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
         ).timestamp()
         * 1000
     )
-    normal = drift(plant.settings, now_ms=end_ms)
+    # Three pumps at a reading every two minutes give some 30 blocks a day (pipeline/jobs/drift.py):
+    # a day of the worn plant below reaches p = 0.007, so these checks run at a false-alarm rate
+    # of 1 % per check instead of the default 0.1 %.
+    settings = plant.settings.model_copy(update={"drift_alpha": 0.01})
+    env = {**plant.env, "SENSORWATCH_DRIFT_ALPHA": "0.01"}
+    normal = drift(settings, now_ms=end_ms)
     assert normal.windows >= 500 and normal.drifted is False, normal.why
 
     # The same pumps, worn: every channel a standard deviation and a half off, all day.
@@ -355,20 +360,20 @@ def test_the_drift_check_fires_on_a_drifted_stream_and_not_on_a_normal_one(
     worn_archive = tmp_path / "worn"
     live = fresh(service_settings).model_copy(update={"archive_uri": str(worn_archive)})
     _archive_through_the_service(live, worn, champion)
-    worn_settings = plant.settings.model_copy(update={"archive_uri": str(worn_archive)})
+    worn_settings = settings.model_copy(update={"archive_uri": str(worn_archive)})
     drifted = drift(worn_settings, now_ms=end_ms + 86_400_000)
     assert drifted.drifted is True, drifted.why
 
     worn_day = (
         (datetime.fromisoformat(plant.day) + timedelta(days=2)).date().isoformat()
     )  # its window: the worn day
-    quiet = dag_test(plant, "sensorwatch_drift_check", plant.day, plant.env)
+    quiet = dag_test(plant, "sensorwatch_drift_check", plant.day, env)
     assert quiet["tasks"] == {"drifted": "success", "retrain": "skipped"}, quiet["log"][-3000:]
     fired = dag_test(
         plant,
         "sensorwatch_drift_check",
         worn_day,
-        {**plant.env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)},
+        {**env, "SENSORWATCH_ARCHIVE_URI": str(worn_archive)},
     )
     assert fired["tasks"] == {"drifted": "success", "retrain": "success"}, fired["log"][
         -3000:

@@ -38,7 +38,7 @@ from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
 
 REFERENCE = "drift_reference.json"  # beside the model in the version's training run
-BLOCK_TAUS = 5  # a block spans this many autocorrelation times of the scores: nearly independent
+BLOCK_TAUS = 2  # a block spans this many autocorrelation times of the scores: nearly independent
 
 
 @dataclass(frozen=True)

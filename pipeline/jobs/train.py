@@ -27,6 +27,7 @@ from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
 
 if TYPE_CHECKING:
+    from sensorwatch.models.recipe import Recipe
     from sensorwatch.models.training import TrainedDetector
 
 
@@ -66,13 +67,15 @@ def train_and_register(
     progress: bool = True,
     tags: dict[str, str] | None = None,
     documents: dict[str, object] | None = None,
+    recipe: Recipe | None = None,
 ) -> tuple[TrainedDetector, RegisteredVersion]:
-    """Train with the settings' recipe, log the run, register a version (and promote it)."""
+    """Train with ``recipe`` (default: the settings'), log the run, register a version (and
+    promote it)."""
     from sensorwatch.models.training import fit_detector
 
     check_values(series, channels)
     trained = fit_detector(
-        series, channels, settings.recipe(), settings.train_options(progress=progress)
+        series, channels, recipe or settings.recipe(), settings.train_options(progress=progress)
     )
     params = {"source": source, "series": len(series), "readings": int(sum(len(s) for s in series))}
     version = register(settings, trained, params, promote, tags, documents)
