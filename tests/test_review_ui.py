@@ -54,7 +54,7 @@ def reviewed(mlflow_server: MlflowServer, champion):
     store = Store(server.uri, model_name="pumps", timeout_s=10, retries=1)
     log_training(champion.trained, store, alias="champion")
     processor = Processor(load_detector(store, "champion"))
-    sink = ReviewSink(store, processor, experiment=EXPERIMENT, ui_url=server.uri)
+    sink = ReviewSink(store, processor, experiment=EXPERIMENT, ui_url=server.uri, drain_s=120)
     sim = Simulator(**PLANT)
     sim.normal(TRAIN_READINGS)
     frame, _ = sim.with_faults(900, faults_per_asset=1, kinds=("spike", "level_shift"))
