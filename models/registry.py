@@ -156,7 +156,44 @@ def mlflow_for(store: Store, writing: bool = False):
     MLFLOW_HTTP_REQUEST_MAX_RETRIES.set(store.retries)
     MLFLOW_HTTP_REQUEST_TIMEOUT.set(max(1, math.ceil(store.timeout_s)))
     mlflow.set_tracking_uri(store.tracking_uri)
+    check_artifact_home(store)
     return mlflow
+
+
+_homes_checked: set[tuple[str, str]] = set()  # (store, artifact root), absolute: checked once
+
+
+def check_artifact_home(store: Store) -> None:
+    """The embedded default store (``store.create``: made under ``.sensorwatch`` where sensorwatch
+    runs) must keep its artifacts where the settings say. MLflow records absolute artifact paths
+    (a relative one is made absolute when an experiment is created), so a store copied or moved
+    elsewhere still names the original folder for every experiment, run and model, and would
+    write there: such a store is refused, naming both folders. A store named on purpose keeps
+    its artifacts where it recorded them."""
+    if not store.create or not store.artifact_root or not store.tracking_uri.startswith("sqlite:"):
+        return
+    db = Path(store.tracking_uri.split("://", 1)[1].removeprefix("/")).absolute()
+    root = Path(store.artifact_root).absolute()
+    if (str(db), str(root)) in _homes_checked or not db.is_file():
+        return
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+    from mlflow.utils.file_utils import local_file_uri_to_path
+    from mlflow.utils.uri import is_local_uri
+
+    for exp in MlflowClient().search_experiments(view_type=ViewType.ALL):
+        location = exp.artifact_location or ""
+        if exp.experiment_id == "0" or not is_local_uri(location):
+            continue  # MLflow's own Default experiment, where sensorwatch logs nothing
+        recorded = Path(local_file_uri_to_path(location))
+        if recorded != root and root not in recorded.parents:
+            raise StoreError(
+                f"the MLflow store {db} records its artifacts in {recorded}, "
+                f"not in {root}: it was copied or moved from where it was made, and MLflow would "
+                "write into the original's folder; run sensorwatch where the store was made, or "
+                f"move {db} and {root} aside and train again (`sensorwatch train --promote`)"
+            )
+    _homes_checked.add((str(db), str(root)))
 
 
 def model_digest(model: Any, spec: DetectorSpec) -> str:
