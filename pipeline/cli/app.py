@@ -41,6 +41,7 @@ for command in (
     lifecycle.retrain,
     lifecycle.promote,
     lifecycle.drift,
+    lifecycle.compare,
 ):
     app.command()(log_format_option(command))
 evaluate_app.command("skab")(log_format_option(jobs.evaluate_skab))

@@ -90,6 +90,15 @@ def serve(
     metrics_port: Annotated[
         int | None, typer.Option(help="Port of /healthz, /readyz and /metrics (0: off).")
     ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Score in shadow: the model @challenger, group <group>.shadow, events to "
+            "<anomalies topic>.shadow (alerting no one), no archive or review; see "
+            "`sensorwatch compare`.",
+        ),
+    ] = False,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """Run the scoring service: one replica of the consumer group, deciding by the champion's recipe.
@@ -106,6 +115,10 @@ def serve(
             **(recipe or {}),
         )
     )
+    if shadow:
+        from sensorwatch.pipeline.jobs.shadow import shadow_settings
+
+        settings = shadow_settings(settings)
     from sensorwatch.pipeline.service.startup import serve as run
 
     setup_logging(verbose=True)

@@ -1,4 +1,5 @@
-"""The model's life after training: retrain on the archive, promote or roll back, check for drift."""
+"""The model's life after training: retrain on the archive, promote or roll back, check for drift,
+compare a shadow challenger's alarms with the champion's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Tracking, Verbose, settings_from, setup_logging
+from sensorwatch.pipeline.cli.options import (
+    Servers,
+    Tracking,
+    Verbose,
+    need_servers,
+    settings_from,
+    setup_logging,
+)
 from sensorwatch.pipeline.errors import UserError
 
 
@@ -84,6 +92,11 @@ def retrain(
     verdict = gate.evaluate(settings, day, version)
     promoted = steps.promote(settings, version, verdict)
     typer.echo(f"version {version}: {verdict['why']}; {'promoted' if promoted else 'not promoted'}")
+    if not promoted:
+        typer.echo(
+            f"version {version} is @challenger: `sensorwatch serve --shadow` scores it on the live "
+            "stream beside the champion, alerting no one; `sensorwatch compare` shows both"
+        )
 
 
 def drift(tracking_uri: Tracking = None) -> None:
@@ -96,3 +109,46 @@ def drift(tracking_uri: Tracking = None) -> None:
     said = {0: "no drift: ", 1: "drift: ", 2: "could not tell: "}[found.exit_code] + found.why
     typer.echo(said, err=found.exit_code == 2)
     raise typer.Exit(found.exit_code)
+
+
+def compare(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Alarms that started at or after this time (ISO, UTC if no offset)."),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="Alarms that started before this time (ISO, UTC if no offset)."),
+    ] = None,
+    bootstrap_servers: Servers = None,
+) -> None:
+    """Champion against shadow alarms over the same period, per asset: the alarms each raised,
+    both raised (overlapping in time), only the champion raised and only the shadow raised; read
+    from the anomalies topic and the shadow's (`sensorwatch serve --shadow`)."""
+    settings = need_servers(settings_from(bootstrap_servers=bootstrap_servers))
+    since_ms, until_ms = _instant("since", since), _instant("until", until)
+    if since_ms is not None and until_ms is not None and until_ms <= since_ms:
+        raise UserError(f"until: {until} is not after --since {since}")
+    from sensorwatch.pipeline.jobs.shadow import compare_topics, format_comparison
+    from sensorwatch.pipeline.kafka.reach import wait_for_broker
+
+    setup_logging(False)
+    wait_for_broker(settings.bootstrap_servers, settings.broker_timeout_s)
+    try:
+        result = compare_topics(settings, since_ms, until_ms)
+    except LookupError as exc:
+        raise UserError(str(exc)) from None
+    typer.echo(format_comparison(result))
+
+
+def _instant(name: str, text: str | None) -> int | None:
+    """``text`` (an ISO date or time; UTC unless it says otherwise) in epoch milliseconds."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{name}: not an ISO date or time: {text!r}") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
