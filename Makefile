@@ -2,6 +2,9 @@
 # make test — set everything up, check the code (ruff, mypy) and run every test (in parallel)
 # make test-quick — the in-memory unit tests only: the inner loop (about a minute)
 # make bench — the performance benchmarks, each writing benchmarks/results/*.json (about 25 min on 2 cores)
+# make image — the full and scorer images of docker/Dockerfile, built with podman on a base made from
+#   Debian's packages (docker/image.sh; installs podman, runc and mmdebstrap with apt when missing)
+# make image-test — smoke-test them: --version, train --promote, serve ready, readings scored, a clean stop
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -12,7 +15,7 @@ BENCH  := $(VENV)/.installed-bench
 # Root installs system packages itself; anyone else through sudo, if it asks no password.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install demo test test-quick test-fast lint bench browser clean
+.PHONY: install demo test test-quick test-fast lint bench browser clean image image-test
 
 install: $(STAMP)
 
@@ -72,6 +75,12 @@ bench: $(BENCH)
 	$(BIN)/python benchmarks/naive.py
 	$(BIN)/python benchmarks/archive.py
 	$(BIN)/python benchmarks/train_speed.py
+
+image:
+	docker/image.sh build
+
+image-test:
+	docker/image.sh test
 
 clean:
 	rm -rf $(VENV) .sensorwatch .pytest_cache *.egg-info

@@ -418,7 +418,7 @@ def test_the_image_builds_and_runs_the_cli() -> None:
     engine = _engine()
     if engine is None:
         pytest.skip("no Docker or Podman engine answers here")
-    base = STAGES["builder"].base
+    base = chain("builder")[-1].base  # the image the stages start from (`make image` builds one)
     pulled = subprocess.run([engine, "pull", base], capture_output=True, text=True, timeout=600)
     if pulled.returncode != 0 and OFFLINE.search(pulled.stderr):
         pytest.skip(
