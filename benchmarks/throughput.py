@@ -342,8 +342,8 @@ def main() -> None:
             ("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1
         ]
         for client, stride, replicas in runs:
-            # A topic of its own for each run: the state changelog goes by the readings topic, and
-            # a run must not restore the state of the one before (it would skip every reading).
+            # A group and a topic of its own for each run: a run must not restore the state of the
+            # one before (the changelog goes by group and topic; it would skip every reading).
             run_id = uuid.uuid4().hex[:8]
             fields = {
                 **common,

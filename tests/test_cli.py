@@ -46,6 +46,19 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         (("nosuchcommand",), "No such command"),
         (("simulate",), "no Kafka to talk to"),
         (("serve",), "no Kafka to talk to"),
+        # reset: one of the two targets, an ISO time, a group that makes a topic name
+        (
+            ("reset", "--group", "g", "-b", "127.0.0.1:9"),
+            "give one of --to-earliest and --to-datetime",
+        ),
+        (
+            ("reset", "--group", "g", "--to-datetime", "yesterday", "-b", "127.0.0.1:9"),
+            "to-datetime: not an ISO date or time",
+        ),
+        (
+            ("reset", "--group", "plant 2", "--to-earliest", "-b", "127.0.0.1:9"),
+            "the state changelog 'plant 2.sensor-readings.state' is no legal Kafka topic name",
+        ),
         (
             ("detect", "x.csv", "--out", "o.csv", "--min-windows", "0"),
             "min-windows: Input should be greater than or equal to 1",
@@ -247,7 +260,17 @@ def test_unreadable_csv_names_the_problem(tmp_path: Path) -> None:
 def test_help_lists_the_jobs() -> None:
     done = cli("--help")
     assert done.returncode == 0
-    for command in ("broker", "simulate", "replay", "train", "serve", "demo", "detect", "evaluate"):
+    for command in (
+        "broker",
+        "simulate",
+        "replay",
+        "train",
+        "serve",
+        "demo",
+        "detect",
+        "evaluate",
+        "reset",
+    ):
         assert command in done.stdout
 
 

@@ -15,7 +15,7 @@ from typer.exceptions import TyperException
 from sensorwatch.models.cache import RegistryUnreachable
 from sensorwatch.models.cadence import TrainingDataError
 from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
-from sensorwatch.pipeline.cli import dev, jobs, lifecycle, review, settings_cmd
+from sensorwatch.pipeline.cli import dev, jobs, lifecycle, reset, review, settings_cmd
 from sensorwatch.pipeline.cli.options import log_format_option
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError
 
@@ -41,6 +41,7 @@ for command in (
     lifecycle.retrain,
     lifecycle.promote,
     lifecycle.drift,
+    reset.reset,
     lifecycle.compare,
 ):
     app.command()(log_format_option(command))

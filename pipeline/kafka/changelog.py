@@ -8,15 +8,21 @@ rebalance), it reads that partition of the changelog back before it touches a re
 it carries on where the last owner stopped; readings the restored state already holds are
 skipped on the replay (``stream.step``). The topic is compacted: only each asset's newest record
 matters.
+
+Each deployment (consumer group) has a changelog of its own, ``<group>.<readings topic>.state``,
+as Kafka Streams names changelogs by application id: two groups reading one topic never restore
+each other's state. ``clear`` writes a tombstone for every asset in it (``sensorwatch reset``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from kafka import TopicPartition
 
+from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.kafka import clients
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream import state
@@ -27,8 +33,25 @@ log = logging.getLogger("sensorwatch.pipeline")
 COMPACTED = {"cleanup.policy": "compact"}
 
 
+# What Kafka takes as a topic name (kafka.common.internals.Topic): these characters, 1 to 249.
+LEGAL_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
 def changelog_topic(settings: Settings) -> str:
-    return f"{settings.readings_topic}.state"
+    """The group's state changelog, ``<group>.<readings topic>.state``; a group id that makes no
+    legal topic name is refused (``UserError``), before anything starts.
+
+    >>> changelog_topic(Settings(group_id="scorers", readings_topic="readings"))
+    'scorers.readings.state'
+    """
+    topic = f"{settings.group_id}.{settings.readings_topic}.state"
+    if not LEGAL_TOPIC.fullmatch(topic) or topic in (".", ".."):
+        raise UserError(
+            f"group {settings.group_id!r} on topic {settings.readings_topic!r}: the state "
+            f"changelog {topic!r} is no legal Kafka topic name (letters, digits, '.', '_' and '-', "
+            "at most 249 characters): choose another SENSORWATCH_GROUP_ID"
+        )
+    return topic
 
 
 def ensure_changelog(settings: Settings) -> str:
@@ -49,28 +72,10 @@ def restore(
     """Load every asset state stored in these changelog partitions into ``processor``; returns how many."""
     if not partitions:
         return 0
-    topic = changelog_topic(settings)
     began = time.monotonic()
-    reader = clients.consumer(settings, standalone=True)
-    latest: dict[bytes, bytes | None] = {}
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        reader.seek_to_beginning(*tps)
-        end = reader.end_offsets(tps)
-        # Read to the end the broker reports, then on until the topic stays quiet a moment (some
-        # brokers report the end a few records late).
-        while True:
-            polled = reader.poll(int(settle_s * 1000))
-            for records in polled.values():
-                for rec in records:
-                    latest[rec.key] = rec.value
-            if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
-                break
-    finally:
-        reader.close()
+    latest = read_back(settings, partitions, settle_s)
     restored = 0
-    for key, value in latest.items():
+    for key, (_, value) in latest.items():
         asset_id = key.decode(errors="replace") if key else ""
         if value is None:  # a tombstone: the asset's state was dropped
             continue
@@ -86,3 +91,55 @@ def restore(
         time.monotonic() - began,
     )
     return restored
+
+
+def read_back(
+    settings: Settings, partitions: set[int] | None = None, settle_s: float = 0.3
+) -> dict[bytes, tuple[int, bytes | None]]:
+    """Each key's newest record in these changelog partitions (all of them with None): its
+    partition and value (None for a tombstone). A changelog not made yet holds nothing."""
+    topic = changelog_topic(settings)
+    reader = clients.consumer(settings, standalone=True)
+    latest: dict[bytes, tuple[int, bytes | None]] = {}
+    try:
+        if partitions is None:
+            partitions = set(reader.partitions_for_topic(topic) or ())
+        if not partitions:
+            return latest
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        end = reader.end_offsets(tps)
+        # Read to the end the broker reports, then on until the topic stays quiet a moment (some
+        # brokers report the end a few records late).
+        while True:
+            polled = reader.poll(int(settle_s * 1000))
+            for records in polled.values():
+                for rec in records:
+                    latest[rec.key] = (rec.partition, rec.value)
+            if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
+                break
+    finally:
+        reader.close()
+    return latest
+
+
+def clear(settings: Settings) -> int:
+    """Drop every asset's state in the group's changelog: a tombstone for each key that still
+    holds one, in its own partition (compaction then removes both, on any broker, without the
+    topic going away). Returns how many assets' state was dropped."""
+    topic = changelog_topic(settings)
+    if topic not in clients.topics(settings):  # never made: nothing held (and none made by asking)
+        return 0
+    live = {key: part for key, (part, value) in read_back(settings).items() if value is not None}
+    if not live:
+        return 0
+    producer = clients.producer(settings)
+    try:
+        for key, part in live.items():
+            producer.send(topic, key=key, value=None, partition=part)
+        producer.flush()
+    finally:
+        producer.close()
+    log.info("state cleared topic=%s assets=%d", topic, len(live))
+    return len(live)

@@ -67,6 +67,30 @@ def producer(settings: Settings, **overrides: object) -> KafkaProducer:
     return KafkaProducer(**opts)
 
 
+class _Admin(KafkaAdminClient):
+    """kafka-python's admin client, reading a group's description from any broker: the embedded
+    one answers authorized operations with bits that name no ACL operation, which kafka-python
+    fails on; nothing here asks for them."""
+
+    def _process_acl_operations(self, obj: dict) -> dict:
+        obj["authorized_operations"] = None
+        return obj
+
+
+def admin(settings: Settings) -> KafkaAdminClient:
+    """An admin client for the settings' cluster (close it after use)."""
+    return _Admin(bootstrap_servers=servers(settings), **security(settings))
+
+
+def topics(settings: Settings) -> set[str]:
+    """The topics the cluster has now."""
+    client = admin(settings)
+    try:
+        return set(client.list_topics())
+    finally:
+        client.close()
+
+
 def ensure_topics(
     settings: Settings,
     topics: list[str],

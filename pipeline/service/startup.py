@@ -125,8 +125,10 @@ def start_service(
     ``detector`` (with its ``store``, if any, for reloads and review): one loaded before, used
     instead of loading the champion. Whatever fails closes what was opened before it.
     """
+    from sensorwatch.pipeline.kafka.changelog import changelog_topic
     from sensorwatch.pipeline.service.connect import connect
 
+    changelog_topic(settings)  # a group id that makes no topic name: one line, before anything
     metrics, health = ServiceMetrics(), Health(settings)
     endpoints = Endpoints(settings.metrics_port, metrics, health) if settings.metrics_port else None
     try:
