@@ -276,6 +276,13 @@ class Settings(BaseSettings, Recipe):
         description="Days of archive a retraining uses; the newest is held out to compare champion "
         "and challenger.",
     )
+    retrain_leave_out_windows: float = Field(
+        20,
+        ge=0,
+        description="Stretches the service flagged, up to this many window lengths long, leave a "
+        "retraining's data unless reviewed as false positives (a fault nobody labelled is not "
+        "learnt as normal); longer ones are kept as a change of the process. 0: none leave.",
+    )
     promotion_mode: Literal["managed", "manual"] = Field(
         "managed",
         description="managed: the gate moves the champion alias; manual: a new version is only "

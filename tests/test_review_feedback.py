@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import pytest
 from alarmstream import Alarm, Stream, overlaps_fault
@@ -139,11 +140,14 @@ def test_retraining_leaves_out_the_readings_of_the_confirmed_anomaly(reviewed: R
     # Only the confirmed anomaly leaves: the false positives' readings are normal data to learn.
     assert run.data.tags["sensorwatch.confirmed_anomalies_left_out"] == "1"
     assert run.data.tags["sensorwatch.readings_left_out"] == str(inside)
+    # The short stretches the service flagged that nobody reviewed leave too; the false
+    # positives' readings are normal data to learn.
+    flagged = int(run.data.tags["sensorwatch.flagged_readings_left_out"])
+    assert int(run.data.tags["sensorwatch.flagged_stretches_left_out"]) > 0 and flagged > 0
     total = sum(len(f) for f in reviewed.archived.values())
-    assert int(run.data.params["readings"]) == total - inside  # what the model was trained on
-    assert (
-        int(run.data.params["series"]) == len(reviewed.archived) + 1
-    )  # its asset's series cut in two
+    assert int(run.data.params["readings"]) == total - inside - flagged  # what it trained on
+    # its asset's series cut in two at the confirmed one, and cut again at each flagged stretch
+    assert int(run.data.params["series"]) > len(reviewed.archived) + 1
 
 
 @pytest.mark.integration
@@ -203,3 +207,31 @@ def test_the_gate_counts_each_alarm_once_when_reviewed_anomalies_of_an_asset_lie
     )
     # One alarm at each: one of the two at a confirmed anomaly.
     assert score_reviewed(stream.detector, reviewed.settings, spans) == (2, 1.0, 0.5)
+
+
+def test_flagged_stretches_leave_unless_reviewed_or_long() -> None:
+    """What the service flagged and nobody reviewed leaves the training data when it is short;
+    a reviewed stretch goes by its verdict, a long one stays as a change of the process."""
+    from sensorwatch.pipeline.review.feedback import SPAN_COLUMNS, flagged_spans
+
+    ts = np.arange(0, 400_000, 1000, dtype=np.int64)  # a reading a second, windows of 10 s
+    anomalous = np.zeros(len(ts), dtype=object)
+    anomalous[:9] = None  # no window ends before the tenth reading
+    for first, last in ((50, 54), (100, 102), (200, 299)):  # windows ending there: anomalous
+        anomalous[first : last + 1] = True
+    frame = pd.DataFrame({"ts_ms": ts, "window_start_ms": ts - 9000, "anomalous": anomalous})
+    reviewed = pd.DataFrame([("p", 95_000, 96_000, "false-positive", "e1")], columns=SPAN_COLUMNS)
+
+    spans, kept = flagged_spans(
+        {"p": frame, "q": frame.drop(columns="anomalous")}, 60_000, reviewed
+    )
+    # Windows 50..54 cover 41..54 s; 100..102 overlaps the false positive; 200..299 spans 108 s.
+    assert spans[["asset_id", "start_ms", "end_ms"]].values.tolist() == [["p", 41_000, 54_000]]
+    assert kept == 1
+    spans, kept = flagged_spans({"p": frame}, 120_000, reviewed.iloc[:0])
+    assert spans[["start_ms", "end_ms"]].values.tolist() == [
+        [41_000, 54_000],
+        [91_000, 102_000],
+        [191_000, 299_000],
+    ]
+    assert kept == 0

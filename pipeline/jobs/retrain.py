@@ -33,7 +33,7 @@ from sensorwatch.pipeline.jobs.champion import (
     version_spec,
 )
 from sensorwatch.pipeline.jobs.train import train_and_register
-from sensorwatch.pipeline.review.feedback import reviewed_spans, without_confirmed
+from sensorwatch.pipeline.review.feedback import flagged_spans, reviewed_spans, without_confirmed
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
 from sensorwatch.schemas.training_data import (
@@ -44,6 +44,7 @@ from sensorwatch.schemas.training_data import (
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
+    from sensorwatch.models.spec import DetectorSpec
 
 log = logging.getLogger("sensorwatch.pipeline")
 
@@ -152,14 +153,29 @@ def train(settings: Settings, logical_date: str, preset: str | None = None) -> s
         a: TimeSeries(f["ts_ms"].to_numpy(np.int64), f[channels].to_numpy(np.float32))
         for a, f in frames.items()
     }
-    series, dropped, anomalies = without_confirmed(
-        by_asset, reviewed_spans(settings, ("confirmed",))
-    )
+    reviewed = reviewed_spans(settings)
+    confirmed = reviewed[reviewed["verdict"] == "confirmed"]
+    series, dropped, anomalies = without_confirmed(by_asset, confirmed)
     if dropped:
         log.info(
             "left out %d readings of %d confirmed anomalies from the training data",
             dropped,
             anomalies,
+        )
+    flagged, long_kept = _flagged(settings, champion, frames, reviewed)
+    if len(flagged):
+        series, left_out, _ = without_confirmed(by_asset, pd.concat([confirmed, flagged]))
+        flagged_dropped = left_out - dropped
+    else:
+        flagged_dropped = 0
+    if flagged_dropped or long_kept:
+        log.info(
+            "left out %d readings of %d stretches the service flagged (not reviewed as false "
+            "positives); kept %d flagged stretches longer than %g window lengths",
+            flagged_dropped,
+            len(flagged),
+            long_kept,
+            settings.retrain_leave_out_windows,
         )
     trained, version = train_and_register(
         settings,
@@ -173,6 +189,9 @@ def train(settings: Settings, logical_date: str, preset: str | None = None) -> s
             "sensorwatch.role": "challenger",
             "sensorwatch.confirmed_anomalies_left_out": str(anomalies),
             "sensorwatch.readings_left_out": str(dropped),
+            "sensorwatch.flagged_stretches_left_out": str(len(flagged)),
+            "sensorwatch.flagged_readings_left_out": str(flagged_dropped),
+            "sensorwatch.flagged_stretches_kept": str(long_kept),
             **record,
         },
         recipe=recipe,
@@ -184,6 +203,21 @@ def train(settings: Settings, logical_date: str, preset: str | None = None) -> s
         len(by_asset),
     )
     return version.version
+
+
+def _flagged(
+    settings: Settings,
+    champion: DetectorSpec | None,
+    frames: dict[str, pd.DataFrame],
+    reviewed: pd.DataFrame,
+) -> tuple[pd.DataFrame, int]:
+    """The short stretches the service flagged and nobody called a false positive, sized in the
+    champion's window lengths (``retrain_leave_out_windows``); none without a champion."""
+    if champion is None or settings.retrain_leave_out_windows <= 0:
+        return reviewed.iloc[:0], 0
+    longest_ms = int(settings.retrain_leave_out_windows * champion.window * champion.interval_ms)
+    # A reviewed stretch goes by its verdict: a confirmed one has left already, a false positive stays.
+    return flagged_spans(frames, longest_ms, reviewed)
 
 
 def _channels(frames: dict[str, pd.DataFrame]) -> list[str]:

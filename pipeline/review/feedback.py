@@ -1,7 +1,8 @@
 """Verdicts that teach the model: what the retraining, the gate and the threshold take from review.
 
 - ``without_confirmed``: the readings of confirmed anomalies leave the training data, and the
-  series is cut there, so no training window overlaps one;
+  series is cut there, so no training window overlaps one; ``flagged_spans``: the short stretches
+  the service flagged and nobody called a false positive, which leave it the same way;
 - ``reviewed_spans``: confirmed and false-positive anomalies as labelled stretches for the gate,
   and ``score_reviewed``: a version's recall and precision on them, scored again from the archive;
 - ``tune``: the threshold scale that keeps the champion's confirmed alarms and drops its false
@@ -128,6 +129,52 @@ def without_confirmed(
         dropped += len(s) - left
         pieces += parts
     return pieces, dropped, touched
+
+
+def flagged_spans(
+    frames: dict[str, pd.DataFrame], longest_ms: int, reviewed: pd.DataFrame
+) -> tuple[pd.DataFrame, int]:
+    """The stretches of the archive the service flagged (windows decided anomalous, overlapping
+    ones merged) at most ``longest_ms`` long, except those overlapping an anomaly in ``reviewed``
+    (a verdict decides those): (the stretches in ``SPAN_COLUMNS``, how many longer ones were kept).
+
+    A fault nobody labelled would otherwise be learnt as normal, and the next version would miss
+    it; a longer stretch is more likely a change of the process, which the
+    next version should learn (the drift check reports it). ``frames`` are ``read_archive``'s.
+
+    >>> f = pd.DataFrame({"ts_ms": [3, 4, 5, 9], "window_start_ms": [1, 2, 3, 7],
+    ...                   "anomalous": [True, True, None, True]})
+    >>> spans, kept = flagged_spans({"p": f}, 2, pd.DataFrame(columns=SPAN_COLUMNS))
+    >>> spans[["start_ms", "end_ms"]].values.tolist(), kept
+    ([[7, 9]], 1)
+    """
+    rows: list[tuple[str, int, int, str, str]] = []
+    kept = 0
+    for asset, frame in frames.items():
+        if "anomalous" not in frame:
+            continue
+        hit = frame[frame["anomalous"].eq(True)]
+        if hit.empty:
+            continue
+        starts = hit["window_start_ms"].to_numpy(np.int64)
+        ends = hit["ts_ms"].to_numpy(np.int64)
+        order = np.argsort(starts, kind="stable")
+        starts, ends = starts[order], ends[order]
+        reach = np.maximum.accumulate(ends)
+        first = np.concatenate([[True], starts[1:] > reach[:-1]])  # a window that starts a stretch
+        group = np.cumsum(first) - 1
+        mine = reviewed[reviewed["asset_id"] == asset]
+        for g in range(int(group[-1]) + 1):
+            members = group == g
+            start, end = int(starts[members][0]), int(reach[members][-1])
+            if end - start > longest_ms:
+                kept += 1
+            elif not any(
+                overlaps((asset, start, end), asset, int(a), int(b))
+                for a, b in zip(mine["start_ms"], mine["end_ms"])
+            ):
+                rows.append((asset, start, end, "flagged", ""))
+    return pd.DataFrame(rows, columns=SPAN_COLUMNS), kept
 
 
 @dataclass
