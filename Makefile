@@ -5,17 +5,20 @@
 # make image — the full and scorer images of docker/Dockerfile, built with podman on a base made from
 #   Debian's packages (docker/image.sh; installs podman, runc and mmdebstrap with apt when missing)
 # make image-test — smoke-test them: --version, train --promote, serve ready, readings scored, a clean stop
+# make airflow-test — both DAGs run by Airflow's own scheduler on PostgreSQL (installed with apt when
+#   missing), MLflow a real server on it with artifacts in an S3 store (tests/test_airflow_scheduler.py)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TESTS  := $(VENV)/.installed-test
 BENCH  := $(VENV)/.installed-bench
+DEPLOY := $(VENV)/.installed-deploy
 
 # Root installs system packages itself; anyone else through sudo, if it asks no password.
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
-.PHONY: install demo test test-quick test-fast lint bench browser clean image image-test
+.PHONY: install demo test test-quick test-fast lint bench browser clean image image-test postgresql airflow-test
 
 install: $(STAMP)
 
@@ -35,6 +38,19 @@ $(TESTS): $(STAMP)
 $(BENCH): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[train,bench,fast]' --config-settings editable_mode=compat
 	touch $(BENCH)
+
+# Plus the deployment's clients (psycopg2 and asyncpg for Airflow and MLflow on PostgreSQL, boto3).
+$(DEPLOY): $(TESTS)
+	$(BIN)/python -m pip install --quiet -e '.[train,test,airflow,deploy]' --config-settings editable_mode=compat
+	touch $(DEPLOY)
+
+# Debian's PostgreSQL server for the scheduler test, installed when missing (the test starts a
+# cluster of its own; none is left running).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  { echo "installing postgresql (apt-get) for the scheduler test"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	      --no-install-recommends postgresql >/dev/null; }
 
 # The browser of the UI tests: Debian's chromium and its matching driver, installed when missing.
 # Where the install can be done (root, or CI) a failure stops `make test`: the browser tests
@@ -75,6 +91,10 @@ bench: $(BENCH)
 	$(BIN)/python benchmarks/naive.py
 	$(BIN)/python benchmarks/archive.py
 	$(BIN)/python benchmarks/train_speed.py
+
+# Not part of `make test` (pyproject's addopts leave the `scheduler` marker out): a few minutes.
+airflow-test: $(DEPLOY) postgresql
+	$(BIN)/python -m pytest -m scheduler -n 0 tests/test_airflow_scheduler.py
 
 image:
 	docker/image.sh build
