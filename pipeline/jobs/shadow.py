@@ -19,7 +19,6 @@ raised: the online counterpart of the gate's offline evidence.
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -134,29 +133,10 @@ def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[
     """Every record value on ``topic`` up to its end now, outside any group; None when the topic
     does not exist. The end is reached when every partition's position is at its end offset and a
     poll brings nothing more (some brokers give a batch's first offset + 1 as the end)."""
-    from kafka import TopicPartition
-
     from sensorwatch.pipeline.kafka import clients
 
-    reader = clients.consumer(settings, standalone=True)
-    try:
-        found = reader.partitions_for_topic(topic)
-        if not found:
-            return None
-        parts = [TopicPartition(topic, p) for p in sorted(found)]
-        reader.assign(parts)
-        reader.seek_to_beginning(*parts)
-        end = reader.end_offsets(parts)
-        values: list[bytes] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = [r.value for batch in reader.poll(timeout_ms=300).values() for r in batch]
-            values += [v for v in got if v is not None]
-            if not got and all(reader.position(tp) >= end[tp] for tp in parts):
-                return values
-        raise TimeoutError(f"{topic}: not read to its end in {timeout_s:.0f} s")
-    finally:
-        reader.close()
+    records = clients.read_to_end(settings, topic, timeout_s=timeout_s)
+    return None if records is None else [r.value for r in records if r.value is not None]
 
 
 def compare_topics(

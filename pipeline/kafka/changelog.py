@@ -20,8 +20,6 @@ import logging
 import re
 import time
 
-from kafka import TopicPartition
-
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.kafka import clients
 from sensorwatch.pipeline.settings import Settings
@@ -98,30 +96,8 @@ def read_back(
 ) -> dict[bytes, tuple[int, bytes | None]]:
     """Each key's newest record in these changelog partitions (all of them with None): its
     partition and value (None for a tombstone). A changelog not made yet holds nothing."""
-    topic = changelog_topic(settings)
-    reader = clients.consumer(settings, standalone=True)
-    latest: dict[bytes, tuple[int, bytes | None]] = {}
-    try:
-        if partitions is None:
-            partitions = set(reader.partitions_for_topic(topic) or ())
-        if not partitions:
-            return latest
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        reader.assign(tps)
-        reader.seek_to_beginning(*tps)
-        end = reader.end_offsets(tps)
-        # Read to the end the broker reports, then on until the topic stays quiet a moment (some
-        # brokers report the end a few records late).
-        while True:
-            polled = reader.poll(int(settle_s * 1000))
-            for records in polled.values():
-                for rec in records:
-                    latest[rec.key] = (rec.partition, rec.value)
-            if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
-                break
-    finally:
-        reader.close()
-    return latest
+    records = clients.read_to_end(settings, changelog_topic(settings), partitions, settle_s) or []
+    return {rec.key: (rec.partition, rec.value) for rec in records}
 
 
 def clear(settings: Settings) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kafka import KafkaConsumer, KafkaProducer
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -115,6 +117,44 @@ def ensure_topics(
                 pass
     finally:
         admin.close()
+
+
+def read_to_end(
+    settings: Settings,
+    topic: str,
+    partitions: set[int] | None = None,
+    settle_s: float = 0.3,
+    timeout_s: float | None = None,
+) -> list | None:
+    """Every record of ``topic`` (of ``partitions``; all with None) from its beginning up to its
+    end now, outside any group, in each partition's order; None when the topic has no partitions.
+    The end is reached when every partition's position is at the end offset the broker reported
+    and a poll of ``settle_s`` brings nothing more (some brokers report the end a few records
+    late). ``TimeoutError`` past ``timeout_s`` (None: no limit)."""
+    reader = consumer(settings, standalone=True)
+    try:
+        if partitions is None:
+            found = reader.partitions_for_topic(topic)
+            if not found:
+                return None
+            partitions = set(found)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return []
+        reader.assign(tps)
+        reader.seek_to_beginning(*tps)
+        end = reader.end_offsets(tps)
+        records: list = []
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while deadline is None or time.monotonic() < deadline:
+            polled = reader.poll(timeout_ms=int(settle_s * 1000))
+            for batch in polled.values():
+                records += batch
+            if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
+                return records
+        raise TimeoutError(f"{topic}: not read to its end in {timeout_s:.0f} s")
+    finally:
+        reader.close()
 
 
 def service_topics(settings: Settings) -> list[str]:
