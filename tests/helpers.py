@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -11,6 +14,30 @@ from sensorwatch.models.recipe import Recipe
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings
+
+
+def sensorwatch_cli(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    outside_settings: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """``sensorwatch ARGS`` in a process of its own, as a user runs it, its output captured: the
+    environment is this one's with ``env`` on top (``outside_settings=False``: without any
+    ``SENSORWATCH_*`` from outside, so the command sees only its defaults and ``cwd``)."""
+    base = {
+        k: v for k, v in os.environ.items() if outside_settings or not k.startswith("SENSORWATCH_")
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**base, **(env or {})},
+    )
+
 
 # The in-memory service tests' recipe: short windows, every anomalous window an alarm of its own,
 # no alarm rule holding one back.

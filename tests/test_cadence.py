@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import sensorwatch_cli
 
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.training import TrainOptions, fit_detector
@@ -111,13 +111,7 @@ def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=cwd,
-    )
+    return sensorwatch_cli(*args, cwd=cwd, timeout=300)
 
 
 def local_csv(path: Path, interval_ms: int) -> Path:

@@ -8,23 +8,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import sensorwatch_cli
 
 # Each test runs the command as a user would, in a process of its own (about 2 s each): outside
 # the in-memory tier of `make test-quick`.
 pytestmark = pytest.mark.integration
 
 
-def cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
+cli = sensorwatch_cli
 
 
 def one_error_line(done: subprocess.CompletedProcess[str]) -> str:

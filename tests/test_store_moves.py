@@ -3,28 +3,19 @@ so the copy is refused in one line naming both folders, and nothing is written i
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import sensorwatch_cli
 
 pytestmark = pytest.mark.integration
 
 
 def sensorwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """The command in ``cwd`` on the embedded default store (no SENSORWATCH_* from outside)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENSORWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sensorwatch.pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env=env,
-    )
+    return sensorwatch_cli(*args, cwd=cwd, outside_settings=False)
 
 
 def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
