@@ -200,6 +200,13 @@ def main() -> None:
         "--poll-timeout-ms", type=int, default=None, help="The service's poll_timeout_ms."
     )
     parser.add_argument(
+        "--grace-intervals",
+        type=float,
+        default=None,
+        help="The service's grace_intervals (default: the model version's; 0 suits a source that "
+        "sends each asset's readings in time order).",
+    )
+    parser.add_argument(
         "--out", default="latency.json", help="Name of the result file in benchmarks/results/."
     )
     args = parser.parse_args()
@@ -227,7 +234,6 @@ def main() -> None:
     twins[1].normal(args.train_readings)  # the twin at the same point
     frame, faults, faulty_assets, faults_per_asset = stream_frame(args, *twins, per_asset)
     spec = detector.spec
-    grace_ms = spec.recipe.cadence(spec.interval_ms).grace_ms
 
     ctx = mp.get_context("spawn")  # children without this process's TensorFlow and threads
     topics = clients.service_topics(Settings())
@@ -246,6 +252,8 @@ def main() -> None:
             overrides["poll_timeout_ms"] = args.poll_timeout_ms
         if args.commit_interval is not None:
             overrides["commit_interval_s"] = args.commit_interval
+        if args.grace_intervals is not None:
+            overrides["grace_intervals"] = args.grace_intervals
         settings = Settings(**overrides)
         clients.ensure_topics(
             settings, clients.service_topics(settings), partitions=args.partitions
@@ -289,6 +297,7 @@ def main() -> None:
         producer.start()
 
         service = Service.on_kafka(settings, detector)
+        grace_ms = service.processor.windower.grace_ms  # the version's, or --grace-intervals'
         stop = threading.Event()
         failure: list[BaseException] = []
 

@@ -18,10 +18,12 @@ once: ``read_archive`` keeps the first row of each asset and time.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,6 +98,20 @@ class ArchiveSink:
             if tables:
                 self._write(name, pa.concat_tables(tables, promote_options="permissive"))
                 tables.clear()
+
+    def detach(self) -> Callable[[], None]:
+        """The rows taken so far, handed over: the call returned writes them (on the checkpoint's
+        worker thread) while this sink takes the next polls' rows."""
+        part = copy.copy(self)
+        part._readings, part._scores = self._readings, self._scores
+        self._readings, self._scores = [], []
+
+        def write() -> None:
+            before = part.rows_written
+            part.flush()
+            self.rows_written += part.rows_written - before
+
+        return write
 
     def _write(self, dataset: str, table: pa.Table) -> None:
         days = _day(table.column("ts_ms").to_numpy())

@@ -168,6 +168,84 @@ def test_with_a_commit_interval_polls_are_written_at_once_and_checkpointed_toget
     assert len(commits) == 2  # nothing new: no empty checkpoint
 
 
+class DetachingSink(RecordingSink):
+    """A sink whose durable part runs on the checkpoint's worker: each part waits for ``go``."""
+
+    def __init__(self, name: str, journal: list[str], go: threading.Event, fail: bool = False):
+        super().__init__(name, journal, fail)
+        self.go = go
+
+    def detach(self):
+        self.journal.append(f"detach {self.name}")
+
+        def durable() -> None:
+            assert self.go.wait(60)
+            self.flush()
+
+        return durable
+
+
+def test_a_due_checkpoint_is_made_durable_off_the_poll_thread_and_committed_after() -> None:
+    from sensorwatch.pipeline.service.checkpoint import Checkpoint
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.pipeline.stream.step import step
+    from sensorwatch.schemas.readings import Limits
+
+    journal: list[str] = []
+    go = threading.Event()
+    commits: list[dict] = []
+    checkpoint = Checkpoint(
+        [DetachingSink("events", journal, go)],
+        lambda offsets: (journal.append("commit"), commits.append(dict(offsets))),
+        [DetachingSink("state", journal, go)],
+    )
+    processor = Processor(detector(1e9))
+    limits = Limits(max_bytes=65_536, max_future_ms=300_000)
+
+    def poll(i: int) -> None:
+        checkpoint(step(processor, [record(i % 2, i, "p1", i)], limits, now_ms=T0 * 2))
+
+    poll(0)  # due at once: handed over, not yet durable, so not committed
+    assert journal == ["write events", "write state", "detach events", "detach state"]
+    assert not commits
+    # Partition 0 moves to another replica meanwhile: the drop waits for the checkpoint in
+    # flight (its state written before the partition goes), which then commits nothing of it.
+    dropping = threading.Thread(target=checkpoint.drop, args=({("readings", 0)},))
+    dropping.start()
+    go.set()  # the worker makes it durable, outputs first
+    dropping.join(60)
+    checkpoint.flush()
+    assert journal[4:] == ["flush events", "flush state"] and not commits
+    poll(1)
+    checkpoint.flush()  # everything since, to the commit, before it returns
+    assert commits == [{("readings", 1): 2}]
+    assert journal[-3:] == ["flush events", "flush state", "commit"]
+    checkpoint.close()
+
+
+def test_a_checkpoint_that_fails_off_the_poll_thread_stops_the_service_without_committing() -> None:
+    from sensorwatch.pipeline.service.checkpoint import Checkpoint
+    from sensorwatch.pipeline.stream.processor import Processor
+    from sensorwatch.pipeline.stream.step import step
+    from sensorwatch.schemas.readings import Limits
+
+    journal: list[str] = []
+    go = threading.Event()
+    go.set()
+    checkpoint = Checkpoint(
+        [DetachingSink("events", journal, go, fail=True)],
+        lambda offsets: journal.append("commit"),
+        [DetachingSink("state", journal, go)],
+    )
+    processor = Processor(detector(1e9))
+    limits = Limits(max_bytes=65_536, max_future_ms=300_000)
+    checkpoint(step(processor, [record(0, 0, "p1", 0)], limits, now_ms=T0 * 2))
+    with pytest.raises(ConnectionError, match="events is down"):
+        checkpoint.flush()
+    assert "commit" not in journal and "flush state" not in journal
+    checkpoint.close()
+
+
 def test_readings_waiting_for_their_grace_are_scored_on_the_way_out() -> None:
     # With a grace of two intervals, the last two readings wait for newer ones that never come.
     service, stats, *_ = run([[record(0, i, "p1", i) for i in range(6)]])

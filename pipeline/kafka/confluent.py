@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 
 from sensorwatch.pipeline.errors import UserError
+from sensorwatch.pipeline.kafka import clients
 from sensorwatch.pipeline.kafka.source import QuietProbe, partition_lag
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stream.records import Partition, Polled
@@ -32,7 +33,7 @@ def config(settings: Settings) -> dict[str, object]:
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(settings.session_timeout_ms // 3 - 100, 100),
-        "fetch.wait.max.ms": 100,
+        "fetch.wait.max.ms": clients.FETCH_MAX_WAIT_MS,
         "check.crcs": True,
         "logger": logging.getLogger("sensorwatch.librdkafka"),
         **settings.kafka_security("librdkafka"),

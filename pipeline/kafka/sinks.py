@@ -9,7 +9,9 @@ repeating a record, and commits nothing until every sink has flushed.
 from __future__ import annotations
 
 import base64
+import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -64,6 +66,13 @@ class _ProducerSink:
             partition=item.partition,
         )
         self._pending.append(item)
+
+    def detach(self) -> Callable[[], None]:
+        """What was sent so far, handed over: the call returned waits for it (``flush``, from any
+        thread: the producer is thread-safe) while this sink takes new records."""
+        part = copy.copy(self)
+        part._pending, self._pending = self._pending, []
+        return part.flush
 
     def flush(self) -> None:
         """Wait (at most ``timeout_s``) until every queued record is delivered; raise ``SinkError``
@@ -182,12 +191,25 @@ class ChangelogSink(_ProducerSink):
         self._touched |= out.touched
 
     def flush(self) -> None:
+        self._pending += self._states()
+        super().flush()
+
+    def detach(self) -> Callable[[], None]:
+        """The touched assets' state encoded as it is now (on the poll thread), handed over with
+        what the last flush could not deliver: the call returned sends it and waits for it, so the
+        checkpoint sends it only after every output is durable, on any thread."""
+        part = _ProducerSink(self.producer, self.topic, self.timeout_s)
+        part._pending, self._pending = self._pending + self._states(), []
+        return part.flush
+
+    def _states(self) -> list[_Send]:
+        """The touched assets' state records, unsent (the flush sends them), as the state is now."""
+        sends = []
         for asset_id in sorted(self._touched):
-            where = self.owners.get(
-                asset_id
-            )  # an asset whose partition moved on is not ours to write
+            # an asset whose partition moved on is not ours to write
+            where = self.owners.get(asset_id)
             if where is not None:
                 value = state.encode(self.processor.export_state(asset_id))
-                self._send(_Send(self.topic, asset_id.encode(), value, [], where[1]))
+                sends.append(_Send(self.topic, asset_id.encode(), value, [], where[1]))
         self._touched.clear()
-        super().flush()
+        return sends

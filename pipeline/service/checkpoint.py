@@ -13,6 +13,15 @@ durable (the changelog). A crash before the changelog flush replays the poll on 
 and re-sends the same events (same ids); a crash after it restores the new state, which skips
 the readings it already holds. A new output (an archive, a review log) is one more sink.
 
+The checkpoint proper does not hold up scoring: on the poll thread it only takes what each sink
+holds so far (``Sink.detach``: the records sent, the archive's rows, the state of the touched
+assets encoded as it is at that poll), and a worker thread makes those durable in the same order
+(outputs, then state); the offsets of those polls are committed by the poll thread (the consumer
+is not thread-safe) once that worker is done. One checkpoint is in flight at a time: when the
+next comes due before the last is durable, the poll thread waits for it, so what is held
+unflushed stays within about two commit intervals. A sink without ``detach`` is flushed on the
+poll thread first; a state sink without it makes the whole checkpoint run on the poll thread.
+
 A broker outage is waited out: a flush or commit that fails is tried again with backoff for up
 to ``retry_for_s`` (nothing is committed meanwhile and nothing is lost: the sinks keep what they
 could not deliver), and then the error is raised so the service exits non-zero.
@@ -21,8 +30,11 @@ could not deliver), and then the error is raised so the service exits non-zero.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from kafka.errors import CommitFailedError, KafkaError
@@ -36,13 +48,25 @@ T = TypeVar("T")
 
 
 class Sink(Protocol):
-    """Somewhere a step's output goes: ``write`` queues it, ``flush`` makes it durable or raises."""
+    """Somewhere a step's output goes: ``write`` queues it, ``flush`` makes it durable or raises.
+
+    A sink may also have ``detach() -> Callable[[], None]``: it hands over what it holds so far
+    and starts afresh; the call returned makes that durable from another thread (or raises, and
+    may then be called again), while ``write`` goes on taking new output on the poll thread."""
 
     def write(self, out: StepOutput) -> None: ...
 
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass
+class _InFlight:
+    """A checkpoint being made durable on the worker thread, and the offsets it will commit."""
+
+    done: Future
+    offsets: dict[Partition, int]
 
 
 class Checkpoint:
@@ -63,30 +87,80 @@ class Checkpoint:
         self._offsets: dict[Partition, int] = {}
         self._unflushed = False
         self._flushed_at = -float("inf")  # the first checkpoint is due at once
+        self._in_flight: _InFlight | None = None
+        self._worker: ThreadPoolExecutor | None = None  # made with the first checkpoint it runs
+        self._closing = threading.Event()
 
     def __call__(self, out: StepOutput, force: bool = False) -> None:
-        """Write one poll's output; run the checkpoint when it is due (or ``force``)."""
+        """Write one poll's output; start the checkpoint when it is due (``force``: run it to the
+        commit now)."""
         for sink in (*self.sinks, *self.state):
             sink.write(out)
         self._offsets.update(out.offsets)
         self._unflushed = True
-        if force or self.clock() - self._flushed_at >= self.every_s:
+        if force:
             self.flush()
+        else:
+            self.flush_if_due()
 
     def flush_if_due(self) -> None:
-        """Run a checkpoint that came due while no poll brought anything."""
+        """Commit a checkpoint the worker has made durable; start one that came due."""
+        self._collect(wait=False)
         if self._unflushed and self.clock() - self._flushed_at >= self.every_s:
-            self.flush()
+            self._start(background=True)
 
     def flush(self) -> None:
-        """Outputs durable, then state durable, then the offsets of every poll written so far."""
-        if not self._unflushed:
-            return
-        for group in (self.sinks, self.state):
-            for sink in group:
+        """Outputs durable, then state durable, then the offsets of every poll written so far: the
+        checkpoint in flight first, then one of everything since, all before this returns."""
+        self._collect(wait=True)
+        if self._unflushed:
+            self._start(background=False)
+
+    def _start(self, background: bool) -> None:
+        """Take what every sink holds (on this, the poll thread) and make it durable, on the worker
+        thread when ``background`` and every state sink can detach, else here, then commit."""
+        self._collect(wait=True)  # one checkpoint in flight at a time, in order
+        parts = []
+        for sink in self.sinks:
+            detach = getattr(sink, "detach", None)
+            if detach is None:
+                self.retry(sink.flush)
+            else:
+                parts.append(detach())
+        detachable = all(hasattr(sink, "detach") for sink in self.state)
+        if not detachable:  # outputs durable before any state is written
+            self._durable(parts)
+            parts = []
+        for sink in self.state:
+            if detachable:
+                parts.append(sink.detach())  # type: ignore[attr-defined]
+            else:
                 self.retry(sink.flush)
         offsets, self._offsets, self._unflushed = self._offsets, {}, False
         self._flushed_at = self.clock()
+        if background and parts:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="sensorwatch-checkpoint")
+            self._in_flight = _InFlight(self._worker.submit(self._durable, parts), offsets)
+        else:
+            self._durable(parts)
+            self._commit(offsets)
+
+    def _durable(self, parts: list[Callable[[], None]]) -> None:
+        for part in parts:
+            self.retry(part)
+
+    def _collect(self, wait: bool) -> None:
+        """The checkpoint in flight, once durable (``wait``: wait for it): its offsets committed,
+        or its failure raised here."""
+        job = self._in_flight
+        if job is None or not (wait or job.done.done()):
+            return
+        self._in_flight = None
+        job.done.result()
+        self._commit(job.offsets)
+
+    def _commit(self, offsets: dict[Partition, int]) -> None:
         if offsets:
             try:
                 self.retry(lambda: self.commit(offsets))
@@ -96,9 +170,15 @@ class Checkpoint:
                 log.info("commit skipped, partitions reassigned: %s", exc)
 
     def drop(self, partitions: set[Partition]) -> None:
-        """Forget the offsets of partitions that moved to another replica: not ours to commit."""
+        """Forget the offsets of partitions that moved to another replica: not ours to commit. A
+        checkpoint in flight is waited for first (its state written before the partitions go, as
+        when it ran on the poll thread), and commits only the partitions kept."""
+        if self._in_flight is not None:
+            self._in_flight.done.exception()  # waits; a failure is raised where it is collected
         for tp in partitions:
             self._offsets.pop(tp, None)
+            if self._in_flight is not None:
+                self._in_flight.offsets.pop(tp, None)
 
     def retry(self, action: Callable[[], T]) -> T:
         """Run ``action``; on a broker error, again with backoff until ``retry_for_s`` has passed."""
@@ -110,7 +190,7 @@ class Checkpoint:
                 raise
             except KafkaError as exc:
                 waited = time.monotonic() - began
-                if waited + delay > self.retry_for_s:
+                if waited + delay > self.retry_for_s or self._closing.is_set():
                     raise BrokerError(
                         f"the broker did not take this poll's output for {waited:.0f} s; nothing of it was committed "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
@@ -130,5 +210,11 @@ class Checkpoint:
             return result
 
     def close(self) -> None:
+        """Close every sink; a checkpoint still in flight (the service stopped on an error) is
+        let finish or fail first, and is not committed."""
+        self._closing.set()
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+        self._in_flight = None
         for sink in (*self.sinks, *self.state):
             sink.close()

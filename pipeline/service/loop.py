@@ -64,7 +64,6 @@ class Source(Protocol):
 
 Restore = Callable[[set[int], Processor], int]
 FIRST_POLL_RECORDS = 64
-PIPELINED_POLL_MS = 10  # the longest a poll waits for records while the one before is scored
 OBSERVE_EVERY_S = 1.0  # how often lag and state size are measured for the metrics
 
 
@@ -160,8 +159,10 @@ class Service:
         One poll is scored on a worker thread while the next is fetched and parsed (the forward
         pass releases the GIL); its thresholds, alarms and checkpoint follow before the next poll
         touches any state, so decisions and checkpoints keep the order of a one-poll-at-a-time loop.
-        While a poll is being scored the next one waits at most ``PIPELINED_POLL_MS`` for records:
-        a quiet stream gets its events at once rather than after a full poll timeout.
+        While a poll is being scored the next one takes only what has arrived, without waiting:
+        with nothing there the poll being scored is decided (its events sent) at once, and the
+        wait for records comes after, so a stream below the replica's limit gets each poll's events
+        as soon as its forward pass ends rather than after a poll of its own.
         """
         if self.settings.metrics_port and self.endpoints is None:
             self.endpoints = Endpoints(self.settings.metrics_port, self.metrics, self.health)
@@ -169,7 +170,7 @@ class Service:
             while not stop.is_set():
                 self.health.beat()
                 self._observe()
-                records = self.source.poll(PIPELINED_POLL_MS if self._pending is not None else None)
+                records = self.source.poll(0 if self._pending is not None else None)
                 parsed = self._parse(records) if records else None
                 self._complete()
                 if self.source.assigned_new:
