@@ -6,6 +6,12 @@ Keras model), the detector spec and a manifest of sha256 digests (of each file, 
 or of the weights and spec as ``registry.model_digest`` computes them). A copy whose digests do
 not match, or that was kept for the other runtime, is refused, never served. An ONNX copy loads
 without TensorFlow or Keras.
+
+``serve`` starts from a checked copy at once, without importing MLflow (whose import alone takes
+seconds): ``start_champion`` reads the alias from a local SQLite store's file itself (and starts
+from the copy only while the alias names the copy's version, with the same threshold scale);
+with a tracking server, it starts from the copy and the service asks MLflow on a thread of its
+own, swapping in the registry's champion if it differs (``Reloader.confirm``).
 """
 
 from __future__ import annotations
@@ -17,17 +23,22 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from sensorwatch.models.registry import (
+    SCALE_TAG,
     IntegrityError,
     NoChampionError,
     Store,
     StoreError,
+    check_artifact_home,
     check_fit,
+    check_store,
     checked_scorer,
     load_detector,
     model_digest,
+    sqlite_rows,
+    with_scale,
 )
 from sensorwatch.models.spec import DetectorSpec
 
@@ -96,9 +107,16 @@ class ChampionCache:
             shutil.rmtree(staging, ignore_errors=True)
 
     def version(self) -> str | None:
+        return self._manifest("version")
+
+    def runtime(self) -> str | None:
+        """The runtime the copy was kept for (None: no readable copy)."""
+        return self._manifest("runtime", "keras")
+
+    def _manifest(self, key: str, default: str | None = None) -> str | None:
         try:
-            return str(json.loads((self.path / MANIFEST).read_text())["version"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return str(json.loads((self.path / MANIFEST).read_text()).get(key, default))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def load(self, runtime: str = "keras", threads: int = 1) -> Detector:
@@ -171,3 +189,67 @@ def load_champion(store: Store, alias: str, cache: ChampionCache | None) -> Dete
     if cache is not None:
         cache.save(detector)
     return detector
+
+
+def registered(store: Store, alias: str) -> tuple[str | None, str | None] | None:
+    """(the version ``alias`` names, that version's threshold-scale tag) in a local SQLite store,
+    read from its file without MLflow; None when that cannot be told this way (a tracking server,
+    another database, a file MLflow keeps otherwise)."""
+    scheme = store.tracking_uri.split("://", 1)[0].split("+")[0].lower()
+    if scheme != "sqlite" or "://" not in store.tracking_uri:
+        return None
+    name = store.tracking_uri.split("://", 1)[1].removeprefix("/")
+    if not name or name == ":memory:":
+        return None
+    db = Path(name)
+    rows = sqlite_rows(
+        db,
+        "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+        (store.model_name, alias),
+    )
+    if rows is None or len(rows) > 1:  # unreadable, or one alias per MLflow workspace
+        return None
+    if not rows:
+        return None, None
+    version = str(rows[0][0])
+    tags = sqlite_rows(
+        db,
+        "SELECT value FROM model_version_tags WHERE name = ? AND version = ? AND key = ?",
+        (store.model_name, int(rows[0][0]), SCALE_TAG),
+    )
+    if tags is None or len(tags) > 1:
+        return None
+    return version, (str(tags[0][0]) if tags else None)
+
+
+def start_champion(
+    store: Store, alias: str, cache: ChampionCache | None
+) -> tuple[Detector, Literal["copy", "unasked copy", "mlflow"]]:
+    """The champion to start serving with, and where it came from: the local copy, the local copy
+    that MLflow has still to be asked about (a tracking server, not asked), or MLflow.
+
+    The checked local copy, without importing MLflow, when one was kept for this runtime and a
+    local store's alias still names its version (with a tracking server: unasked); else the
+    champion from MLflow as ``load_champion`` loads it. A store that points nowhere or was moved
+    is refused first, as loading from it would be. A copy refused (changed files) is said in
+    one line once MLflow's champion is in hand; with MLflow out of reach, the refusal is the error.
+    """
+    refused = None
+    if cache is not None and cache.exists() and cache.runtime() == store.runtime:
+        check_store(store)
+        check_artifact_home(store)
+        names = registered(store, alias)
+        version = cache.version()
+        if names is None or names[0] == version:
+            try:
+                detector = cache.load(store.runtime, store.threads)
+            except IntegrityError as exc:
+                refused = str(exc)
+            else:
+                scale = names[1] if names else None
+                if with_scale(detector.spec, scale) == detector.spec:
+                    return detector, "unasked copy" if names is None else "copy"
+    detector = load_champion(store, alias, cache)
+    if refused is not None:
+        log.warning("%s; serving version=%s from MLflow instead", refused, detector.version)
+    return detector, "mlflow"

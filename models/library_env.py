@@ -10,7 +10,9 @@ function here must run before the library it speaks to is imported, so this modu
   ``JAX_COMPILATION_CACHE_DIR``), so a restart loads them instead of compiling again (seconds of
   start-up on a CPU);
 - ``one_thread``: one compute thread per process (``TF_NUM_*_THREADS``, ``OMP_NUM_THREADS``), for
-  worker processes that share the cores side by side; called in the worker, never in its parent.
+  worker processes that share the cores side by side; called in the worker, never in its parent;
+- ``mlflow_leaves_logging``: MLflow configures no logging when imported
+  (``MLFLOW_CONFIGURE_LOGGING``), so the CLI sets the levels once without importing it.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def keep_compiled(folder: Path) -> bool:
         if not jax.config.jax_compilation_cache_dir:
             jax.config.update("jax_compilation_cache_dir", str(folder))
     return "tensorflow" not in sys.modules
+
+
+def mlflow_leaves_logging() -> None:
+    """MLflow, imported after this, leaves its loggers to the process's logging setup (levels set
+    by the CLI, records to its handlers) instead of giving them a handler and a level of its own;
+    a setting the user made wins. Where MLflow was imported already, it has configured them: the
+    levels the CLI sets afterwards hold either way."""
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
 
 
 def one_thread() -> None:

@@ -3,6 +3,7 @@ run is logged and registered by ``sensorwatch.models.register``)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -11,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import numpy as np
 
@@ -176,16 +178,17 @@ def check_artifact_home(store: Store) -> None:
     root = Path(store.artifact_root).absolute()
     if (str(db), str(root)) in _homes_checked or not db.is_file():
         return
-    from mlflow import MlflowClient
-    from mlflow.entities import ViewType
-    from mlflow.utils.file_utils import local_file_uri_to_path
-    from mlflow.utils.uri import is_local_uri
-
-    for exp in MlflowClient().search_experiments(view_type=ViewType.ALL):
-        location = exp.artifact_location or ""
-        if exp.experiment_id == "0" or not is_local_uri(location):
+    # Read from the SQLite file itself (MLflow's ``experiments`` table, deleted ones too): the
+    # check costs milliseconds and no MLflow import, so ``serve`` makes it before starting from
+    # its local copy of the champion. A file that is no MLflow store yet has nothing to check.
+    rows = sqlite_rows(db, "SELECT experiment_id, artifact_location FROM experiments")
+    for experiment, location in rows or []:
+        parsed = urlparse(location or "")
+        if str(experiment) == "0" or parsed.scheme not in ("", "file"):
             continue  # MLflow's own Default experiment, where sensorwatch logs nothing
-        recorded = Path(local_file_uri_to_path(location))
+        if parsed.scheme == "file" and parsed.hostname not in (None, "", "localhost", "127.0.0.1"):
+            continue
+        recorded = Path(url2pathname(parsed.path if parsed.scheme else location))
         if recorded != root and root not in recorded.parents:
             raise StoreError(
                 f"the MLflow store {db} records its artifacts in {recorded}, "
@@ -193,7 +196,22 @@ def check_artifact_home(store: Store) -> None:
                 "write into the original's folder; run sensorwatch where the store was made, or "
                 f"move {db} and {root} aside and train again (`sensorwatch train --promote`)"
             )
-    _homes_checked.add((str(db), str(root)))
+    if rows is not None:
+        _homes_checked.add((str(db), str(root)))
+
+
+def sqlite_rows(db: Path, query: str, params: tuple = ()) -> list[tuple] | None:
+    """The rows of ``query`` on the SQLite file ``db``, read-only; None when it cannot be read
+    (locked, not an MLflow store, a schema without those tables)."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True, timeout=2)
+        ) as c:
+            return c.execute(query, params).fetchall()
+    except sqlite3.Error:
+        return None
 
 
 def model_digest(model: Any, spec: DetectorSpec) -> str:

@@ -197,7 +197,11 @@ def setup_logging(verbose: bool) -> None:
         root.setLevel(logging.INFO if verbose else logging.WARNING)
         _ours.append(handler)
     _log_as(_log_format)
-    import mlflow  # noqa: F401  (it sets its loggers' levels when imported: set ours after it)
+    # MLflow, when something imports it later (seconds of import: not here, not on serve's way to
+    # ready), leaves these levels alone instead of setting its own.
+    from sensorwatch.models.library_env import mlflow_leaves_logging
+
+    mlflow_leaves_logging()
 
     for noisy in ("kafka", "mlflow", "alembic", "absl", "tensorflow", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL if not verbose else logging.WARNING)

@@ -167,6 +167,10 @@ class Service:
         if self.settings.metrics_port and self.endpoints is None:
             self.endpoints = Endpoints(self.settings.metrics_port, self.metrics, self.health)
         try:
+            # Partitions given while the model loaded: restored now, not after a first poll that
+            # waits its whole timeout on them paused.
+            if self.source.assigned_new:
+                self._restore(set(self.source.assigned_new))
             while not stop.is_set():
                 self.health.beat()
                 self._observe()

@@ -6,7 +6,13 @@ later: the service keeps scoring with the model in hand meanwhile. A champion th
 served (refused, or failing to load) is not kept quiet: ``unusable`` says why until the alias
 points at a version that loads, and the service reports it as not ready (``/readyz``) and in its
 metrics. The decision fields set in the settings hold for every version served
-(``serving_decisions``)."""
+(``serving_decisions``).
+
+A service started from its local copy of the champion without asking MLflow (``confirm``) asks it
+once right after start, on the reload thread, whatever the interval: the registry's champion is
+swapped in if it differs, and a registry out of reach is said in one line while the copy serves.
+A version that loads but does not fit the one in hand becomes the local copy: a restart starts
+from it."""
 
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING
 from sensorwatch.models.cache import ChampionCache
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.registry import (
+    IntegrityError,
     Store,
     alias_version,
     load_detector,
@@ -86,6 +93,14 @@ class Reloader:
         self._warned_at = float("-inf")
         self._worker: ThreadPoolExecutor | None = None
         self._pending: Future[Detector | None] | None = None
+        # What the copy in hand is, while the registry has not been asked about it at start.
+        self._confirm: str | None = None
+
+    def confirm(self, copy: str) -> None:
+        """Ask the registry at the next ``maybe_swap`` whether the version in hand (``copy``, e.g.
+        "the local copy of version=3 from PATH") is the champion, whatever ``every_s`` says; its
+        answer is taken as a reload check's."""
+        self._confirm = copy
 
     def due(self) -> bool:
         return (
@@ -108,11 +123,12 @@ class Reloader:
         if self._pending is not None and self._pending.done():
             pending, self._pending = self._pending, None
             return self._install(processor, pending.result())
-        if self._pending is None and self.due():
+        if self._pending is None and (self._confirm is not None or self.due()):
             self._checked_at = self.clock()
+            copy, self._confirm = self._confirm, None
             if self._worker is None:
                 self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-reload")
-            self._pending = self._worker.submit(self._check, processor.detector)
+            self._pending = self._worker.submit(self._check, processor.detector, copy)
         return None
 
     def close(self) -> None:
@@ -121,13 +137,22 @@ class Reloader:
             self._worker.shutdown(wait=False, cancel_futures=True)
             self._worker = None
 
-    def _check(self, current: Detector) -> Detector | None:
+    def _check(self, current: Detector, copy: str | None = None) -> Detector | None:
         """The detector of the version the alias points at, loaded, checked and warmed up, when it
-        differs from ``current``; None otherwise (and on any failure, which is logged)."""
+        differs from ``current``; None otherwise (and on any failure, which is logged). ``copy``:
+        the first check of a service started from its local copy (``confirm``)."""
         self._checked_at = self.clock()
         serving, version = current.version, None
         try:
             version = alias_version(self.store, self.alias)
+            if copy is not None and not version:
+                log.warning(
+                    "no model version of %r has alias %r in %s: still serving %s",
+                    self.store.model_name,
+                    self.alias,
+                    self.store.tracking_uri,
+                    copy,
+                )
             if self._failing_since is not None:
                 log.warning(
                     "model registry answers again after %.0f s", self.clock() - self._failing_since
@@ -139,10 +164,15 @@ class Reloader:
             if not version or version == self._refused:
                 return None
             detector = load_detector(self.store, self.alias)
-            fits(detector, current)
+            try:
+                fits(detector, current)
+            except IntegrityError:
+                if self.cache is not None:  # the champion now: a restart starts from it
+                    self.cache.save(detector)
+                raise
             detector.warm_up()
         except Exception as exc:  # whatever the registry or the files do, the service keeps scoring
-            self._failed(exc, version, serving)
+            self._failed(exc, version, serving, copy)
             return None
         self.unusable = None
         if self.cache is not None:
@@ -179,10 +209,10 @@ class Reloader:
         log.info("model reloaded version=%s", detector.version)
         return detector.version
 
-    def _failed(self, exc: Exception, version: str | None, serving: str) -> None:
+    def _failed(
+        self, exc: Exception, version: str | None, serving: str, copy: str | None = None
+    ) -> None:
         """One line when checks start failing, then at most one a minute while they go on."""
-        from sensorwatch.models.registry import IntegrityError
-
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         if version is not None and version != serving:  # the alias answered: this version fails
             self.unusable = (
@@ -202,14 +232,21 @@ class Reloader:
             self._failing_since = now
         if now - self._warned_at >= 60:
             self._warned_at = now
+            if copy is not None and version is None:  # the registry did not answer at start
+                log.warning(
+                    "model check failed at start: MLflow at %s cannot be asked for the champion "
+                    "(%s): serving %s",
+                    self.store.tracking_uri if self.store else "-",
+                    why,
+                    copy,
+                )
+                return
             log.warning("model check failed, still serving version=%s: %s", serving, why)
 
 
 def fits(new: Detector, current: Detector) -> None:
     """A version swapped in while serving must read the same readings the same way: the same
     channels, window length and cadence. Another one needs its own deployment (or a restart)."""
-    from sensorwatch.models.registry import IntegrityError
-
     a, b = new.spec, current.spec
     differs = [
         what

@@ -8,9 +8,12 @@ anything:
 2. the broker reached and the login tried, here and now (``check_broker``): a broker that is not
    there, a certificate that does not verify, TLS to a plaintext broker and a refused login fail
    before the model is loaded (each is quick to tell when the broker is up);
-3. the consumer group joined on a thread while the champion is loaded (from MLflow, or its checked
-   local copy) and compiled: start-up pays for the longer of the two, not both. What that thread
-   logs is held back until the model is in (``HeldBack``), so a failure is told in one line;
+3. the consumer group joined on a thread while the champion is loaded and compiled: start-up pays
+   for the longer of the two, not both. What that thread logs is held back until the model is in
+   (``HeldBack``), so a failure is told in one line. The champion comes from its checked local
+   copy when there is one for this runtime, without importing MLflow (``cache.start_champion``:
+   a local store's alias is read from its file; a tracking server is asked right after start, on
+   the reload thread, and its champion swapped in if it differs), else from MLflow;
 4. the service put together on Kafka (``on_kafka``): the group's consumer as source, the
    dead-letter and anomaly topics as sinks, the state changelog, the archive and review sinks.
 """
@@ -48,17 +51,32 @@ def check_broker(settings: Settings) -> None:
     clients.security(settings)  # the login, once per settings: the clients made later skip it
 
 
-def load_champion(settings: Settings) -> tuple[Detector, Store]:
-    """The champion, from MLflow or its local copy, compiled (what was compiled before is kept in
-    the cache folder and loaded, not compiled again), and the store it came from."""
+def load_champion(settings: Settings) -> tuple[Detector, Store, str]:
+    """The champion, from its local copy or MLflow, compiled (what was compiled before is kept in
+    the cache folder and loaded, not compiled again), the store it came from, and where it came
+    from ("copy", "unasked copy": MLflow has still to be asked whether it is the champion, or
+    "mlflow")."""
     from sensorwatch.models.library_env import keep_compiled
 
     keep_compiled(settings.cache_dir / "compiled")  # before Keras is imported: TensorFlow reads it
-    from sensorwatch.models.cache import load_champion as load
+    from sensorwatch.models.cache import start_champion
     from sensorwatch.pipeline.stores import cache_of, store_of
 
-    store = store_of(settings)
-    return load(store, settings.model_alias, cache_of(settings)).warm_up(), store
+    store, cache = store_of(settings), cache_of(settings)
+    detector, where = start_champion(store, settings.model_alias, cache)
+    if where == "unasked copy":
+        log.info(
+            "serving %s; asking MLflow at %s whether it is still the champion",
+            copy_of(detector, settings),
+            store.tracking_uri,
+        )
+    return detector.warm_up(), store, where
+
+
+def copy_of(detector: Detector, settings: Settings) -> str:
+    from sensorwatch.pipeline.stores import cache_of
+
+    return f"the local copy of version={detector.version} from {cache_of(settings).path}"
 
 
 def on_kafka(
@@ -129,16 +147,20 @@ def start_service(
     from sensorwatch.pipeline.service.connect import connect
 
     changelog_topic(settings)  # a group id that makes no topic name: one line, before anything
+    where = "given"  # where the champion came from: "copy", "unasked copy", "mlflow"
     metrics, health = ServiceMetrics(), Health(settings)
     endpoints = Endpoints(settings.metrics_port, metrics, health) if settings.metrics_port else None
     try:
         check_broker(settings)
         held = HeldBack()  # the join's news follows the model's, or is dropped with it
-        joining = in_background(connect, settings, settings.session_timeout_ms / 1000)
         began = time.perf_counter()
+        joining = in_background(connect, settings, settings.session_timeout_ms / 1000)
+        join_s: list[float] = []  # when the join ended (on its thread)
+        joining.add_done_callback(lambda _: join_s.append(time.perf_counter() - began))
         try:
             if detector is None:
-                detector, store = load_champion(settings)
+                detector, store, where = load_champion(settings)
+            loaded = time.perf_counter() - began
         except BaseException:
             # The group left quietly: what its close logs (a leave the broker did not expect) is
             # dropped with the rest, so the failure stays the one line said.
@@ -155,25 +177,31 @@ def start_service(
         # meanwhile (not the Kafka client's own noise).
         held.release(log_them=True, ours_only=joining.done() and joining.exception() is not None)
         connection = joining.result()
+        join_s.append(time.perf_counter() - began)  # unless its callback said it first
     except BaseException:
         if endpoints is not None:
             endpoints.close()
         raise
     log.info(
-        "champion version=%s model=%s runtime=%s loaded and compiled in %.1f s; serving "
-        "broker=%s group=%s topic=%s port=%s",
+        "champion version=%s model=%s runtime=%s from=%s loaded and compiled in %.2f s, group "
+        "joined in %.2f s; serving broker=%s group=%s topic=%s port=%s",
         detector.version,
         settings.model_name,
         detector.runtime,
-        time.perf_counter() - began,
+        where.replace(" ", "-"),
+        loaded,
+        join_s[0],
         settings.bootstrap_servers,
         settings.group_id,
         settings.readings_topic,
         endpoints.port if endpoints else "off",
     )
-    return on_kafka(
+    service = on_kafka(
         settings, detector, store, connection, metrics=metrics, health=health, endpoints=endpoints
     )
+    if where == "unasked copy":
+        service.reloader.confirm(copy_of(detector, settings))
+    return service
 
 
 def serve(settings: Settings) -> Stats:
