@@ -85,3 +85,29 @@ def test_detection_is_causal(skab_dir: Path, tmp_path: Path) -> None:
     assert len(part) == 300
     pd.testing.assert_frame_equal(whole.iloc[:300], part)
     assert np.isfinite(part["score"]).all()
+
+
+def test_both_runtimes_decide_a_file_the_same(skab_dir: Path, tmp_path: Path) -> None:
+    """One model trained on a SKAB file decides it through the Keras model and through its
+    exported scoring graph in ONNX Runtime (``evaluate skab --runtime onnx``, as ``serve``
+    scores): the same alarms at every reading, scores within the export's tolerance."""
+    from dataclasses import replace
+
+    from sensorwatch.models.detector import OnnxScorer
+    from sensorwatch.models.recipe import Recipe
+    from sensorwatch.models.register import scoring_graph
+    from sensorwatch.pipeline.jobs.detect import decide, train_on, with_threshold
+
+    frame = read_sensor_csv(skab_dir / "valve1/0.csv")
+    recipe = Recipe()
+    trained = train_on(frame, TRAIN_ROWS, recipe, Settings().train_options(progress=False))
+    graph = scoring_graph(trained)
+    assert graph is not None
+    served = replace(trained, model=OnnxScorer(graph))
+    keras, onnx = (
+        decide(frame, TRAIN_ROWS, with_threshold(t, recipe.threshold, recipe.threshold_params))
+        for t in (trained, served)
+    )
+    assert onnx["anomaly"].sum() > 0
+    assert onnx["anomaly"].tolist() == keras["anomaly"].tolist()
+    np.testing.assert_allclose(onnx["score"], keras["score"], rtol=1e-4)

@@ -188,6 +188,13 @@ def evaluate_skab(
         typer.Option(help="Threshold methods to compare, comma-separated (default: the recipe's)."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Processes scoring files side by side.")] = 2,
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="Score with the Keras model (keras), or its exported graph in ONNX Runtime as "
+            "serve does (onnx): both decide the same."
+        ),
+    ] = "keras",
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """The SKAB protocol on every file: F1, FAR, MAR and NAB beside the published leaderboard."""
@@ -202,6 +209,8 @@ def evaluate_skab(
         raise UserError(
             f"methods: unknown {', '.join(unknown)}; choose from {', '.join(METHOD_PARAMS)}"
         )
+    if runtime not in ("keras", "onnx"):
+        raise UserError(f"runtime: {runtime!r} is neither keras nor onnx")
     report = run(
         data or settings.skab_dir,
         out,
@@ -210,6 +219,7 @@ def evaluate_skab(
         workers=workers,
         compiled=settings.cache_dir / "compiled",
         options=settings.train_options(),
+        runtime=runtime,
     )
     typer.echo(format_report(report))
 

@@ -171,8 +171,11 @@ def evaluate_file(
     methods: Sequence[str],
     train_rows: int,
     options: TrainOptions,
+    runtime: str = "keras",
 ) -> list[FileResult]:
-    """Train once on one file, decide it under each threshold method, write and score the decisions."""
+    """Train once on one file, decide it under each threshold method, write and score the decisions.
+    ``runtime`` "onnx": decided through the model's exported scoring graph in ONNX Runtime, made
+    and checked as registration makes it (what ``serve`` scores with by default)."""
     from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
     from sensorwatch.pipeline.jobs.detect import decide, train_on, with_threshold
 
@@ -182,6 +185,14 @@ def evaluate_file(
     trained = train_on(
         frame, train_rows, recipe, replace(options, progress=False, reuse_model=True)
     )
+    if runtime == "onnx":
+        from sensorwatch.models.detector import OnnxScorer
+        from sensorwatch.models.register import scoring_graph
+
+        graph = scoring_graph(trained)
+        if graph is None:
+            raise RuntimeError("this Keras backend cannot export the scoring graph to ONNX")
+        trained = replace(trained, model=OnnxScorer(graph))
     trained_s = time.perf_counter() - start
     truth = frame.labels.iloc[train_rows:]
     results = []
@@ -218,6 +229,7 @@ def evaluate_skab(
     progress: bool = True,
     compiled: Path | None = None,
     options: TrainOptions,
+    runtime: str = "keras",
 ) -> SkabReport:
     """Run the SKAB protocol on every file (or the named ``files``) and score it.
 
@@ -225,6 +237,7 @@ def evaluate_skab(
     (``Settings.train_options()``); ``methods`` (default: the recipe's own threshold method) are
     compared on the same trained model per file.
     With more than one method, each method's predictions go under ``out_dir/<method>/``.
+    ``runtime`` "onnx" decides through each model's exported scoring graph (``evaluate_file``).
     """
     data_dir = Path(data_dir)
     every = skab_files(data_dir)
@@ -242,7 +255,9 @@ def evaluate_skab(
         max(1, workers), mp_context=get_context("spawn"), initializer=start_worker, initargs=worker
     ) as pool:
         futures = [
-            pool.submit(evaluate_file, data_dir, n, out, recipe, methods, train_rows, options)
+            pool.submit(
+                evaluate_file, data_dir, n, out, recipe, methods, train_rows, options, runtime
+            )
             for n in names
         ]
         for done in as_completed(futures):
