@@ -96,3 +96,21 @@ def test_no_training_window_holds_a_confirmed_reading_or_bridges_a_removed_stret
     for p, q in zip(pieces, pieces[1:]):
         if p.values[0, 0] == q.values[0, 0]:
             assert q.values[0, 1] - p.values[-1, 1] > 1
+
+
+def test_an_outage_between_two_runs_is_not_missing_readings_but_a_sparse_run_is() -> None:
+    """Great Expectations' suite: two dense runs 13 hours apart (a stream that stopped overnight)
+    pass; the same hours with every other reading missing fail on missing readings, by name."""
+    from sensorwatch.schemas.training_data import TrainingDataRules, validate_training_data
+
+    def frame(ts_s: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"ts_ms": (ts_s * 1000).astype("int64"), "x": np.sin(ts_s / 50.0)})
+
+    rules = TrainingDataRules(channels=["x"], ranges={"x": (-2.0, 2.0)}, interval_ms=1000.0)
+    run = np.arange(3000)
+    outage = frame(np.concatenate([run, run + 3000 + 13 * 3600]))
+    assert validate_training_data({"a": outage, "b": outage.copy()}, rules).success
+
+    sparse = validate_training_data({"a": frame(np.arange(0, 6000, 2))}, rules)
+    assert not sparse.success
+    assert any("run_step_intervals" in line for line in sparse.failures), sparse.failures
