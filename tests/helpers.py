@@ -190,3 +190,67 @@ def serve_process(
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+
+
+# ``serve``'s start-up in a process of its own: what it had imported when it became ready (as
+# ``/readyz`` says: a model, a broker, partitions given), and what it imported by the time it had
+# scored argv[1] readings. Printed as one JSON line.
+SERVE_AND_SAY = """
+import json, sys, threading, time
+from sensorwatch.pipeline.service.startup import in_background, start_service
+from sensorwatch.pipeline.settings import Settings
+
+def loaded(*names):
+    return sorted(m for m in sys.modules if m.split(".")[0] in names)
+
+began = time.perf_counter()
+service = start_service(Settings())
+stop = threading.Event()
+done = in_background(service.run, stop)
+deadline = time.monotonic() + 90
+while not service.health.ready()[0] and time.monotonic() < deadline:
+    time.sleep(0.01)  # as /readyz would be asked: ready once the group has given partitions
+ready, why = service.health.ready()
+at_ready = {
+    "seconds": round(time.perf_counter() - began, 2),
+    "ready": ready,
+    "why": why,
+    "mlflow": loaded("mlflow")[:5],
+    "tensorflow": "tensorflow" in sys.modules,
+    "version": service.processor.detector.version,
+}
+while service.stats.scored < int(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.05)  # polls the count, as wait_for does
+stop.set()
+done.result(60)
+print(json.dumps({"at_ready": at_ready, "scored": service.stats.scored,
+                  "runtime": service.processor.detector.runtime,
+                  "heavy": loaded("tensorflow", "keras", "tf2onnx")}))
+"""
+
+SERVE_SETTINGS = (
+    "bootstrap_servers readings_topic anomalies_topic dlq_topic group_id session_timeout_ms "
+    "max_poll_interval_ms poll_timeout_ms commit_interval_s archive_uri cache_dir"
+).split()
+
+
+def serve_and_say(settings: Settings, sent: int, cwd: Path, **env: str) -> dict:
+    """Run ``SERVE_AND_SAY`` with ``settings`` (and ``env`` on top) as ``SENSORWATCH_*`` variables,
+    until it has scored ``sent`` readings; what it said, or the test fails with its stderr."""
+    import json
+
+    environ = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENSORWATCH_")},
+        **{f"SENSORWATCH_{n.upper()}": str(getattr(settings, n)) for n in SERVE_SETTINGS},
+        **env,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_AND_SAY, str(sent)],
+        env=environ,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

@@ -61,17 +61,8 @@ def test_the_default_target_runs_the_console_script_as_a_user() -> None:
 
 def test_the_scorer_target_carries_no_tensorflow() -> None:
     """``serve`` alone: what its stage copies was installed without the ``train`` extra."""
-    copied = [rest for kw, rest in STAGES["scorer"].instructions if kw == "COPY"]
-    builders = {m.group(1) for c in copied if (m := re.search(r"--from=(\S+)", c))}
-    assert builders
-    installs = " ".join(
-        rest
-        for b in builders
-        for stage in chain(b)
-        for kw, rest in stage.instructions
-        if kw == "RUN"
-    )
-    extras = {e for group in re.findall(r"\.\[([\w,-]+)\]", installs) for e in group.split(",")}
+    installs = stage_installs("scorer")
+    extras = installed_extras("scorer")
     assert extras and "train" not in extras, extras
     needs = (
         list(PYPROJECT["dependencies"])
@@ -84,17 +75,23 @@ def test_the_scorer_target_carries_no_tensorflow() -> None:
     assert SERVICES["scorer"]["build"]["target"] == "scorer"  # compose's replicas run it
 
 
-def installed_extras(target: str) -> set[str]:
-    """The extras of pyproject.toml that the environment a target copies was installed with."""
+def stage_installs(target: str) -> str:
+    """The RUN lines of the stages that built what a target copies (``COPY --from``)."""
     copied = [rest for kw, rest in STAGES[target].instructions if kw == "COPY"]
     builders = {m.group(1) for c in copied if (m := re.search(r"--from=(\S+)", c))}
-    installs = " ".join(
+    assert builders, f"{target} copies from no stage"
+    return " ".join(
         rest
         for b in builders
         for stage in chain(b)
         for kw, rest in stage.instructions
         if kw == "RUN"
     )
+
+
+def installed_extras(target: str) -> set[str]:
+    """The extras of pyproject.toml that the environment a target copies was installed with."""
+    installs = stage_installs(target)
     return {e for group in re.findall(r"\.\[([\w,-]+)\]", installs) for e in group.split(",")}
 
 

@@ -3,17 +3,13 @@ no TensorFlow in the process) and the Keras model. Same scores, same alarms, che
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from alarmstream import alarms_of, decide
-from helpers import fresh
+from helpers import fresh, serve_and_say
 
 from sensorwatch.models.registry import (
     ONNX_DIGEST_TAG,
@@ -116,25 +112,6 @@ def test_the_local_copy_keeps_the_graph_and_checks_it(champion_detector, tmp_pat
         cache.load("onnx")
 
 
-SERVE_AND_SAY_MODULES = """
-import json, sys, threading, time
-from sensorwatch.pipeline.service.startup import in_background, start_service
-from sensorwatch.pipeline.settings import Settings
-
-service = start_service(Settings())
-stop = threading.Event()
-done = in_background(service.run, stop)
-deadline = time.monotonic() + 90
-while service.stats.scored < int(sys.argv[1]) and time.monotonic() < deadline:
-    time.sleep(0.05)
-stop.set()
-done.result(60)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf2onnx"))
-print(json.dumps({"scored": service.stats.scored, "runtime": service.processor.detector.runtime,
-                  "heavy": heavy}))
-"""
-
-
 def test_serve_scores_without_importing_tensorflow(service_settings, champion, tmp_path) -> None:
     """The service as ``serve`` starts it (champion from MLflow, broker, group, sinks) scores a
     stream in a process that never imports TensorFlow or Keras."""
@@ -144,26 +121,13 @@ def test_serve_scores_without_importing_tensorflow(service_settings, champion, t
     settings = fresh(service_settings)
     sim = Simulator(assets=3, seed=8, start_ms=int(time.time() * 1000) - 3_600_000)
     sent = produce_frame(settings, sim.normal(120), progress=False)
-    names = (
-        "bootstrap_servers readings_topic anomalies_topic dlq_topic group_id session_timeout_ms "
-        "max_poll_interval_ms poll_timeout_ms commit_interval_s archive_uri cache_dir"
-    ).split()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SENSORWATCH_")},
-        **{f"SENSORWATCH_{n.upper()}": str(getattr(settings, n)) for n in names},
-        "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri,
-        "SENSORWATCH_RELOAD_INTERVAL_S": "0",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", SERVE_AND_SAY_MODULES, str(sent)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    said = serve_and_say(
+        settings,
+        sent,
+        tmp_path,
+        SENSORWATCH_TRACKING_URI=champion.store.tracking_uri,
+        SENSORWATCH_RELOAD_INTERVAL_S="0",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    said = json.loads(done.stdout.strip().splitlines()[-1])
     assert said["scored"] == sent, said
     assert said["runtime"] == "onnx"
     assert said["heavy"] == [], said["heavy"][:10]

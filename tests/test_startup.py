@@ -5,11 +5,7 @@ real SQLite stores and a real ``mlflow server``."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers import fresh, wait_for
+from helpers import fresh, serve_and_say, wait_for
 
 from sensorwatch.models.cache import ChampionCache, start_champion
 from sensorwatch.models.register import log_training
@@ -125,33 +121,6 @@ def test_a_changed_copy_with_mlflow_out_of_reach_is_refused(champion, tmp_path) 
         start_champion(unreachable, "champion", cache)
 
 
-START_AND_SAY = """
-import json, sys, threading, time
-from sensorwatch.pipeline.service.startup import in_background, start_service
-from sensorwatch.pipeline.settings import Settings
-
-began = time.perf_counter()
-service = start_service(Settings())
-ready, why = service.health.ready()
-at_ready = {
-    "seconds": round(time.perf_counter() - began, 2),
-    "ready": ready,
-    "why": why,
-    "mlflow": sorted(m for m in sys.modules if m.split(".")[0] == "mlflow")[:5],
-    "tensorflow": "tensorflow" in sys.modules,
-    "version": service.processor.detector.version,
-}
-stop = threading.Event()
-done = in_background(service.run, stop)
-deadline = time.monotonic() + 90
-while service.stats.scored < int(sys.argv[1]) and time.monotonic() < deadline:
-    time.sleep(0.05)
-stop.set()
-done.result(60)
-print(json.dumps({"at_ready": at_ready, "scored": service.stats.scored}))
-"""
-
-
 def test_serve_starts_from_its_local_copy_without_importing_mlflow(
     service_settings, champion, champion_detector, tmp_path
 ) -> None:
@@ -165,27 +134,14 @@ def test_serve_starts_from_its_local_copy_without_importing_mlflow(
     ChampionCache(settings.cache_dir, champion.store.model_name, "champion").save(champion_detector)
     sim = Simulator(assets=3, seed=8, start_ms=int(time.time() * 1000) - 3_600_000)
     sent = produce_frame(settings, sim.normal(120), progress=False)
-    names = (
-        "bootstrap_servers readings_topic anomalies_topic dlq_topic group_id session_timeout_ms "
-        "max_poll_interval_ms poll_timeout_ms commit_interval_s archive_uri cache_dir"
-    ).split()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SENSORWATCH_")},
-        **{f"SENSORWATCH_{n.upper()}": str(getattr(settings, n)) for n in names},
-        "SENSORWATCH_TRACKING_URI": champion.store.tracking_uri,
-        "SENSORWATCH_MODEL_NAME": champion.store.model_name,
-        "SENSORWATCH_RELOAD_INTERVAL_S": "0",
-    }
-    done = subprocess.run(
-        [sys.executable, "-c", START_AND_SAY, str(sent)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    said = serve_and_say(
+        settings,
+        sent,
+        tmp_path,
+        SENSORWATCH_TRACKING_URI=champion.store.tracking_uri,
+        SENSORWATCH_MODEL_NAME=champion.store.model_name,
+        SENSORWATCH_RELOAD_INTERVAL_S="0",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
-    said = json.loads(done.stdout.strip().splitlines()[-1])
     at_ready = said["at_ready"]
     assert at_ready["ready"], at_ready["why"]
     assert at_ready["version"] == champion.version.version
