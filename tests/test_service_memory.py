@@ -208,17 +208,22 @@ def test_a_due_checkpoint_is_made_durable_off_the_poll_thread_and_committed_afte
     poll(0)  # due at once: handed over, not yet durable, so not committed
     assert journal == ["write events", "write state", "detach events", "detach state"]
     assert not commits
-    # Partition 0 moves to another replica meanwhile: the drop waits for the checkpoint in
-    # flight (its state written before the partition goes), which then commits nothing of it.
+    # Partition 0 moves to another replica meanwhile: the drop finishes the checkpoint in flight
+    # (outputs, then state, then its offsets committed) while the partition is still ours, so
+    # the next owner's state and offsets agree, as when the checkpoint ran on the poll thread.
     dropping = threading.Thread(target=checkpoint.drop, args=({("readings", 0)},))
     dropping.start()
+    dropping.join(0.2)
+    assert dropping.is_alive() and not commits  # it waits for the worker, held until `go`
     go.set()  # the worker makes it durable, outputs first
     dropping.join(60)
-    checkpoint.flush()
-    assert journal[4:] == ["flush events", "flush state"] and not commits
+    assert journal[4:] == ["flush events", "flush state", "commit"]
+    assert commits == [{("readings", 0): 1}]
+    checkpoint.flush()  # nothing more was written: nothing more to make durable or commit
+    assert len(commits) == 1
     poll(1)
     checkpoint.flush()  # everything since, to the commit, before it returns
-    assert commits == [{("readings", 1): 2}]
+    assert commits == [{("readings", 0): 1}, {("readings", 1): 2}]
     assert journal[-3:] == ["flush events", "flush state", "commit"]
     checkpoint.close()
 

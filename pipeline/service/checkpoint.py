@@ -171,10 +171,14 @@ class Checkpoint:
 
     def drop(self, partitions: set[Partition]) -> None:
         """Forget the offsets of partitions that moved to another replica: not ours to commit. A
-        checkpoint in flight is waited for first (its state written before the partitions go, as
-        when it ran on the poll thread), and commits only the partitions kept."""
-        if self._in_flight is not None:
-            self._in_flight.done.exception()  # waits; a failure is raised where it is collected
+        checkpoint in flight is finished first, as when it ran on the poll thread: its outputs and
+        state durable and its offsets committed while the partitions are still ours (the group
+        calls this before it hands them on), so the next owner's state and offsets agree. One that
+        failed is raised where it is collected, with only the partitions kept."""
+        job = self._in_flight
+        if job is not None and job.done.exception() is None:  # waits for it
+            self._in_flight = None
+            self._commit(job.offsets)
         for tp in partitions:
             self._offsets.pop(tp, None)
             if self._in_flight is not None:
