@@ -234,11 +234,17 @@ SERVE_SETTINGS = (
 ).split()
 
 
-def serve_and_say(settings: Settings, sent: int, cwd: Path, **env: str) -> dict:
-    """Run ``SERVE_AND_SAY`` with ``settings`` (and ``env`` on top) as ``SENSORWATCH_*`` variables,
-    until it has scored ``sent`` readings; what it said, or the test fails with its stderr."""
+def serve_and_say(settings: Settings, cwd: Path, **env: str) -> dict:
+    """Two simulated minutes of 3 pumps on the readings topic, then ``SERVE_AND_SAY`` run with
+    ``settings`` (and ``env`` on top) as ``SENSORWATCH_*`` variables until it has scored them;
+    what it said, with ``sent``, or the test fails with its stderr."""
     import json
 
+    from sensorwatch.pipeline.dev.replay import produce_frame
+    from sensorwatch.pipeline.dev.simulator import Simulator
+
+    sim = Simulator(assets=3, seed=8, start_ms=int(time.time() * 1000) - 3_600_000)
+    sent = produce_frame(settings, sim.normal(120), progress=False)
     environ = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SENSORWATCH_")},
         **{f"SENSORWATCH_{n.upper()}": str(getattr(settings, n)) for n in SERVE_SETTINGS},
@@ -253,4 +259,4 @@ def serve_and_say(settings: Settings, sent: int, cwd: Path, **env: str) -> dict:
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "sent": sent}

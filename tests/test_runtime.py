@@ -3,7 +3,6 @@ no TensorFlow in the process) and the Keras model. Same scores, same alarms, che
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -115,19 +114,13 @@ def test_the_local_copy_keeps_the_graph_and_checks_it(champion_detector, tmp_pat
 def test_serve_scores_without_importing_tensorflow(service_settings, champion, tmp_path) -> None:
     """The service as ``serve`` starts it (champion from MLflow, broker, group, sinks) scores a
     stream in a process that never imports TensorFlow or Keras."""
-    from sensorwatch.pipeline.dev.replay import produce_frame
-    from sensorwatch.pipeline.dev.simulator import Simulator
-
     settings = fresh(service_settings)
-    sim = Simulator(assets=3, seed=8, start_ms=int(time.time() * 1000) - 3_600_000)
-    sent = produce_frame(settings, sim.normal(120), progress=False)
     said = serve_and_say(
         settings,
-        sent,
         tmp_path,
         SENSORWATCH_TRACKING_URI=champion.store.tracking_uri,
         SENSORWATCH_RELOAD_INTERVAL_S="0",
     )
-    assert said["scored"] == sent, said
+    assert said["sent"] > 0 and said["scored"] == said["sent"], said
     assert said["runtime"] == "onnx"
     assert said["heavy"] == [], said["heavy"][:10]

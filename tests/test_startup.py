@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -127,16 +126,10 @@ def test_serve_starts_from_its_local_copy_without_importing_mlflow(
     """The service as ``serve`` starts it, with the champion's checked copy in its cache folder
     and a local store whose alias names that version: ready (a model, partitions, a broker)
     before anything imports MLflow, then it scores the stream."""
-    from sensorwatch.pipeline.dev.replay import produce_frame
-    from sensorwatch.pipeline.dev.simulator import Simulator
-
     settings = fresh(service_settings)
     ChampionCache(settings.cache_dir, champion.store.model_name, "champion").save(champion_detector)
-    sim = Simulator(assets=3, seed=8, start_ms=int(time.time() * 1000) - 3_600_000)
-    sent = produce_frame(settings, sim.normal(120), progress=False)
     said = serve_and_say(
         settings,
-        sent,
         tmp_path,
         SENSORWATCH_TRACKING_URI=champion.store.tracking_uri,
         SENSORWATCH_MODEL_NAME=champion.store.model_name,
@@ -147,7 +140,7 @@ def test_serve_starts_from_its_local_copy_without_importing_mlflow(
     assert at_ready["version"] == champion.version.version
     assert at_ready["mlflow"] == [], at_ready["mlflow"]
     assert not at_ready["tensorflow"]
-    assert said["scored"] == sent, said
+    assert said["sent"] > 0 and said["scored"] == said["sent"], said
 
 
 def test_a_copy_started_from_is_checked_with_the_tracking_server_and_its_champion_swapped_in(
