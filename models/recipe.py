@@ -76,6 +76,13 @@ class Recipe(BaseModel):
         1, ge=1, description="Stride between training windows (thins long histories)."
     )
 
+    process: Literal["auto", "steady", "moving"] = Field(
+        "auto",
+        description="Steady (one operating point) or moving (operating points change in normal "
+        "operation); auto: the training data decides (sensorwatch.models.process) and the version "
+        "records the choice.",
+    )
+
     # Scoring
     score: Score = Field(
         "max+level",

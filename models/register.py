@@ -138,6 +138,8 @@ def log_training(
                 mlflow.log_metric(key, value, step=step)
         mlflow.log_metric("epochs_trained", len(trained.history.get("loss", [])))
         mlflow.log_metric("threshold", float(trained.spec.threshold.get("value") or 0.0))
+        if trained.spec.level_share is not None:
+            mlflow.log_metric("level_share", trained.spec.level_share)
         digest = model_digest(trained.model, trained.spec)
         mlflow.set_tag(DIGEST_TAG, digest)
         graph = scoring_graph(trained)

@@ -39,6 +39,9 @@ class DetectorSpec:
     interval_ms: int = LEGACY_INTERVAL_MS
     change_scale: list[float] | None = None
     change_level: float | None = None
+    # The training data's level share (``sensorwatch.models.process``) when the recipe's process
+    # was auto: what the process choice was made on.
+    level_share: float | None = None
 
     def __post_init__(self) -> None:
         n = len(self.channels)
@@ -94,6 +97,7 @@ class DetectorSpec:
             change_level=float(data["change_level"])
             if data.get("change_level") is not None
             else None,
+            level_share=float(data["level_share"]) if data.get("level_share") is not None else None,
         )
 
 

@@ -15,11 +15,12 @@ from sensorwatch.models.autoencoder import build_autoencoder
 from sensorwatch.models.backend import keras
 from sensorwatch.models.cadence import (
     TimeSeries,
-    TrainingDataError,  # noqa: F401  (callers catch it from here)
+    TrainingDataError,
     training_stretches,
 )
 from sensorwatch.models.change import fit_change
 from sensorwatch.models.compiled import compile_forward
+from sensorwatch.models.process import choose as choose_process
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
 from sensorwatch.models.thresholds import make_threshold
@@ -101,6 +102,15 @@ def fit_detector(
     stretches = [np.asarray(s, np.float32) for s in stretches]
     mean, std = fit_scaler(np.concatenate(stretches))
     scaled = [(s - mean) / std for s in stretches]
+    recipe, share = choose_process(recipe, scaled)
+    if share is not None:
+        log.info("process %s: level share %.2f", recipe.process, share)
+        scaled = [s for s in scaled if len(s) >= recipe.window]
+        if not scaled:
+            raise TrainingDataError(
+                f"too little data: no stretch of {recipe.window} readings for one window of "
+                f"the {recipe.process} recipe"
+            )
     x_train, x_val = _split(scaled, recipe)
     keras.utils.set_random_seed(options.seed)
     if options.mixed_precision:
@@ -134,6 +144,7 @@ def fit_detector(
         interval_ms=interval,
         change_scale=change_scale.astype(float).tolist(),
         change_level=change_level,
+        level_share=share,
     )
     sample = x_val[:: max(1, len(x_val) // 256)][:256] * std + mean
     trained = TrainedDetector(model, spec, history, options, scores, len(x_train), sample)

@@ -78,7 +78,7 @@ def test_training_keeps_the_weights_of_its_best_epoch() -> None:
         len(val) == len(trained.history["loss"]) and np.argmin(val) < len(val) - 1
     )  # it went past its best
     mean, std, _ = trained.spec.arrays()
-    _, x_val = _split([(series[0].values - mean) / std], recipe)
+    _, x_val = _split([(series[0].values - mean) / std], trained.recipe)  # as the data chose
     assert _mean_loss(trained.model, x_val) == pytest.approx(min(val), rel=1e-3)
     assert _mean_loss(trained.model, x_val) < val[-1]
 

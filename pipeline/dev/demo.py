@@ -30,11 +30,11 @@ TRAIN_READINGS = 16_000  # normal readings per asset for training: a few hours, 
 # faults each, from 02, 08, 14 and 20 h: 3.3 per 10,000 readings with the 16,000 alone, 6.2 in
 # the afternoon; 0.4 with the day's stretches, at most 1.0 in any of them; all 64 faults found).
 DAY_PIECES, DAY_PIECE = 8, 2000
-# What the demo trains with unless the environment says otherwise: the "plant" preset, whose
-# pumps change operating point every few minutes (the default recipe assumes a steady process, as
-# SKAB's test bed is; see models/presets.py), on every 10th window of the long history
-# (neighbouring windows teach little), for at most 12 epochs.
-DEMO_DEFAULTS = {"preset": "plant", "train_stride": 10, "epochs": 12}
+# What the demo trains with unless the environment says otherwise: the default recipe (its pumps
+# change operating point every few minutes, so the training data makes it the moving one: see
+# models/process.py), on every 10th window of the long history (neighbouring windows teach
+# little), for at most 12 epochs.
+DEMO_DEFAULTS = {"train_stride": 10, "epochs": 12}
 DAY_MS = 86_400_000
 
 
@@ -152,9 +152,11 @@ def run_demo(settings: Settings, assets: int = 8, readings: int = 2500) -> None:
             promote=True,
         )
         train_s = time.perf_counter() - t0
+        share = trained.spec.level_share
         console.print(
             f"      {len(trained.history['loss'])} epochs in {train_s:.0f} s; registered {version.name} "
-            f"version {version.version} as @{settings.model_alias}"
+            f"version {version.version} as @{settings.model_alias}; process {trained.recipe.process}"
+            + (f" (level share {share:.2f})" if share is not None else "")
         )
 
         frame, faults = sim.with_faults(readings, faults_per_asset=2)
