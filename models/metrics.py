@@ -90,6 +90,17 @@ class PointCounts:
         return 100.0 * self.fn / (self.fn + self.tp) if self.fn + self.tp else 0.0
 
 
+def runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (first, last) index of every run of true values.
+
+    >>> runs(np.array([0, 1, 1, 0, 1], bool))
+    [(1, 2), (4, 4)]
+    """
+    padded = np.r_[False, np.asarray(flags, bool), False].astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+
+
 def point_counts(true: Iterable[int] | np.ndarray, pred: Iterable[int] | np.ndarray) -> PointCounts:
     """Confusion counts of two equally long 0/1 label sequences."""
     t, p = np.asarray(true) == 1, np.asarray(pred) == 1

@@ -141,6 +141,14 @@ def detect(
     train_rows: Annotated[
         int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")
     ] = 400,
+    retrain_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Retrain every N decided rows on the last --train-rows rows that raised no alarm, "
+            "as a scheduled retrain would (0: never).",
+        ),
+    ] = 0,
     time_unit: TimeUnit = None,
     timezone: TimeZone = None,
     strict: Strict = False,
@@ -162,7 +170,14 @@ def detect(
 
     check_windows_form(frame, train_rows, settings.recipe())  # before Keras is imported
     setup_logging(False)
-    result = detect_frame(frame, train_rows, settings.recipe(), settings.train_options())
+    result = detect_frame(
+        frame,
+        train_rows,
+        settings.recipe(),
+        settings.train_options(),
+        retrain_every,
+        settings.retrain_leave_out_windows,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
     typer.echo(
@@ -236,6 +251,14 @@ def evaluate_smd(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes scoring machines side by side.")
     ] = 2,
+    retrain_every: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Retrain every N decided rows on as many trailing rows as the train half has, that raised no alarm, "
+            "as a scheduled retrain would (0: never).",
+        ),
+    ] = 0,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """The SMD protocol on every machine: point-wise F1 (no point adjustment), event recall and
@@ -253,5 +276,6 @@ def evaluate_smd(
         workers=workers,
         compiled=settings.cache_dir / "compiled",
         options=settings.train_options(),
+        retrain_every=retrain_every,
     )
     typer.echo(format_smd(report))

@@ -148,14 +148,80 @@ def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> N
 
 
 def detect_frame(
-    frame: SensorFrame, train_rows: int, recipe: Recipe, options: TrainOptions | None = None
+    frame: SensorFrame,
+    train_rows: int,
+    recipe: Recipe,
+    options: TrainOptions | None = None,
+    retrain_every: int = 0,
+    leave_out_windows: float = 20.0,
 ) -> pd.DataFrame:
-    """Train on the first ``train_rows`` rows and decide every later row: ``datetime, score, anomaly``."""
+    """Train on the first ``train_rows`` rows and decide every later row: ``datetime, score, anomaly``
+    (with ``retrain_every``, retraining as a schedule would: ``decide_retraining``)."""
     from sensorwatch.models.detector import Detector
 
     check_windows_form(frame, train_rows, recipe)
     trained = train_on(frame, train_rows, recipe, options)
+    if retrain_every:
+        return decide_retraining(
+            frame, train_rows, trained, retrain_every, options, leave_out_windows
+        )
     return decide(frame, train_rows, Detector(trained.model, trained.spec))
+
+
+def decide_retraining(
+    frame: SensorFrame,
+    train_rows: int,
+    trained: TrainedDetector,
+    every: int,
+    options: TrainOptions | None = None,
+    leave_out_windows: float = 20.0,
+) -> pd.DataFrame:
+    """What the service and a scheduled retrain would have decided together: the rows after
+    ``train_rows`` in blocks of ``every``, each decided by the version the block before it left.
+    After each block a new version trains on the last ``train_rows`` rows with the first version's
+    recipe (a retrain of the champion keeps its recipe), cut where an alarm of at most
+    ``leave_out_windows`` window lengths was raised, as ``sensorwatch retrain`` leaves out what
+    the service flagged (``SENSORWATCH_RETRAIN_LEAVE_OUT_WINDOWS``): a longer one is kept, as a
+    change of the process. A new version starts its own alarm state, as after a swap; too little
+    clean data keeps the version that decided the block."""
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.metrics import runs
+    from sensorwatch.models.training import fit_detector
+
+    detector = Detector(trained.model, trained.spec)
+    alarm = np.zeros(len(frame), bool)
+    blocks = []
+    for lo in range(train_rows, len(frame), every):
+        hi = min(lo + every, len(frame))
+        head = replace(frame, ts_ms=frame.ts_ms[:hi], values=frame.values[:hi])
+        try:
+            block = decide(head, lo, detector)
+        except SourceError:  # no window forms in this block (a long gap): nothing decided
+            none = np.zeros(0)
+            block = _rows(head, lo, none.astype(np.int64), none, none.astype(bool))
+        alarm[lo:hi] = block["anomaly"].to_numpy() == 1
+        blocks.append(block)
+        if hi == len(frame):
+            break
+        first = max(0, hi - train_rows)
+        window = detector.spec.window
+        kept = ~alarm[first:hi]
+        for a, b in runs(alarm[first:hi]):
+            if b + 1 - a > leave_out_windows * window:
+                kept[a : b + 1] = True  # a change of the process, not a fault
+        clean = [
+            TimeSeries(
+                frame.ts_ms[first + a : first + b + 1], frame.values[first + a : first + b + 1]
+            )
+            for a, b in runs(kept)
+            if b + 1 - a >= window
+        ]
+        try:
+            new = fit_detector(clean, frame.channels, trained.recipe, options)
+        except TrainingDataError:
+            continue
+        detector = Detector(new.model, new.spec)
+    return pd.concat(blocks, ignore_index=True)
 
 
 def _rows(
@@ -190,6 +256,7 @@ def detect_file(
     options: TrainOptions | None = None,
     timezone: str | None = None,
     strict: bool = False,
+    retrain_every: int = 0,
 ) -> pd.DataFrame:
     """Causally score one CSV file (SKAB format or plain CSV with a time column).
 
@@ -199,4 +266,4 @@ def detect_file(
     (0/1). Without a recipe, the default (best benchmarked) one is used.
     """
     frame = read_sensor_csv(path, timezone=timezone, strict=strict)
-    return detect_frame(frame, train_rows, recipe or Recipe(), options)
+    return detect_frame(frame, train_rows, recipe or Recipe(), options, retrain_every)

@@ -33,7 +33,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from sensorwatch.models.library_env import start_worker
-from sensorwatch.models.metrics import PointCounts, point_counts
+from sensorwatch.models.metrics import PointCounts, point_counts, runs
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.pipeline.errors import SourceError
 
@@ -57,17 +57,6 @@ def smd_machines(data_dir: str | Path) -> list[str]:
     if not names:
         raise SourceError(f"no SMD machine under {root} has a train half, a test half and labels")
     return names
-
-
-def runs(flags: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive (first, last) index of every run of true values.
-
-    >>> runs(np.array([0, 1, 1, 0, 1], bool))
-    [(1, 2), (4, 4)]
-    """
-    padded = np.r_[False, np.asarray(flags, bool), False].astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
 
 
 @dataclass(frozen=True)
@@ -182,12 +171,17 @@ class MachineResult:
 
 
 def evaluate_machine(
-    data_dir: Path, name: str, out_dir: Path | None, recipe: Recipe, options: TrainOptions
+    data_dir: Path,
+    name: str,
+    out_dir: Path | None,
+    recipe: Recipe,
+    options: TrainOptions,
+    retrain_every: int = 0,
 ) -> list[MachineResult]:
     """One machine under every method; sensorwatch's decisions written as ``datetime,score,anomaly``."""
     from sensorwatch.models.detector import Detector
     from sensorwatch.pipeline.data.csvfiles import SensorFrame
-    from sensorwatch.pipeline.jobs.detect import decide, train_on
+    from sensorwatch.pipeline.jobs.detect import decide, decide_retraining, train_on
 
     train, test, labels = read_machine(data_dir, name)
     results = []
@@ -205,7 +199,13 @@ def evaluate_machine(
         test.labels,
     )
     trained = train_on(both, len(train), recipe, replace(options, progress=False))
-    out = decide(both, len(train), Detector(trained.model, trained.spec))
+    out = (
+        decide_retraining(
+            both, len(train), trained, retrain_every, replace(options, progress=False)
+        )
+        if retrain_every
+        else decide(both, len(train), Detector(trained.model, trained.spec))
+    )
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         out.to_csv(out_dir / f"{name}.csv", index=False)
@@ -240,8 +240,10 @@ def evaluate_smd(
     progress: bool = True,
     compiled: Path | None = None,
     options: TrainOptions,
+    retrain_every: int = 0,
 ) -> SmdReport:
-    """Every machine (or the named ``machines``) under sensorwatch's recipe and both baselines."""
+    """Every machine (or the named ``machines``) under sensorwatch's recipe and both baselines
+    (``retrain_every``: retraining as a schedule would, ``detect.decide_retraining``)."""
     data_dir = Path(data_dir)
     every = smd_machines(data_dir)
     names = list(machines) if machines is not None else every
@@ -257,7 +259,9 @@ def evaluate_smd(
         max(1, workers), mp_context=get_context("spawn"), initializer=start_worker, initargs=worker
     ) as pool:
         futures = [
-            pool.submit(evaluate_machine, data_dir, n, out, recipe or Recipe(), options)
+            pool.submit(
+                evaluate_machine, data_dir, n, out, recipe or Recipe(), options, retrain_every
+            )
             for n in names
         ]
         for done in as_completed(futures):
