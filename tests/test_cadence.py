@@ -184,6 +184,10 @@ def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) ->
     assert said and abs(float(said.group(1)) - 300) <= 15, (
         done.stdout
     )  # jitter and dropped readings
+    # The process the training data chose is said, with the share it was chosen on.
+    assert re.search(r"process (steady|moving): level share [01]\.[0-9]{2}\)", done.stdout), (
+        done.stdout
+    )
 
 
 def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:

@@ -78,8 +78,14 @@ def train(
     typer.echo(
         f"registered {version.name} version {version.version}{alias} "
         f"(run {version.run_id}, {len(trained.history['loss'])} epochs, loss {trained.history['loss'][-1]:.4f}, "
-        f"{len(channels)} channel(s), one reading every {trained.spec.interval_ms / 1000:.4g} s)"
+        f"{len(channels)} channel(s), one reading every {trained.spec.interval_ms / 1000:.4g} s, "
+        f"process {trained.recipe.process}{_share(trained.spec.level_share)})"
     )
+
+
+def _share(share: float | None) -> str:
+    """The level share a process choice was made on, as the training output says it."""
+    return "" if share is None else f": level share {share:.2f}"
 
 
 @recipe_options

@@ -186,9 +186,13 @@ def decide_retraining(
     clean data keeps the version that decided the block."""
     from sensorwatch.models.detector import Detector
     from sensorwatch.models.metrics import runs
-    from sensorwatch.models.training import fit_detector
+    from sensorwatch.models.training import TrainOptions, fit_detector
 
     detector = Detector(trained.model, trained.spec)
+    # Every retrain has the same shape: one kept model, reset to its seeded start each time, so
+    # neither its training step nor its scoring pass is compiled again (``reuse_model``). The
+    # version it replaces is not used after it.
+    again = replace(options or TrainOptions(), reuse_model=True)
     alarm = np.zeros(len(frame), bool)
     blocks = []
     for lo in range(train_rows, len(frame), every):
@@ -217,7 +221,7 @@ def decide_retraining(
             if b + 1 - a >= window
         ]
         try:
-            new = fit_detector(clean, frame.channels, trained.recipe, options)
+            new = fit_detector(clean, frame.channels, trained.recipe, again)
         except TrainingDataError:
             continue
         detector = Detector(new.model, new.spec)
