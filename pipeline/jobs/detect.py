@@ -160,6 +160,8 @@ def detect_frame(
     from sensorwatch.models.detector import Detector
 
     check_windows_form(frame, train_rows, recipe)
+    if retrain_every:  # the first version is the model every retrain keeps (decide_retraining)
+        options = replace(options or _default_options(), reuse_model=True)
     trained = train_on(frame, train_rows, recipe, options)
     if retrain_every:
         return decide_retraining(
@@ -186,13 +188,13 @@ def decide_retraining(
     clean data keeps the version that decided the block."""
     from sensorwatch.models.detector import Detector
     from sensorwatch.models.metrics import runs
-    from sensorwatch.models.training import TrainOptions, fit_detector
+    from sensorwatch.models.training import fit_detector
 
     detector = Detector(trained.model, trained.spec)
     # Every retrain has the same shape: one kept model, reset to its seeded start each time, so
     # neither its training step nor its scoring pass is compiled again (``reuse_model``). The
     # version it replaces is not used after it.
-    again = replace(options or TrainOptions(), reuse_model=True)
+    again = replace(options or _default_options(), reuse_model=True)
     alarm = np.zeros(len(frame), bool)
     blocks = []
     for lo in range(train_rows, len(frame), every):
@@ -226,6 +228,12 @@ def decide_retraining(
             continue
         detector = Detector(new.model, new.spec)
     return pd.concat(blocks, ignore_index=True)
+
+
+def _default_options() -> TrainOptions:
+    from sensorwatch.models.training import TrainOptions
+
+    return TrainOptions()
 
 
 def _rows(

@@ -198,11 +198,11 @@ def evaluate_machine(
         np.vstack([train.values, test.values]),
         test.labels,
     )
-    trained = train_on(both, len(train), recipe, replace(options, progress=False))
+    # With retrains, the first version is the model every retrain keeps (``decide_retraining``).
+    options = replace(options, progress=False, reuse_model=options.reuse_model or retrain_every > 0)
+    trained = train_on(both, len(train), recipe, options)
     out = (
-        decide_retraining(
-            both, len(train), trained, retrain_every, replace(options, progress=False)
-        )
+        decide_retraining(both, len(train), trained, retrain_every, options)
         if retrain_every
         else decide(both, len(train), Detector(trained.model, trained.spec))
     )
