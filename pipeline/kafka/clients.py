@@ -130,9 +130,9 @@ def read_to_end(
 ) -> list | None:
     """Every record of ``topic`` (of ``partitions``; all with None) from its beginning up to its
     end now, outside any group, in each partition's order; None when the topic has no partitions.
-    The end is reached when every partition's position is at the end offset the broker reported
-    and a poll of ``settle_s`` brings nothing more (some brokers report the end a few records
-    late). ``TimeoutError`` past ``timeout_s`` (None: no limit)."""
+    The end is reached when every partition's position is at the end offset the broker reported,
+    a poll of ``settle_s`` brings nothing more, and the broker, asked again, reports the same end
+    (some brokers report the end a few records late). ``TimeoutError`` past ``timeout_s`` (None: no limit)."""
     reader = consumer(settings, standalone=True)
     try:
         if partitions is None:
@@ -153,7 +153,10 @@ def read_to_end(
             for batch in polled.values():
                 records += batch
             if not polled and all(reader.position(tp) >= end[tp] for tp in tps):
-                return records
+                again = reader.end_offsets(tps)  # a late end moves on: read on to it
+                if again == end:
+                    return records
+                end = again
         raise TimeoutError(f"{topic}: not read to its end in {timeout_s:.0f} s")
     finally:
         reader.close()
