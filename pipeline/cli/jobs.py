@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from sensorwatch.pipeline.cli.options import (
+    RetrainEvery,
     Servers,
     Strict,
     TimeUnit,
@@ -147,14 +148,7 @@ def detect(
     train_rows: Annotated[
         int, typer.Option(min=1, help="Leading rows that train the model, scaler and threshold.")
     ] = 400,
-    retrain_every: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Retrain every N decided rows on the last --train-rows rows that raised no alarm, "
-            "as a scheduled retrain would (0: never).",
-        ),
-    ] = 0,
+    retrain_every: RetrainEvery = 0,
     time_unit: TimeUnit = None,
     timezone: TimeZone = None,
     strict: Strict = False,
@@ -257,14 +251,7 @@ def evaluate_smd(
     workers: Annotated[
         int, typer.Option(min=1, help="Processes scoring machines side by side.")
     ] = 2,
-    retrain_every: Annotated[
-        int,
-        typer.Option(
-            min=0,
-            help="Retrain every N decided rows on as many trailing rows as the train half has, that raised no alarm, "
-            "as a scheduled retrain would (0: never).",
-        ),
-    ] = 0,
+    retrain_every: RetrainEvery = 0,
     recipe: dict[str, Any] | None = None,
 ) -> None:
     """The SMD protocol on every machine: point-wise F1 (no point adjustment), event recall and

@@ -73,6 +73,15 @@ Strict = Annotated[
         "first row of each time.",
     ),
 ]
+RetrainEvery = Annotated[
+    int,
+    typer.Option(
+        "--retrain-every",
+        min=0,
+        help="Retrain every N decided rows on as many trailing rows as the first training had, "
+        "without the short alarms, as a scheduled retrain would (0: never).",
+    ),
+]
 RECIPE_PANEL = "Detector recipe (default: the preset's; see README, Settings)"
 
 
