@@ -68,7 +68,7 @@ MOVING: dict[str, object] = {
 def level_share(scaled: Sequence[np.ndarray], window: int) -> float:
     """The median over varying channels of the share of their variance between windows of
     ``window`` readings, for standardised stretches (rows × channels); 0 without any."""
-    total, sums, count = None, None, 0
+    total, sums, count, rows = None, None, 0, 0
     for z in scaled:
         z = np.asarray(z, np.float64)
         if len(z) < window:
@@ -77,10 +77,9 @@ def level_share(scaled: Sequence[np.ndarray], window: int) -> float:
         means = (cum[window:] - cum[:-window]) / window
         sums = (means**2).sum(axis=0) + (0 if sums is None else sums)
         total = (z**2).sum(axis=0) + (0 if total is None else total)
-        count += len(means)
-    if sums is None or total is None or count == 0:
+        count, rows = count + len(means), rows + len(z)
+    if sums is None or total is None:
         return 0.0
-    rows = sum(len(z) for z in scaled if len(z) >= window)
     varies = total / rows > 1e-6
     if not varies.any():
         return 0.0
