@@ -172,7 +172,7 @@ PLANT = {"assets": 4, "seed": 3, "start_ms": 0}
 TRAIN_READINGS = 6000
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def plant_after_training():
     """A simulator (and its twin) of the champion's plant, set at the end of its training data."""
     from sensorwatch.pipeline.dev.simulator import Simulator
