@@ -167,21 +167,11 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
 
 
 def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(
-    service_settings, champion, champion_detector, plant_after_training
+    service_settings, champion_detector, uninterrupted
 ) -> None:
-    first, second = stream(plant_after_training)
-    total = len(first) + len(second)
-    reference = fresh(service_settings)
-    run_in_process(
-        reference,
-        champion,
-        champion_detector,
-        lambda: (
-            produce_frame(reference, first, progress=False)
-            + produce_frame(reference, second, progress=False)
-        ),
-    )
-    expected_events, expected_states, _ = outcome(reference)
+    first, second, (expected_events, expected_states, expected_dead) = uninterrupted
+    readings = len(first) + len(second)
+    total = readings + len(GARBAGE)  # records: the garbage between the halves is dead-lettered
 
     settings = fresh(service_settings)
     replicas = [Service.on_kafka(settings, champion_detector) for _ in range(2)]
@@ -190,11 +180,12 @@ def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(
     runners[0].start()
     assert wait_for(lambda: replicas[0].assigned, 60)
     produce_frame(settings, first, progress=False)
+    send_garbage(settings)
     assert wait_for(lambda: committed(settings) >= len(first) // 2, 60)
     runners[1].start()  # joins mid-stream: the partitions are split, the state moves with them
     assert wait_for(lambda: replicas[1].assigned and replicas[0].assigned, 60)
     produce_frame(settings, second, progress=False)
-    assert wait_for(lambda: committed(settings) >= len(first) + len(second) // 3, 60)
+    assert wait_for(lambda: committed(settings) >= len(first) + len(GARBAGE) + len(second) // 3, 60)
     stops[1].set()  # leaves mid-stream: its partitions go back, with their state
     runners[1].join(60)
     assert not runners[1].is_alive()
@@ -210,11 +201,12 @@ def test_a_replica_joining_and_leaving_mid_stream_changes_nothing(
     stops[0].set()
     runners[0].join(60)
 
-    events, states, _ = outcome(settings)
+    events, states, dead = outcome(settings)
     assert set(events) == set(expected_events)
     assert states == expected_states
+    assert sorted(set(dead)) == sorted(set(expected_dead))  # each bad record, by where it was read
     assert (
-        sum(r.stats.scored for r in replicas) == total
+        sum(r.stats.scored for r in replicas) == readings
     )  # each reading scored once: the state moved, not the work
 
 
