@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sensorwatch.models.alarms import AlarmRules
 
 Score = Literal["mean", "max", "mean+level", "max+level"]
-ThresholdMethod = Literal["reference", "zscore", "spot", "dynamic"]
+ThresholdMethod = Literal["reference", "zscore", "spot", "dynamic", "likelihood"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Recipe(BaseModel):
     # Threshold
     threshold: ThresholdMethod = Field(
         "reference",
-        description="Threshold method: reference, zscore, spot or dynamic (models/thresholds).",
+        description="Threshold method: reference, zscore, spot, dynamic or likelihood (models/thresholds).",
     )
     threshold_params: dict[str, float] = Field(
         default_factory=lambda: {"factor": 2.0},

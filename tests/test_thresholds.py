@@ -14,6 +14,7 @@ from sensorwatch.models.thresholds import (
     threshold_from_dict,
 )
 from sensorwatch.models.thresholds.dynamic import DynamicThreshold, choose_epsilon
+from sensorwatch.models.thresholds.likelihood import LikelihoodThreshold
 from sensorwatch.models.thresholds.spot import SpotThreshold, fit_gpd, gpd_quantile
 
 RNG = np.random.default_rng(11)
@@ -31,7 +32,7 @@ def alarm_rules(**changes: object) -> AlarmRules:
 
 
 def test_every_method_is_registered_and_round_trips() -> None:
-    assert set(METHODS) == {"reference", "zscore", "spot", "dynamic"}
+    assert set(METHODS) == {"reference", "zscore", "spot", "dynamic", "likelihood"}
     for method in METHODS:
         fitted = make_threshold(method).fit(NORMAL)
         copy = threshold_from_dict(fitted.to_dict())
@@ -113,6 +114,31 @@ def test_dynamic_flags_a_jump_and_prunes_weak_runs() -> None:
     # A run barely above eps, not 13 % above the highest normal score, is pruned.
     weak = DynamicThreshold(history=300, prune=0.5).fit(1.0 + RNG.normal(0, 0.05, 300))
     assert not any(weak.update(weak.max_normal * 1.2) for _ in range(3))
+
+
+def test_likelihood_level_is_where_the_next_window_turns_anomalous() -> None:
+    t = LikelihoodThreshold(history=500, short=5, tail=1e-3).fit(NORMAL)
+    for s in NORMAL[:20]:
+        t.update(float(s))
+    level = t.level()
+    assert t.likelihood(level * 0.999) < 1 - 1e-3 < t.likelihood(level * 1.001)
+    twin = threshold_from_dict(t.to_dict())  # the stream so far travels in its parameters
+    assert (twin.update(level * 0.999), t.update(level * 1.001)) == (False, True)
+
+
+def test_likelihood_calibrates_each_asset_to_its_own_recent_scores() -> None:
+    fitted = LikelihoodThreshold(history=300, tail=1e-4).fit(NORMAL)
+    # An asset whose errors sit 4x higher for good (a new operating point): anomalous once the
+    # short average holds two of its windows, then calibrated to it within its history; an asset
+    # copied from the same fit is not moved.
+    moved, kept = threshold_from_dict(fitted.to_dict()), threshold_from_dict(fitted.to_dict())
+    higher = 4.0 * np.exp(RNG.normal(0.0, 0.3, 900))
+    flags = [moved.update(float(s)) for s in higher]
+    assert all(flags[1:10]) and not any(flags[-300:])
+    assert kept.level() == pytest.approx(fitted.level())
+    assert moved.update(20.0 * 4.0) is True and kept.update(4.0 * 4.0) is True
+    with pytest.raises(ValueError):
+        LikelihoodThreshold(tail=0.0)
 
 
 def test_alarm_rules_min_merge_and_suppress() -> None:

@@ -16,7 +16,9 @@ Methods (``METHODS``):
 - ``zscore``: scores calibrated to a z-like scale (robust location and scale of log scores);
 - ``spot``: streaming peaks-over-threshold (SPOT; Siffer et al., KDD 2017), see ``sensorwatch.models.thresholds.spot``;
 - ``dynamic``: nonparametric dynamic threshold with pruning (Hundman et al., KDD 2018), see
-  ``sensorwatch.models.thresholds.dynamic``.
+  ``sensorwatch.models.thresholds.dynamic``;
+- ``likelihood``: anomaly likelihood, each asset's scores calibrated against its own recent
+  history (Ahmad et al., 2017), see ``sensorwatch.models.thresholds.likelihood``.
 
 >>> t = ReferenceThreshold().fit(np.arange(101, dtype=float))
 >>> round(t.level(), 1), t.update(140.0), t.update(151.0)
@@ -33,11 +35,13 @@ import numpy as np
 
 from sensorwatch.models.thresholds.base import Threshold, ewma
 from sensorwatch.models.thresholds.dynamic import DynamicThreshold
+from sensorwatch.models.thresholds.likelihood import LikelihoodThreshold
 from sensorwatch.models.thresholds.spot import SpotThreshold
 
 __all__ = [
     "METHODS",
     "DynamicThreshold",
+    "LikelihoodThreshold",
     "ReferenceThreshold",
     "SpotThreshold",
     "Threshold",
@@ -125,7 +129,13 @@ class ZScoreThreshold(Threshold):
 
 METHODS: dict[str, type[Threshold]] = {
     cls.method: cls
-    for cls in (ReferenceThreshold, ZScoreThreshold, SpotThreshold, DynamicThreshold)
+    for cls in (
+        ReferenceThreshold,
+        ZScoreThreshold,
+        SpotThreshold,
+        DynamicThreshold,
+        LikelihoodThreshold,
+    )
 }
 
 
@@ -156,6 +166,7 @@ FITTED_STATE: dict[str, tuple[str, ...]] = {
     "zscore": ("center", "scale"),
     "spot": ("t", "peaks", "n", "recent"),
     "dynamic": ("scores",),
+    "likelihood": ("averages", "recent"),
 }
 
 

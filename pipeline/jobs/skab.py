@@ -43,6 +43,7 @@ METHOD_PARAMS: dict[str, dict[str, Any]] = {
     "zscore": {"k": 5.0},
     "spot": {"q": 1e-4},
     "dynamic": {"history": 800, "smooth": 5},
+    "likelihood": {},
 }
 
 # Published SKAB figures (outlier detection: F1, FAR %, MAR %; changepoints: NAB standard).
