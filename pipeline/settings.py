@@ -402,9 +402,22 @@ class Settings(BaseSettings, Recipe):
         }
 
     def recipe(self) -> Recipe:
-        """The recipe to train with: the preset, with every recipe field set on purpose on top."""
+        """The recipe to train with: the preset, with every recipe field set on purpose on top.
+
+        The preset's threshold parameters are those of its own method: another method chosen
+        without parameters of its own starts from that method's defaults.
+
+        >>> Settings(_env_file=None, threshold="zscore").recipe().threshold_params
+        {}
+        """
+        base = preset(self.preset)
         explicit = {f: getattr(self, f) for f in self.model_fields_set & RECIPE_FIELDS}
-        return preset(self.preset).updated(**explicit)
+        if (
+            explicit.get("threshold", base.threshold) != base.threshold
+            and "threshold_params" not in explicit
+        ):
+            explicit["threshold_params"] = {}
+        return base.updated(**explicit)
 
     def kafka_security(
         self, client: Literal["kafka-python", "librdkafka"] = "kafka-python"

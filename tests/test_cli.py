@@ -85,9 +85,17 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
             "threshold-params: spot takes q, level, depth, max_peaks, smooth; not k",
         ),
         (
-            ("evaluate", "skab", "--out", "o", "--threshold", "zscore"),
-            "zscore takes k, smooth; not factor "
-            '(preset default gives {"factor": 2.0}; give --threshold-params for zscore)',
+            (
+                "evaluate",
+                "skab",
+                "--out",
+                "o",
+                "--threshold",
+                "zscore",
+                "--threshold-params",
+                '{"factor": 2.0}',
+            ),
+            "threshold-params: zscore takes k, smooth; not factor",
         ),
         (
             ("serve", "-b", "127.0.0.1:9", "--threshold-params", '{"k": 3}'),
@@ -95,7 +103,7 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ),
         (
             ("train", "--threshold", "median"),
-            "threshold: Input should be 'reference', 'zscore', 'spot' or 'dynamic'",
+            "threshold: Input should be 'reference', 'zscore', 'spot', 'dynamic' or 'likelihood'",
         ),
         # a directory where a file is expected ({tmp} is the test's folder)
         (("detect", "{tmp}", "--out", "x.csv"), "{tmp}: is a directory, not a CSV file"),

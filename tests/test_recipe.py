@@ -47,6 +47,16 @@ def test_a_preset_is_a_starting_point_that_fields_override() -> None:
     assert published.recipe_overrides()["merge_windows"] == 30
 
 
+def test_another_threshold_method_starts_from_its_own_parameters() -> None:
+    # The default recipe's {"factor": 2.0} is the reference method's: another method chosen alone
+    # takes its own defaults, parameters given with it are kept, and the preset's method keeps them.
+    assert Settings(_env_file=None, threshold="likelihood").recipe().threshold_params == {}
+    given = Settings(_env_file=None, threshold="zscore", threshold_params={"k": 3.0})
+    assert given.recipe().threshold_params == {"k": 3.0}
+    same = Settings(_env_file=None, threshold="reference").recipe()
+    assert same.threshold_params == Recipe().threshold_params
+
+
 def test_bad_recipe_values_are_named() -> None:
     with pytest.raises(ValueError, match="preset"):
         Settings(preset="fastest")
