@@ -84,20 +84,21 @@ class LikelihoodThreshold(Threshold):
         return math.exp(min(needed, 700.0))
 
     def _decide(self, value: float) -> bool:
-        anomalous = value > self.level()
-        log = math.log(max(value, _FLOOR))
-        average = (math.fsum(self.recent) + log) / (len(self.recent) + 1)
+        mean, scale = self._spread()
+        average = self._average(value)
         self.averages.append(average)
         if self.recent.maxlen:
-            self.recent.append(log)
-        return anomalous
+            self.recent.append(math.log(max(value, _FLOOR)))
+        return average > mean + self._z * scale  # the same as value > level(), without its exp
 
     def likelihood(self, value: float) -> float:
         """1 − tail probability of ``value`` as the next window's score (without taking it)."""
         mean, scale = self._spread()
-        log = math.log(max(value, _FLOOR))
-        average = (math.fsum(self.recent) + log) / (len(self.recent) + 1)
-        return NormalDist().cdf((average - mean) / scale)
+        return NormalDist().cdf((self._average(value) - mean) / scale)
+
+    def _average(self, value: float) -> float:
+        """The mean log score of the last ``short − 1`` windows and one of score ``value``."""
+        return (math.fsum(self.recent) + math.log(max(value, _FLOOR))) / (len(self.recent) + 1)
 
     def params(self) -> dict[str, Any]:
         return {
