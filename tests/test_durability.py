@@ -129,12 +129,18 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
         assert wait_for(lambda: committed(settings) >= len(first) + len(GARBAGE), 120), (
             tmp_path / "first.log"
         ).read_text()
-        produce_frame(settings, second, progress=False)
         if commit_interval_s:
             # Checkpoints 3 s apart: the second half is read and scored (events sent, archive
             # written) well before the next one, and the kill lands in between.
+            produce_frame(settings, second, progress=False)
             assert wait_for(lambda: metric(port, "sensorwatch_records_total") >= total, 60)
         else:
+            # A checkpoint after every poll: killed once a third of the second half is committed,
+            # with its last third not sent yet, so the kill lands mid-stream however fast the
+            # service reads (it comes after the kill, in the same order as in the reference).
+            second = second.sort_values("ts_ms", kind="stable")
+            later = second.iloc[2 * len(second) // 3 :]
+            produce_frame(settings, second.iloc[: len(second) - len(later)], progress=False)
             mid = len(first) + len(GARBAGE) + len(second) // 3
             assert wait_for(lambda: committed(settings) >= mid, 60, every_s=0.02)
         proc.send_signal(signal.SIGKILL)  # mid-stream, between or inside checkpoints
@@ -142,6 +148,8 @@ def test_kill_9_mid_stream_loses_nothing_and_repeats_only_known_events(
     finally:
         proc.kill()
     assert committed(settings) < total, "the kill came too late to test anything"
+    if not commit_interval_s:
+        produce_frame(settings, later, progress=False)
     proc = serve_process(settings, champion.store.tracking_uri, tmp_path, "second.log")
     try:
         assert wait_for(lambda: committed(settings) >= total, 120), (
