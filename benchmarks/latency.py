@@ -139,6 +139,49 @@ def stream_frame(args, normal_sim, faulty_sim, per_asset: int):
     return frame, faults, faulty_assets, faults_per_asset
 
 
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) a process has used so far, from /proc; None where there is none."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+
+
+class CpuSampler(threading.Thread):
+    """The broker's CPU time, sampled once a second: how much of a core it used as its store grew."""
+
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(name="broker-cpu", daemon=True)
+        self.pid, self.samples, self.done = pid, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            used = cpu_seconds(self.pid)
+            if used is not None:
+                self.samples.append((time.time(), used))
+
+    def share_by_third(self, start: float, end: float) -> list[float]:
+        """Share of one core the broker used in each third of [start, end]."""
+        out = []
+        for k in range(3):
+            a, b = start + (end - start) * k / 3, start + (end - start) * (k + 1) / 3
+            inside = [(t, c) for t, c in self.samples if a <= t <= b]
+            if len(inside) >= 2:
+                out.append(
+                    round((inside[-1][1] - inside[0][1]) / (inside[-1][0] - inside[0][0]), 2)
+                )
+        return out
+
+
+def by_third(pairs: list[tuple[float, float]], start: float, end: float) -> list[dict]:
+    """``figures`` of the latencies whose reading was produced in each third of [start, end]."""
+    thirds: list[list[float]] = [[], [], []]
+    for t0, value in pairs:
+        thirds[min(2, max(0, int(3 * (t0 - start) / max(end - start, 1e-9))))].append(value)
+    return [figures(values) for values in thirds]
+
+
 def figures(values_s: list[float]) -> dict[str, float | int]:
     """Count and percentiles of durations given in seconds, in milliseconds."""
     if not values_s:
@@ -326,9 +369,14 @@ def main() -> None:
                 runner.is_alive,
             )
             wait_for("producer", producer_ready.is_set, 120, producer.is_alive)
+            broker_cpu, producer_cpu = CpuSampler(broker.pid), CpuSampler(producer.pid)
+            broker_cpu.start()
+            producer_cpu.start()
             go.set()
             sent_at, send_errors, first_error = producer_out.get(timeout=args.seconds * 3 + 120)
             produced_by = time.time()
+            broker_cpu.done.set()
+            producer_cpu.done.set()
             producer.join(30)
             if send_errors:
                 raise RuntimeError(f"{send_errors} readings were not delivered: {first_error}")
@@ -371,6 +419,7 @@ def main() -> None:
         [],
     )
     unmatched = 0
+    timed: list[tuple[float, float]] = []  # (when its reading was produced, latency)
     for at, e in opened:
         end = e.end_ms
         t0 = produced.get((e.asset_id, end))
@@ -378,6 +427,7 @@ def main() -> None:
             unmatched += 1
             continue
         latency.append(at - t0)
+        timed.append((t0, at - t0))
         if e.event_id not in false_ids:
             latency_faults.append(at - t0)
         detected = ms_of(e.detected_at) / 1000
@@ -432,6 +482,15 @@ def main() -> None:
         },
         "latency_ms": figures(latency),
         "latency_ms_injected_faults": figures(latency_faults),
+        # The embedded broker keeps every record in memory, and its work per record grows with
+        # what it holds: the stream's later thirds find it using more of the two cores.
+        "latency_ms_by_third_of_stream": by_third(timed, float(sent_at[0]), float(sent_at[-1])),
+        "broker_cpu_share_by_third": broker_cpu.share_by_third(
+            float(sent_at[0]), float(sent_at[-1])
+        ),
+        "producer_cpu_share_by_third": producer_cpu.share_by_third(
+            float(sent_at[0]), float(sent_at[-1])
+        ),
         "parts_ms": {
             "grace_wait": figures(grace_wait),
             "service": figures(in_service),

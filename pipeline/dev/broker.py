@@ -150,6 +150,11 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (the benchmarks measure its CPU time)."""
+        return self._proc.pid if self.running() and self._proc is not None else None
+
     def start(self) -> EmbeddedBroker:
         """Start the process, wait until it answers a metadata request, create the topics."""
         if self._proc is not None:
