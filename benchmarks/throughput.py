@@ -10,7 +10,7 @@ topic; in one run:
   c. the service end to end (``Service.on_kafka`` with the settings' defaults, the archive on), in
      replica processes of its own, from the first poll a replica decided until the last one (each
      replica notes when, on the shared wall clock; the run ends once the group has committed every
-     record): at stride 1 and stride 5, with each client, and with two replicas in one group.
+     record): at stride 1 and stride 5, and with two replicas in one group, with each client.
 
 Each replica process reports when it started, so the run also gives start-up to first commit
 (Python, TensorFlow, the model and the group join; the model is built, not fetched from MLflow).
@@ -308,7 +308,7 @@ def main() -> None:
     parser.add_argument("--strides", default="1,5")
     parser.add_argument("--clients", default="kafka-python,confluent-kafka")
     parser.add_argument(
-        "--replicas", default="1,2", help="Replica counts to run (at stride 1, kafka-python)."
+        "--replicas", default="1,2", help="Replica counts to run (at stride 1, with each client)."
     )
     parser.add_argument(
         "--out", default="throughput.json", help="Name of the result file in benchmarks/results/."
@@ -379,7 +379,10 @@ def main() -> None:
             for stride in (int(s) for s in args.strides.split(","))
         ]
         runs += [
-            ("kafka-python", 1, n) for n in (int(r) for r in args.replicas.split(",")) if n > 1
+            (client, 1, n)
+            for client in args.clients.split(",")
+            for n in (int(r) for r in args.replicas.split(","))
+            if n > 1
         ]
         for client, stride, replicas in runs:
             # A group and a topic of its own for each run: a run must not restore the state of the
@@ -420,13 +423,15 @@ def main() -> None:
                 )
             result[name] = run
             print(name, run, file=sys.stderr, flush=True)
-        one = result.get("service_kafka-python_stride_1")
-        for n in (int(r) for r in args.replicas.split(",")):
-            several = result.get(f"service_kafka-python_stride_1_replicas_{n}")
-            if one and several:
-                result[f"replicas_{n}_scaling"] = round(
-                    several["readings_per_s"] / one["readings_per_s"], 2
-                )
+        for client in args.clients.split(","):
+            one = result.get(f"service_{client}_stride_1")
+            for n in (int(r) for r in args.replicas.split(",")):
+                several = result.get(f"service_{client}_stride_1_replicas_{n}")
+                if one and several:
+                    suffix = "" if client == "kafka-python" else f"_{client}"
+                    result[f"replicas_{n}_scaling{suffix}"] = round(
+                        several["readings_per_s"] / one["readings_per_s"], 2
+                    )
     print(json.dumps(result, indent=2))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -52,8 +52,9 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return fs, root.rstrip("/")
 
 
-def _day(ts_ms: np.ndarray) -> np.ndarray:
-    return (np.asarray(ts_ms, np.int64) // DAY_MS).astype("datetime64[D]").astype(str)
+def _day(day_number: int) -> str:
+    """The UTC date of a day counted from the epoch, as the archive's folders name it."""
+    return str(np.datetime64(day_number, "D"))
 
 
 class ArchiveSink:
@@ -114,10 +115,10 @@ class ArchiveSink:
         return write
 
     def _write(self, dataset: str, table: pa.Table) -> None:
-        days = _day(table.column("ts_ms").to_numpy())
-        for day in np.unique(days):
+        days = np.asarray(table.column("ts_ms").to_numpy(), np.int64) // DAY_MS
+        for day in np.unique(days):  # integers: a poll's rows mostly share one day
             part = table.filter(pa.array(days == day))
-            folder = f"{self.root}/{dataset}/day={day}"
+            folder = f"{self.root}/{dataset}/day={_day(int(day))}"
             self.fs.create_dir(folder, recursive=True)
             name = f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"  # names sort in write order
             if isinstance(self.fs, pafs.LocalFileSystem):
@@ -167,8 +168,8 @@ def _read(
         for i in fs.get_file_info(pafs.FileSelector(folder))
         if i.type == pafs.FileType.Directory and i.base_name.startswith("day=")
     )
-    lo = None if start_ms is None else str(_day(np.array([start_ms]))[0])
-    hi = None if end_ms is None else str(_day(np.array([end_ms - 1]))[0])
+    lo = None if start_ms is None else _day(int(start_ms) // DAY_MS)
+    hi = None if end_ms is None else _day((int(end_ms) - 1) // DAY_MS)
     tables = []
     for day in days:
         if (lo is not None and day < lo) or (hi is not None and day > hi):
