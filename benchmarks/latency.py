@@ -412,7 +412,8 @@ def main() -> None:
             delay_readings.append((min(ends) - f.start_ms) // spec.interval_ms)
 
     s = service.stats
-    streamed_s = float(sent_at[-1] - sent_at[0]) if len(sent_at) > 1 else 0.0
+    sending = (float(sent_at[0]), float(sent_at[-1]))  # the first and the last send
+    streamed_s = sending[1] - sending[0] if len(sent_at) > 1 else 0.0
     result: dict[str, object] = {
         "benchmark": "latency",
         "host": platform.node(),
@@ -450,13 +451,9 @@ def main() -> None:
         "latency_ms_injected_faults": figures(latency_faults),
         # At a constant rate the embedded broker's CPU rises through a run, and the latency with
         # it: both by third of the stream, so a run shows which.
-        "latency_ms_by_third_of_stream": by_third(timed, float(sent_at[0]), float(sent_at[-1])),
-        "broker_cpu_share_by_third": broker_cpu.share_by_third(
-            float(sent_at[0]), float(sent_at[-1])
-        ),
-        "producer_cpu_share_by_third": producer_cpu.share_by_third(
-            float(sent_at[0]), float(sent_at[-1])
-        ),
+        "latency_ms_by_third_of_stream": by_third(timed, *sending),
+        "broker_cpu_share_by_third": broker_cpu.share_by_third(*sending),
+        "producer_cpu_share_by_third": producer_cpu.share_by_third(*sending),
         "parts_ms": {
             "grace_wait": figures(grace_wait),
             "service": figures(in_service),
