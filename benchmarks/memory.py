@@ -155,7 +155,7 @@ def measure(
     assets: int, per_asset: int, batch: int, preset: str, runtime: str = "keras"
 ) -> dict[str, object]:
     """One size, in this process: baseline, state, and the per-asset figures."""
-    from throughput import detector_for
+    from untrained import detector_for
 
     from sensorwatch.pipeline.stream import state
     from sensorwatch.pipeline.stream.processor import Processor

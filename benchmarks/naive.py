@@ -124,7 +124,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from throughput import detector_for
+    from untrained import detector_for
 
     from sensorwatch.pipeline.dev.broker import EmbeddedBroker
     from sensorwatch.pipeline.dev.replay import produce_frame

@@ -38,12 +38,9 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from replicas import committed
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def committed(admin, group: str) -> int:
-    offsets = admin.list_group_offsets(group).get(group, {})
-    return sum(max(getattr(meta, "offset", meta), 0) for meta in offsets.values())
 
 
 def readyz(port: int) -> bool:

@@ -55,7 +55,7 @@ MOVING: dict[str, object] = {
     "score": "max",
     "error_scale": "train",
     "threshold_on": "validation",
-    "threshold_params": {"quantile": 0.999, "factor": 1.0},
+    "threshold_params": {"quantile": 0.999, "factor": 1.0, "follow": 2000},
     "min_windows": 3,
     "merge_windows": 30,
     "suppress_windows": 0,

@@ -104,7 +104,7 @@ class Recipe(BaseModel):
         description="Threshold method: reference, zscore, spot, dynamic or likelihood (models/thresholds).",
     )
     threshold_params: dict[str, float] = Field(
-        default_factory=lambda: {"factor": 2.0},
+        default_factory=lambda: {"factor": 2.0, "follow": 2000},
         description='Parameters of the threshold method, as JSON (e.g. {"quantile": 0.99, "factor": 2.0}).',
     )
     threshold_on: Literal["validation", "all"] = Field(

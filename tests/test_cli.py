@@ -65,11 +65,11 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         # threshold parameters the method does not take: refused before any training
         (
             ("train", "--threshold-params", '{"nosuch": 1}'),
-            "threshold-params: reference takes quantile, factor, smooth; not nosuch",
+            "threshold-params: reference takes quantile, factor, follow, smooth; not nosuch",
         ),
         (
             ("train", "--threshold", "reference", "--threshold-params", '{"k": 3}'),
-            "reference takes quantile, factor, smooth; not k",
+            "reference takes quantile, factor, follow, smooth; not k",
         ),
         (
             (
@@ -99,7 +99,7 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
         ),
         (
             ("serve", "-b", "127.0.0.1:9", "--threshold-params", '{"k": 3}'),
-            "reference takes quantile, factor, smooth; not k",
+            "reference takes quantile, factor, follow, smooth; not k",
         ),
         (
             ("train", "--threshold", "median"),
@@ -148,7 +148,7 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], says: str, tmp_
         ),
         (
             {"SENSORWATCH_THRESHOLD_PARAMS": '{"k": 3}'},
-            "error: threshold-params: reference takes quantile, factor, smooth; not k",
+            "error: threshold-params: reference takes quantile, factor, follow, smooth; not k",
         ),
         (
             {"SENSORWATCH_PRESET": "fastest"},

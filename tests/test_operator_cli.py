@@ -154,7 +154,11 @@ def test_settings_show_the_recipe_the_preset_makes(tmp_path: Path) -> None:
     assert (rows["preset"]["value"], rows["preset"]["source"]) == ("plant", "flag")
     assert (rows["window"]["value"], rows["window"]["source"]) == ("30", "preset plant")
     assert (rows["units"]["value"], rows["units"]["source"]) == ("8", "flag")
-    assert json.loads(rows["threshold_params"]["value"]) == {"quantile": 0.999, "factor": 1.0}
+    assert json.loads(rows["threshold_params"]["value"]) == {
+        "quantile": 0.999,
+        "factor": 1.0,
+        "follow": 2000,
+    }
 
 
 def test_settings_as_json_keep_their_types_and_read_back(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def test_a_preset_is_a_starting_point_that_fields_override() -> None:
 
 
 def test_another_threshold_method_starts_from_its_own_parameters() -> None:
-    # The default recipe's {"factor": 2.0} is the reference method's: another method chosen alone
+    # The default recipe's {"factor": 2.0, "follow": 2000} are the reference method's: another method alone
     # takes its own defaults, parameters given with it are kept, and the preset's method keeps them.
     assert Settings(_env_file=None, threshold="likelihood").recipe().threshold_params == {}
     given = Settings(_env_file=None, threshold="zscore", threshold_params={"k": 3.0})

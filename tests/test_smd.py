@@ -16,8 +16,12 @@ import pytest
 
 from sensorwatch.pipeline.errors import SourceError
 from sensorwatch.pipeline.jobs.smd import (
+    METHODS,
+    MachineResult,
+    SmdReport,
     baseline,
     evaluate_machine,
+    format_smd,
     read_machine,
     runs,
     smd_machines,
@@ -59,6 +63,30 @@ def test_tally_counts_points_events_and_false_alarms_without_point_adjustment() 
     assert (t.counts.tp, t.counts.fn, t.counts.fp) == (1, 4, 2)
     assert (t.events, t.found, t.false_alarms) == (2, 1, 1)
     assert t.event_recall == 0.5 and t.false_alarms_per_10k == pytest.approx(1e4 / 12)
+
+
+def test_the_report_pools_all_machines_and_each_half() -> None:
+    # Three machines: every other one in sorted order tunes (a, c), the rest is held out (b).
+    truth = np.array([0, 1, 1, 0])
+    preds = {"a": [0, 1, 1, 0], "b": [1, 0, 0, 0], "c": [0, 1, 0, 0]}
+    results = [
+        MachineResult(name, method, tally(truth, np.array(pred)), 1.0)
+        for name, pred in preds.items()
+        for method in METHODS
+    ]
+    report = SmdReport(results, 3.0, 1)
+    assert report.pooled("pca").counts.tp == 3
+    assert report.pooled("pca", ["a", "c"]).counts.tp == 3
+    assert report.pooled("pca", ["b"]).counts.fp == 1
+    rows = {line.split(" | ")[0]: line for line in format_smd(report).splitlines()}
+    f1 = 3 / (3 + (1 + 3) / 2)  # all: tp 3, fp 1, fn 3
+    assert rows["| **pooled**"].startswith(f"| **pooled** | {f1:.3f} | 0.67 |")
+    assert rows["| pooled, tuning half (2)"].startswith(
+        f"| pooled, tuning half (2) | {3 / 3.5:.3f} |"
+    )
+    assert rows["| pooled, held-out half (1)"].startswith(
+        "| pooled, held-out half (1) | 0.000 | 0.00 |"
+    )
 
 
 @pytest.mark.parametrize("method", ["pca", "iforest"])

@@ -57,6 +57,61 @@ def test_reference_is_a_quantile_times_a_margin() -> None:
     assert (t.update(3.9), t.update(4.1)) == (False, True)
 
 
+def test_reference_follows_a_lasting_rise_of_the_typical_score_only() -> None:
+    rng = np.random.default_rng(3)
+    fit = dict(quantile=0.99, factor=2.0)
+    t = ReferenceThreshold(**fit, follow=1000).fit(NORMAL)
+    fitted = t.level()
+    # A fault shorter than half the span is flagged for its whole length at the fitted level.
+    assert all(t.update(float(s)) for s in 20 * np.exp(rng.normal(0.0, 0.3, 450)))
+    assert t.level() == fitted
+    assert not any(t.update(float(s)) for s in NORMAL[:600])
+    # Scores that stay 20x higher for longer: flagged at first, then judged against their level.
+    raised = 20 * np.exp(rng.normal(0.0, 0.3, 3000))
+    hits = np.array([t.update(float(s)) for s in raised])
+    assert hits[:400].all() and hits[-1000:].mean() < 0.05
+    # The new level is the typical score (20) times the training spread (q99 / median, about 2).
+    assert t.level() == pytest.approx(20 * t.spread, rel=0.05) and t.level() > 8 * fitted
+    assert t.update(float(20 * raised.max()))  # a fault on top of the new level still counts
+    # Without ``follow`` (and in versions fitted before it) the fitted level never moves.
+    old = ReferenceThreshold(**fit).fit(NORMAL)
+    assert "follow" not in old.to_dict() and all(old.update(float(s)) for s in raised)
+
+
+def test_reference_follow_state_survives_a_checkpoint_mid_block() -> None:
+    from sensorwatch.models.thresholds.base import Threshold
+    from sensorwatch.pipeline.stream.state import decode, encode
+
+    def restored(t: Threshold) -> Threshold:
+        saved = decode(encode(t.export()))
+        copy = threshold_from_dict(saved["params"])
+        for name, value in saved["vars"].items():
+            setattr(copy, name, value)
+        return copy
+
+    t = ReferenceThreshold(factor=2.0, follow=400).fit(NORMAL)
+    stream = np.r_[NORMAL, 8 * NORMAL, 8 * NORMAL][: 2 * 1000 + 7] * np.exp(
+        np.random.default_rng(5).normal(0.0, 0.5, 2007)
+    )
+    head = [t.update(float(s)) for s in stream[:1313]]  # stops inside a block
+    copy = restored(t)
+    assert copy.level() == t.level()
+    assert [t.update(float(s)) for s in stream[1313:]] == [
+        copy.update(float(s)) for s in stream[1313:]
+    ]
+    assert any(head) and t.level() > ReferenceThreshold(factor=2.0).fit(NORMAL).level()
+
+
+def test_reference_follow_is_refused_below_zero_and_ignores_a_nan() -> None:
+    with pytest.raises(ValueError, match="follow"):
+        ReferenceThreshold(follow=-1)
+    t = ReferenceThreshold(follow=20).fit(NORMAL)
+    assert not t.update(float("nan"))
+    assert all(not t.update(1.0) for _ in range(40)) and t.level() == pytest.approx(
+        ReferenceThreshold().fit(NORMAL).level()
+    )
+
+
 def test_smoothing_ignores_a_single_spike_but_not_a_shift() -> None:
     assert ewma(np.array([0.0, 3.0, 3.0]), 2).tolist() == pytest.approx([0.0, 2.0, 8 / 3])
     t = ReferenceThreshold(quantile=1.0, factor=1.5, smooth=9).fit(np.ones(100))  # level 1.5

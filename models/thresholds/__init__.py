@@ -28,6 +28,7 @@ Methods (``METHODS``):
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,6 +38,8 @@ from sensorwatch.models.thresholds.base import Threshold, ewma
 from sensorwatch.models.thresholds.dynamic import DynamicThreshold
 from sensorwatch.models.thresholds.likelihood import LikelihoodThreshold
 from sensorwatch.models.thresholds.spot import SpotThreshold
+
+_HUGE = 1e300  # an overflowing score counts as this in the typical score
 
 __all__ = [
     "METHODS",
@@ -55,30 +58,92 @@ __all__ = [
 
 
 class ReferenceThreshold(Threshold):
-    """The published LSTM-AE reference: a quantile of the training error times a margin."""
+    """The published LSTM-AE reference: a quantile of the training error times a margin.
+
+    With ``follow`` (a number of windows, 0 = off) the threshold also follows a lasting rise of
+    the asset's *typical* score. Fitting measures the training scores' median (``base``) and how
+    far their 99th percentile (or the fitted threshold, where it is lower) sits above it
+    (``spread``, a ratio: 1 in 100 normal windows is further above their typical score). In the
+    stream, the median score of each block of ``follow // 20`` windows is kept for the last 20
+    blocks (started at ``base``), and the typical score is the median of those block medians. The
+    threshold is the larger of the fitted one and the typical score times ``spread``.
+
+    A fault shorter than half of ``follow`` windows leaves the typical score where it was and is
+    judged by the fitted threshold for its whole length. An asset whose scores stay raised for
+    longer (a new operating point, a channel that settled at another level) is judged against its
+    new level instead of alarming for ever, and a fault on top of that level still counts.
+
+    >>> t = ReferenceThreshold(quantile=0.99, factor=2.0, follow=200).fit(np.r_[np.ones(98), 3, 3])
+    >>> t.level(), t.spread, [t.update(7.0) for _ in range(3)]
+    (6.0, 3.0, [True, True, True])
+    >>> for _ in range(200): _ = t.update(7.0)
+    >>> t.level(), t.update(7.0), t.update(22.0)
+    (21.0, False, True)
+    """
 
     method = "reference"
+    STREAM_VARS = ("_acc", "last", "_medians", "_block", "_blocks_seen", "_typical")
+    BLOCKS = 20  # block medians the typical score is the median of
+    SPREAD_QUANTILE = 0.99  # where the training scores' spread above their median is read
 
     def __init__(
         self,
         quantile: float = 0.99,
         factor: float = 1.5,
         value: float | None = None,
+        follow: int = 0,
+        base: float | None = None,
+        spread: float | None = None,
         smooth: int = 1,
     ) -> None:
         super().__init__(smooth)
+        if follow < 0:
+            raise ValueError("reference takes follow ≥ 0 (windows; 0 = off)")
         self.quantile, self.factor, self.value = quantile, factor, value
+        self.follow, self.base, self.spread = int(follow), base, spread
+        self._medians: np.ndarray | None = None  # block medians, started at ``base`` when used
+        self._block: list[float] = []
+        self._blocks_seen = 0
+        self._typical = base
 
     def _fit(self, scores: np.ndarray) -> None:
         self.value = float(np.quantile(scores, self.quantile) * self.factor)
+        self.base = self._typical = float(np.median(scores))
+        top = min(float(np.quantile(scores, self.SPREAD_QUANTILE)), self.value)
+        self.spread = top / self.base if self.base > 0 else 1.0
 
     def level(self) -> float:
         if self.value is None:
             raise RuntimeError("threshold used before fit()")
-        return self.value
+        if not self._following() or self._typical is None or self.spread is None:
+            return self.value
+        return max(self.value, self._typical * self.spread)
+
+    def _following(self) -> bool:
+        return bool(self.follow) and self.base is not None and self.base > 0
+
+    def _decide(self, value: float) -> bool:
+        hit = bool(value > self.level())
+        if self._following() and not math.isnan(value):
+            self._block.append(min(value, _HUGE))
+            if len(self._block) >= max(1, self.follow // self.BLOCKS):
+                if self._medians is None:
+                    self._medians = np.full(self.BLOCKS, self.base, np.float64)
+                self._medians[self._blocks_seen % self.BLOCKS] = np.median(self._block)
+                self._blocks_seen += 1
+                self._block = []
+                self._typical = float(np.median(self._medians))
+        return hit
 
     def params(self) -> dict[str, Any]:
-        return {"quantile": self.quantile, "factor": self.factor, "value": self.value}
+        out: dict[str, Any] = {
+            "quantile": self.quantile,
+            "factor": self.factor,
+            "value": self.value,
+        }
+        if self.follow:  # versions fitted without it keep the dictionary they had
+            out.update(follow=self.follow, base=self.base, spread=self.spread)
+        return out
 
 
 class ZScoreThreshold(Threshold):
@@ -162,7 +227,7 @@ def threshold_from_dict(data: dict[str, Any]) -> Threshold:
 
 # Constructor arguments that restore a fitted threshold (``to_dict``): its state, not a setting.
 FITTED_STATE: dict[str, tuple[str, ...]] = {
-    "reference": ("value",),
+    "reference": ("value", "base", "spread"),
     "zscore": ("center", "scale"),
     "spot": ("t", "peaks", "n", "recent"),
     "dynamic": ("scores",),
@@ -174,7 +239,7 @@ def tunable_params(method: str) -> tuple[str, ...]:
     """The parameters a recipe may set for ``method``: its constructor's, less the fitted state.
 
     >>> tunable_params("reference"), tunable_params("zscore")
-    (('quantile', 'factor', 'smooth'), ('k', 'smooth'))
+    (('quantile', 'factor', 'follow', 'smooth'), ('k', 'smooth'))
     """
     if method not in METHODS:
         raise ValueError(f"unknown threshold method {method!r}; choose from {', '.join(METHODS)}")
@@ -188,7 +253,7 @@ def check_params(method: str, params: Iterable[str]) -> None:
     >>> check_params("zscore", {"k": 3.0})
     >>> check_params("reference", {"k": 3.0, "factor": 2.0})
     Traceback (most recent call last):
-    ValueError: reference takes quantile, factor, smooth; not k
+    ValueError: reference takes quantile, factor, follow, smooth; not k
     """
     known = tunable_params(method)
     unknown = [p for p in params if p not in known]

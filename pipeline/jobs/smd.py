@@ -36,6 +36,7 @@ from sensorwatch.models.library_env import start_worker
 from sensorwatch.models.metrics import PointCounts, point_counts, runs
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.pipeline.errors import SourceError
+from sensorwatch.pipeline.jobs.skab import halves
 
 METHODS = ("sensorwatch", "pca", "iforest")
 BASELINE_QUANTILE = 0.99
@@ -220,8 +221,16 @@ class SmdReport:
     wall_s: float
     workers: int
 
-    def pooled(self, method: str) -> Tally:
-        return sum((r.tally for r in self.results if r.method == method), Tally())
+    def pooled(self, method: str, names: Sequence[str] | None = None) -> Tally:
+        """``method``'s counts added over every machine, or over ``names``."""
+        return sum(
+            (
+                r.tally
+                for r in self.results
+                if r.method == method and (names is None or r.name in names)
+            ),
+            Tally(),
+        )
 
     def per_machine(self) -> dict[str, dict[str, Tally]]:
         table: dict[str, dict[str, Tally]] = {}
@@ -273,7 +282,8 @@ def evaluate_smd(
 
 
 def format_smd(report: SmdReport) -> str:
-    """Per machine and pooled, each method's F1, event recall and false alarms, as Markdown."""
+    """Per machine and pooled (all, the tuning half and the held-out half), each method's F1, event
+    recall and false alarms, as Markdown."""
     head = "| Machine | " + " | ".join(f"{m} F1 | {m} event recall | {m} FA/10k" for m in METHODS)
     lines = [head + " |", "|---" * (1 + 3 * len(METHODS)) + "|"]
 
@@ -283,6 +293,12 @@ def format_smd(report: SmdReport) -> str:
     for name, by in report.per_machine().items():
         lines.append(f"| {name} | " + " | ".join(cells(by[m]) for m in METHODS if m in by) + " |")
     lines.append("| **pooled** | " + " | ".join(cells(report.pooled(m)) for m in METHODS) + " |")
+    # The same split as SKAB's: every other machine in sorted order tunes, the rest is held out.
+    tune, held = halves(list(report.per_machine()))
+    for names, label in ((tune, "tuning half"), (held, "held-out half")):
+        if names:
+            row = " | ".join(cells(report.pooled(m, names)) for m in METHODS)
+            lines.append(f"| pooled, {label} ({len(names)}) | {row} |")
     beats = sum(
         1
         for by in report.per_machine().values()
