@@ -39,7 +39,7 @@ from sensorwatch.models.thresholds.dynamic import DynamicThreshold
 from sensorwatch.models.thresholds.likelihood import LikelihoodThreshold
 from sensorwatch.models.thresholds.spot import SpotThreshold
 
-_HUGE = 1e300  # an overflowing score counts as this in the typical score
+_HUGE = 3e38  # a larger (or overflowing) score counts as this in the typical score (float32)
 
 __all__ = [
     "METHODS",
@@ -82,7 +82,7 @@ class ReferenceThreshold(Threshold):
     """
 
     method = "reference"
-    STREAM_VARS = ("_acc", "last", "_medians", "_block", "_blocks_seen", "_typical")
+    STREAM_VARS = ("_acc", "last", "_medians", "_block", "_filled", "_blocks_seen", "_typical")
     BLOCKS = 20  # block medians the typical score is the median of
     SPREAD_QUANTILE = 0.99  # where the training scores' spread above their median is read
 
@@ -101,8 +101,10 @@ class ReferenceThreshold(Threshold):
             raise ValueError("reference takes follow ≥ 0 (windows; 0 = off)")
         self.quantile, self.factor, self.value = quantile, factor, value
         self.follow, self.base, self.spread = int(follow), base, spread
-        self._medians: np.ndarray | None = None  # block medians, started at ``base`` when used
-        self._block: list[float] = []
+        # Allocated at an asset's first score, as float32: about 0.5 KB of state per asset.
+        self._medians: np.ndarray | None = None  # the last BLOCKS block medians, started at base
+        self._block: np.ndarray | None = None  # the current block's scores, ``_filled`` of them
+        self._filled = 0
         self._blocks_seen = 0
         self._typical = base
 
@@ -125,13 +127,15 @@ class ReferenceThreshold(Threshold):
     def _decide(self, value: float) -> bool:
         hit = bool(value > self.level())
         if self._following() and not math.isnan(value):
-            self._block.append(min(value, _HUGE))
-            if len(self._block) >= max(1, self.follow // self.BLOCKS):
-                if self._medians is None:
-                    self._medians = np.full(self.BLOCKS, self.base, np.float64)
+            if self._block is None or self._medians is None:
+                self._block = np.zeros(max(1, self.follow // self.BLOCKS), np.float32)
+                self._medians = np.full(self.BLOCKS, min(self.base, _HUGE), np.float32)
+            self._block[self._filled] = min(value, _HUGE)
+            self._filled += 1
+            if self._filled == len(self._block):
                 self._medians[self._blocks_seen % self.BLOCKS] = np.median(self._block)
                 self._blocks_seen += 1
-                self._block = []
+                self._filled = 0
                 self._typical = float(np.median(self._medians))
         return hit
 
