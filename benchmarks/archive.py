@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import orjson
+from untrained import detector_for
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -32,10 +33,6 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from sensorwatch.models.autoencoder import build_autoencoder
-    from sensorwatch.models.detector import Detector
-    from sensorwatch.models.presets import preset
-    from sensorwatch.models.spec import DetectorSpec
     from sensorwatch.pipeline.archive import ArchiveSink
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
     from sensorwatch.pipeline.settings import Settings
@@ -43,21 +40,8 @@ def main() -> None:
     from sensorwatch.pipeline.stream.records import Polled
     from sensorwatch.pipeline.stream.step import step
 
-    recipe = preset("plant")
     limits = Settings().limits()
-    n = len(CHANNELS)
-    spec = DetectorSpec(
-        list(CHANNELS),
-        [0.0] * n,
-        [1.0] * n,
-        [1.0] * n,
-        {"method": "reference", "value": 1e9},
-        recipe=recipe,
-        interval_ms=1000,
-    )
-    detector = Detector(
-        build_autoencoder(recipe.window, n, recipe.units, recipe.latent), spec, version="1"
-    ).warm_up()
+    detector = detector_for("plant", "keras")
     frame = Simulator(assets=8, seed=1).normal(args.readings // 8)
     records = [
         Polled(
