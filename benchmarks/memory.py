@@ -22,7 +22,6 @@ Prints one JSON object and writes it to ``benchmarks/results/memory.json``. Asse
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import os
@@ -33,38 +32,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import proc_status, rss, trim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START_MS = 1_704_067_200_000
 WARM_ASSETS = 64  # throw-away assets run through before the baseline
-
-
-def _proc_status(field: str) -> int:
-    """A /proc/self/status memory field in bytes (psutil's RSS where /proc is missing)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import psutil
-
-    info = psutil.Process().memory_info()
-    return info.rss if field == "VmRSS" else getattr(info, "peak_wset", info.rss)
-
-
-def rss() -> int:
-    return _proc_status("VmRSS")
-
-
-def trim() -> bool:
-    """Hand the allocator's free pages back to the system (glibc only); whether it could."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
-        return False
 
 
 def asset_id(prefix: str, i: int) -> str:
@@ -205,7 +177,7 @@ def measure(
         "state_rss_mib": round(with_state / 2**20, 1),
         "tensorflow_imported": "tensorflow" in sys.modules,
         "state_rss_trimmed_mib": round(trimmed / 2**20, 1),
-        "peak_rss_mib": round(_proc_status("VmHWM") / 2**20, 1),
+        "peak_rss_mib": round(proc_status("VmHWM") / 2**20, 1),
         "state_mib": round(delta / 2**20, 1),
         "state_bytes": delta,
         "state_bytes_trimmed": delta_trimmed,

@@ -1,12 +1,43 @@
 """A process's CPU time from /proc, and a thread that samples it: how much of a core a process
-beside the service (the embedded broker, a load generator) used over a benchmark's run."""
+beside the service (the embedded broker, a load generator) used over a benchmark's run; and this
+process's memory (resident, peak) and a way to hand freed pages back."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
 import time
 from pathlib import Path
+
+
+def proc_status(field: str) -> int:
+    """A /proc/self/status memory field in bytes (psutil's RSS where /proc is missing)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import psutil
+
+    info = psutil.Process().memory_info()
+    return info.rss if field == "VmRSS" else getattr(info, "peak_wset", info.rss)
+
+
+def rss() -> int:
+    """This process's resident memory in bytes."""
+    return proc_status("VmRSS")
+
+
+def trim() -> bool:
+    """Hand the allocator's free pages back to the system (glibc only); whether it could."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
 
 
 def cpu_seconds(pid: int | None) -> float | None:
