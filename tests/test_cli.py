@@ -72,6 +72,14 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
             "reference takes quantile, factor, follow, smooth; not k",
         ),
         (
+            ("train", "--threshold-params", '{"factor": 2.0, "follow": -1}'),
+            "threshold-params: reference takes follow ≥ 0 (windows; 0 = off)",
+        ),
+        (
+            ("detect", "x.csv", "--out", "o.csv", "--threshold-params", '{"quantile": 99}'),
+            "threshold-params: reference takes 0 < quantile ≤ 1 and factor > 0",
+        ),
+        (
             (
                 "detect",
                 "x.csv",

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -97,6 +97,8 @@ class ReferenceThreshold(Threshold):
         smooth: int = 1,
     ) -> None:
         super().__init__(smooth)
+        if not 0 < quantile <= 1 or factor <= 0:
+            raise ValueError("reference takes 0 < quantile ≤ 1 and factor > 0")
         if follow < 0:
             raise ValueError("reference takes follow ≥ 0 (windows; 0 = off)")
         self.quantile, self.factor, self.value = quantile, factor, value
@@ -251,15 +253,24 @@ def tunable_params(method: str) -> tuple[str, ...]:
     return tuple(p for p in inspect.signature(METHODS[method]).parameters if p not in state)
 
 
-def check_params(method: str, params: Iterable[str]) -> None:
-    """Refuse parameter names ``method`` does not take, before any model is trained.
+def check_params(method: str, params: Iterable[str] | Mapping[str, Any]) -> None:
+    """Refuse parameter names ``method`` does not take, and (given values) values it refuses,
+    before any model is trained.
 
     >>> check_params("zscore", {"k": 3.0})
     >>> check_params("reference", {"k": 3.0, "factor": 2.0})
     Traceback (most recent call last):
     ValueError: reference takes quantile, factor, follow, smooth; not k
+    >>> check_params("reference", {"follow": -1})
+    Traceback (most recent call last):
+    ValueError: reference takes follow ≥ 0 (windows; 0 = off)
     """
     known = tunable_params(method)
     unknown = [p for p in params if p not in known]
     if unknown:
         raise ValueError(f"{method} takes {', '.join(known)}; not {', '.join(unknown)}")
+    if isinstance(params, Mapping):
+        try:
+            make_threshold(method, **params)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
