@@ -131,7 +131,7 @@ class ReferenceThreshold(Threshold):
         if self._following() and not math.isnan(value):
             if self._block is None or self._medians is None:
                 self._block = np.zeros(max(1, self.follow // self.BLOCKS), np.float32)
-                self._medians = np.full(self.BLOCKS, min(self.base, _HUGE), np.float32)
+                self._medians = np.full(self.BLOCKS, min(self.base or 0.0, _HUGE), np.float32)
             self._block[self._filled] = min(value, _HUGE)
             self._filled += 1
             if self._filled == len(self._block):
