@@ -23,7 +23,7 @@ from sensorwatch.models.compiled import compile_forward
 from sensorwatch.models.process import choose as choose_process
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
-from sensorwatch.models.thresholds import make_threshold
+from sensorwatch.models.thresholds import fitting_params, make_threshold
 
 log = logging.getLogger("sensorwatch.models")
 
@@ -130,7 +130,7 @@ def fit_detector(
     )
     autocorr = _autocorrelation(scaled)
     error_scale = _error_scale(model, mean, x_train, recipe, autocorr)
-    threshold, scores = _threshold(model, mean, error_scale, x_train, x_val, recipe)
+    threshold, scores = _threshold(model, mean, error_scale, x_train, x_val, recipe, interval)
     change_scale, change_level = fit_change(
         _fit_windows(x_train, x_val, "all"), _slowness(recipe, autocorr)
     )
@@ -316,10 +316,12 @@ def _validation_scores(
 
 
 def _threshold(
-    model, mean, error_scale, x_train, x_val, recipe: Recipe
+    model, mean, error_scale, x_train, x_val, recipe: Recipe, interval_ms: int
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """The threshold fitted on validation (or all) window scores, and those scores."""
+    """The threshold fitted on validation (or all) window scores, and those scores (its parameters
+    fitted to the data's cadence: ``fitting_params``)."""
     zeros, ones = np.zeros_like(mean), np.ones_like(mean)
     fit_on = _fit_windows(x_train, x_val, recipe.threshold_on)
     scores, _ = compile_forward(model, zeros, ones, error_scale, recipe.score)(fit_on)
-    return make_threshold(recipe.threshold, **recipe.threshold_params).fit(scores).to_dict(), scores
+    params = fitting_params(recipe.threshold, recipe.threshold_params, interval_ms, recipe.stride)
+    return make_threshold(recipe.threshold, **params).fit(scores).to_dict(), scores

@@ -78,6 +78,21 @@ def test_reference_follows_a_lasting_rise_of_the_typical_score_only() -> None:
     assert "follow" not in old.to_dict() and all(old.update(float(s)) for s in raised)
 
 
+def test_a_long_span_keeps_at_most_100_scores_a_block_and_still_follows() -> None:
+    from sensorwatch.models.thresholds import fitting_params
+
+    # A day at one reading a second: blocks of 4,320 windows, every 44th score kept.
+    params = fitting_params("reference", Recipe().threshold_params, interval_ms=1000)
+    assert params == {"factor": 2.0, "follow": 86_400}
+    t = ReferenceThreshold(**params).fit(NORMAL)
+    fitted = t.level()
+    raised = 20 * np.exp(np.random.default_rng(8).normal(0.0, 0.3, 52_000))
+    hits = np.array([t.update(float(s)) for s in raised])
+    assert t._block is not None and t._block.size <= 100
+    assert hits[:43_000].all()  # under half the span: judged by the fitted threshold
+    assert hits[-1000:].mean() < 0.05 and t.level() > 8 * fitted  # then by the new level
+
+
 def test_reference_follow_state_survives_a_checkpoint_mid_block() -> None:
     from sensorwatch.models.thresholds.base import Threshold
     from sensorwatch.pipeline.stream.state import decode, encode

@@ -51,6 +51,8 @@ __all__ = [
     "ZScoreThreshold",
     "check_params",
     "ewma",
+    "fitting_params",
+    "follow_span",
     "make_threshold",
     "threshold_from_dict",
     "tunable_params",
@@ -65,8 +67,10 @@ class ReferenceThreshold(Threshold):
     far their 99th percentile (or the fitted threshold, where it is lower) sits above it
     (``spread``, a ratio: 1 in 100 normal windows is further above their typical score). In the
     stream, the median score of each block of ``follow // 20`` windows is kept for the last 20
-    blocks (started at ``base``), and the typical score is the median of those block medians. The
-    threshold is the larger of the fitted one and the typical score times ``spread``.
+    blocks (started at ``base``; of a block longer than 100 windows, every k-th score is kept, 100
+    at most), and the typical score is the median of those block medians. The threshold is the
+    larger of the fitted one and the typical score times ``spread``. A version's span covers at
+    least a day of its readings (``follow_span``).
 
     A fault shorter than half of ``follow`` windows leaves the typical score where it was and is
     judged by the fitted threshold for its whole length. An asset whose scores stay raised for
@@ -82,8 +86,18 @@ class ReferenceThreshold(Threshold):
     """
 
     method = "reference"
-    STREAM_VARS = ("_acc", "last", "_medians", "_block", "_filled", "_blocks_seen", "_typical")
+    STREAM_VARS = (
+        "_acc",
+        "last",
+        "_medians",
+        "_block",
+        "_filled",
+        "_counted",
+        "_blocks_seen",
+        "_typical",
+    )
     BLOCKS = 20  # block medians the typical score is the median of
+    SAMPLES = 100  # scores kept of each block, evenly spaced: bounded state whatever the span
     SPREAD_QUANTILE = 0.99  # where the training scores' spread above their median is read
 
     def __init__(
@@ -105,8 +119,9 @@ class ReferenceThreshold(Threshold):
         self.follow, self.base, self.spread = int(follow), base, spread
         # Allocated at an asset's first score, as float32: about 0.5 KB of state per asset.
         self._medians: np.ndarray | None = None  # the last BLOCKS block medians, started at base
-        self._block: np.ndarray | None = None  # the current block's scores, ``_filled`` of them
+        self._block: np.ndarray | None = None  # the current block's kept scores, ``_filled``
         self._filled = 0
+        self._counted = 0  # scores of the current block so far, kept or not
         self._blocks_seen = 0
         self._typical = base
 
@@ -129,15 +144,20 @@ class ReferenceThreshold(Threshold):
     def _decide(self, value: float) -> bool:
         hit = bool(value > self.level())
         if self._following() and not math.isnan(value):
+            size = max(1, self.follow // self.BLOCKS)
+            every = -(-size // self.SAMPLES)  # keep every ``every``-th score of a block
             if self._block is None or self._medians is None:
-                self._block = np.zeros(max(1, self.follow // self.BLOCKS), np.float32)
+                self._block = np.zeros(-(-size // every), np.float32)
                 self._medians = np.full(self.BLOCKS, min(self.base or 0.0, _HUGE), np.float32)
-            self._block[self._filled] = min(value, _HUGE)
-            self._filled += 1
-            if self._filled == len(self._block):
-                self._medians[self._blocks_seen % self.BLOCKS] = np.median(self._block)
+            if self._counted % every == 0:
+                self._block[self._filled] = min(value, _HUGE)
+                self._filled += 1
+            self._counted += 1
+            if self._counted == size:
+                kept = self._block[: self._filled]
+                self._medians[self._blocks_seen % self.BLOCKS] = np.median(kept)
                 self._blocks_seen += 1
-                self._filled = 0
+                self._filled = self._counted = 0
                 self._typical = float(np.median(self._medians))
         return hit
 
@@ -196,6 +216,33 @@ class ZScoreThreshold(Threshold):
 
     def params(self) -> dict[str, Any]:
         return {"k": self.k, "center": self.center, "scale": self.scale}
+
+
+# The least span a version's threshold follows over: a level that has stood for less than half a
+# day is never taken in, whatever the cadence (at one reading a minute 2,000 windows are more).
+FOLLOW_AT_LEAST_MS = 86_400_000
+
+
+def follow_span(follow: int, interval_ms: int, stride: int = 1) -> int:
+    """``follow`` windows, lengthened to cover at least ``FOLLOW_AT_LEAST_MS`` of readings every
+    ``interval_ms`` scored every ``stride`` (0 stays off).
+
+    >>> follow_span(2000, 60_000), follow_span(2000, 1000), follow_span(2000, 1000, 5), follow_span(0, 1000)
+    (2000, 86400, 17280, 0)
+    """
+    if follow <= 0:
+        return 0
+    return max(int(follow), -(-FOLLOW_AT_LEAST_MS // max(1, interval_ms * stride)))
+
+
+def fitting_params(
+    method: str, params: Mapping[str, Any], interval_ms: int, stride: int = 1
+) -> dict[str, Any]:
+    """The parameters a version's threshold is made with: a reference threshold's ``follow``
+    lengthened by ``follow_span`` to the version's cadence; the rest as given."""
+    if method == "reference" and params.get("follow"):
+        return {**params, "follow": follow_span(int(params["follow"]), interval_ms, stride)}
+    return dict(params)
 
 
 METHODS: dict[str, type[Threshold]] = {

@@ -28,7 +28,7 @@ from sensorwatch.models.cadence import (
     training_stretches,
 )
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.models.thresholds import make_threshold
+from sensorwatch.models.thresholds import fitting_params, make_threshold
 from sensorwatch.pipeline.data.csvfiles import SensorFrame, SourceError, read_sensor_csv
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.schemas.records import Reading
@@ -88,7 +88,9 @@ def with_threshold(trained: TrainedDetector, method: str, params: dict[str, Any]
         raise ValueError("the trained detector kept no calibration scores")
     from sensorwatch.models.detector import Detector
 
-    threshold = make_threshold(method, **params).fit(trained.calibration_scores)
+    spec = trained.spec
+    made = fitting_params(method, params, spec.interval_ms, trained.recipe.stride)
+    threshold = make_threshold(method, **made).fit(trained.calibration_scores)
     recipe = trained.recipe.updated(threshold=method, threshold_params=params)
     return Detector(
         trained.model, replace(trained.spec, threshold=threshold.to_dict(), recipe=recipe)
