@@ -18,12 +18,18 @@ from sensorwatch.models.cadence import (
     TrainingDataError,
     training_stretches,
 )
+from sensorwatch.models.calibration import (
+    autocorrelation,
+    channel_slowness,
+    fit_error_scale,
+    fit_threshold,
+    fit_windows,
+)
 from sensorwatch.models.change import fit_change
 from sensorwatch.models.compiled import compile_forward
 from sensorwatch.models.process import choose as choose_process
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.models.spec import DetectorSpec, fit_scaler
-from sensorwatch.models.thresholds import fitting_params, make_threshold
 
 log = logging.getLogger("sensorwatch.models")
 
@@ -128,11 +134,11 @@ def fit_detector(
         len(x_train),
         interval,
     )
-    autocorr = _autocorrelation(scaled)
-    error_scale = _error_scale(model, mean, x_train, recipe, autocorr)
-    threshold, scores = _threshold(model, mean, error_scale, x_train, x_val, recipe, interval)
+    autocorr = autocorrelation(scaled)
+    error_scale = fit_error_scale(model, mean, x_train, recipe, autocorr)
+    threshold, scores = fit_threshold(model, mean, error_scale, x_train, x_val, recipe, interval)
     change_scale, change_level = fit_change(
-        _fit_windows(x_train, x_val, "all"), _slowness(recipe, autocorr)
+        fit_windows(x_train, x_val, "all"), channel_slowness(recipe, autocorr)
     )
     spec = DetectorSpec(
         channels=list(channels),
@@ -267,37 +273,6 @@ def _model(
     return model
 
 
-def _autocorrelation(series: Sequence[np.ndarray]) -> np.ndarray:
-    """Lag-1 autocorrelation of each channel of scaled (zero-mean) series, pooled, clipped to [0, 0.999].
-
-    >>> t = np.arange(200.0)
-    >>> _autocorrelation([np.c_[np.sin(t / 20), (-1.0) ** t]]).round(2).tolist()
-    [1.0, 0.0]
-    """
-    num = sum((s[1:] * s[:-1]).sum(axis=0) for s in series)
-    den = sum((s * s).sum(axis=0) for s in series)
-    return np.clip(num / np.maximum(den, 1e-12), 0.0, 0.999)
-
-
-def _error_scale(model, mean, x_train, recipe: Recipe, autocorr: np.ndarray) -> np.ndarray:
-    """Per-channel error scale from the training windows (already scaled: an identity scaler here)."""
-    zeros, ones = np.zeros_like(mean), np.ones_like(mean)
-    _, err_train = compile_forward(model, zeros, ones, ones, recipe.score)(x_train)
-    error_scale = np.maximum(err_train.mean(axis=0), 1e-6)
-    slowness = _slowness(recipe, autocorr)
-    return error_scale if slowness is None else error_scale * slowness
-
-
-def _slowness(recipe: Recipe, autocorr: np.ndarray) -> np.ndarray | None:
-    """``(1 + r) / (1 - r)`` per channel for the autocorrelation-aware scale, else None."""
-    return (1 + autocorr) / (1 - autocorr) if recipe.error_scale == "autocorr" else None
-
-
-def _fit_windows(x_train: np.ndarray, x_val: np.ndarray, on: str) -> np.ndarray:
-    """The windows a threshold is fitted on: the validation part or all of them."""
-    return x_val if on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
-
-
 def _validation_scores(
     model, error_scale, x_val, fitted, scaled, recipe: Recipe
 ) -> list[np.ndarray] | None:
@@ -313,15 +288,3 @@ def _validation_scores(
     cuts = [_cut(len(s), recipe) for s in scaled]
     sizes = [len(s) - c - recipe.window + 1 for s, c in zip(scaled, cuts) if c is not None]
     return np.split(np.asarray(scores, np.float64), np.cumsum(sizes)[:-1])
-
-
-def _threshold(
-    model, mean, error_scale, x_train, x_val, recipe: Recipe, interval_ms: int
-) -> tuple[dict[str, Any], np.ndarray]:
-    """The threshold fitted on validation (or all) window scores, and those scores (its parameters
-    fitted to the data's cadence: ``fitting_params``)."""
-    zeros, ones = np.zeros_like(mean), np.ones_like(mean)
-    fit_on = _fit_windows(x_train, x_val, recipe.threshold_on)
-    scores, _ = compile_forward(model, zeros, ones, error_scale, recipe.score)(fit_on)
-    params = fitting_params(recipe.threshold, recipe.threshold_params, interval_ms, recipe.stride)
-    return make_threshold(recipe.threshold, **params).fit(scores).to_dict(), scores
