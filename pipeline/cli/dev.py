@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from sensorwatch.pipeline.cli.logs import setup_logging
 from sensorwatch.pipeline.cli.options import (
     Servers,
     Strict,
@@ -16,7 +17,6 @@ from sensorwatch.pipeline.cli.options import (
     Verbose,
     need_servers,
     settings_from,
-    setup_logging,
 )
 from sensorwatch.pipeline.errors import UserError
 

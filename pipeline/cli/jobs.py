@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from sensorwatch.pipeline.cli.logs import setup_logging
 from sensorwatch.pipeline.cli.options import (
     RetrainEvery,
     Servers,
@@ -18,7 +19,6 @@ from sensorwatch.pipeline.cli.options import (
     job_settings,
     need_servers,
     recipe_options,
-    setup_logging,
 )
 from sensorwatch.pipeline.errors import UserError
 

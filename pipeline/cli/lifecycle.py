@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
+from sensorwatch.pipeline.cli.logs import setup_logging
 from sensorwatch.pipeline.cli.options import (
     Servers,
     Tracking,
     Verbose,
     need_servers,
     settings_from,
-    setup_logging,
 )
 from sensorwatch.pipeline.errors import UserError
 

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Servers, need_servers, settings_from, setup_logging
+from sensorwatch.pipeline.cli.logs import setup_logging
+from sensorwatch.pipeline.cli.options import Servers, need_servers, settings_from
 from sensorwatch.pipeline.errors import UserError
 
 

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from sensorwatch.pipeline.cli.options import Tracking, settings_from, setup_logging
+from sensorwatch.pipeline.cli.logs import setup_logging
+from sensorwatch.pipeline.cli.options import Tracking, settings_from
 
 app = typer.Typer(
     no_args_is_help=True,
