@@ -71,6 +71,9 @@ class ReferenceThreshold(Threshold):
             raise ValueError("reference takes follow ≥ 0 (windows; 0 = off)")
         self.quantile, self.factor, self.value = quantile, factor, value
         self.follow, self.base, self.spread = int(follow), base, spread
+        # Windows per block, and every how many of them a score is kept (fixed by ``follow``).
+        self._size = max(1, self.follow // self.BLOCKS)
+        self._every = -(-self._size // self.SAMPLES)
         # Allocated at an asset's first score, as float32: about 0.5 KB of state per asset.
         self._medians: np.ndarray | None = None  # the last BLOCKS block medians, started at base
         self._block: np.ndarray | None = None  # the current block's kept scores, ``_filled``
@@ -98,16 +101,14 @@ class ReferenceThreshold(Threshold):
     def _decide(self, value: float) -> bool:
         hit = bool(value > self.level())
         if self._following() and not math.isnan(value):
-            size = max(1, self.follow // self.BLOCKS)
-            every = -(-size // self.SAMPLES)  # keep every ``every``-th score of a block
             if self._block is None or self._medians is None:
-                self._block = np.zeros(-(-size // every), np.float32)
+                self._block = np.zeros(-(-self._size // self._every), np.float32)
                 self._medians = np.full(self.BLOCKS, min(self.base or 0.0, _HUGE), np.float32)
-            if self._counted % every == 0:
+            if self._counted % self._every == 0:
                 self._block[self._filled] = min(value, _HUGE)
                 self._filled += 1
             self._counted += 1
-            if self._counted == size:
+            if self._counted == self._size:
                 kept = self._block[: self._filled]
                 self._medians[self._blocks_seen % self.BLOCKS] = np.median(kept)
                 self._blocks_seen += 1
