@@ -168,6 +168,7 @@ class Deployment:
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, service_settings) -> Iterator[Deployment]:
     from sensorwatch.models.registry import load_detector
+    from sensorwatch.pipeline.archive import read_archive
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
     from sensorwatch.pipeline.jobs.train import train_and_register
     from sensorwatch.pipeline.stores import store_of
@@ -277,9 +278,17 @@ def deployment(tmp_path_factory, service_settings) -> Iterator[Deployment]:
         pd.DataFrame(
             [{"asset_id": f.asset_id, "start_ms": f.start_ms, "end_ms": f.end_ms} for f in faults]
         ).to_csv(root / "labels.csv", index=False)
-        live = fresh(service_settings).model_copy(update={"archive_uri": str(root / "archive")})
+        # Today is archived whole, so its readings may lie up to a day ahead of the clock (the
+        # service refuses readings further ahead than max_future_s: 5 minutes by default).
+        live = fresh(service_settings).model_copy(
+            update={"archive_uri": str(root / "archive"), "max_future_s": 86_400}
+        )
         sent = _archive_through_the_service(live, pd.concat([normal, worn, faulty]), champion)
         assert sent == 3 * PER_DAY * ASSETS
+        archived = read_archive(live.archive_uri)
+        assert sum(len(f) for f in archived.values()) == sent, {
+            a: len(f) for a, f in archived.items()
+        }
 
         assert migrate.wait(600) == 0, (logs / "migrate.log").read_text()[-3000:]
         airflow_cmd = [sys.executable, "-m", "airflow"]
