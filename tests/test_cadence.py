@@ -64,9 +64,16 @@ def stamps(interval_ms: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return ts, keep
 
 
-def write_csv(path: Path, interval_ms: int, channels: int, iso: bool = True) -> Path:
+def write_csv(
+    path: Path, interval_ms: int, channels: int, iso: bool = True, empty: bool = False
+) -> Path:
+    """The signal at ``interval_ms``, without the dropped rows, or (``empty``) with them written
+    back with their first channel empty."""
     ts, keep = stamps(interval_ms)
     values = signal(channels)
+    if empty:
+        values[~keep, 0] = np.nan
+        keep = np.ones_like(keep)
     names = ["value"] if channels == 1 else [f"sensor_{c}" for c in range(channels)]
     frame = pd.DataFrame(values, columns=names)
     frame.insert(
@@ -109,6 +116,29 @@ def test_detect_finds_the_fault_at_any_cadence(tmp_path: Path, name: str, channe
     assert far.size == 0, f"{name}: false alarms at rows {far[:10]}"
 
 
+def test_a_row_with_an_empty_value_is_decided_as_a_dropped_reading_and_written_unscored(
+    tmp_path: Path,
+) -> None:
+    interval = CADENCES["5 min"]
+    dropped = detect_file(write_csv(tmp_path / "dropped.csv", interval, 2), TRAIN_ROWS, FAST, KEPT)
+    path = write_csv(tmp_path / "empty.csv", interval, 2, empty=True)
+    out = detect_file(path, TRAIN_ROWS, FAST, KEPT)
+    _, keep = stamps(interval)
+    first = np.flatnonzero(keep)[TRAIN_ROWS]  # the first decided row
+    assert len(out) == ROWS - first  # every row after the training part is written
+    kept = keep[first:]
+    assert out["score"][~kept].isna().all()
+    # The other rows are decided as if the left-out readings had never come.
+    pd.testing.assert_frame_equal(out[kept].reset_index(drop=True), dropped)
+    # A left-out row keeps the alarm state of the row before it.
+    rows = np.flatnonzero(~kept)
+    assert (out["anomaly"].to_numpy()[rows] == out["anomaly"].to_numpy()[rows - 1]).all()
+    flagged = flagged_rows(dropped, keep)
+    assert np.isin(flagged, np.arange(FAULT.start, FAULT.stop)).sum() >= 0.5 * (
+        FAULT.stop - FAULT.start
+    )
+
+
 @pytest.mark.parametrize("name", list(CADENCES))
 def test_training_learns_the_cadence_and_keeps_every_window(tmp_path: Path, name: str) -> None:
     interval = CADENCES[name]
@@ -141,6 +171,17 @@ def local_csv(path: Path, interval_ms: int) -> Path:
     frame.iloc[[350, 351]] = frame.iloc[[351, 350]].to_numpy()
     frame.to_csv(path, index=False)
     return path
+
+
+def test_detect_trains_a_short_file_on_its_first_half(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "short.csv", CADENCES["1 min"], 1)
+    pd.read_csv(data)[:300].to_csv(data, index=False)
+    done = cli(
+        "detect", str(data), "--out", str(tmp_path / "out.csv"), "--epochs", "1", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"{data}: 300 rows: the first 150 train (--train-rows)" in done.stderr.splitlines()
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 150
 
 
 def test_detect_and_train_on_a_two_column_csv_every_5_minutes(tmp_path: Path) -> None:
@@ -200,6 +241,8 @@ def test_a_file_from_which_no_window_can_form_says_why(tmp_path: Path) -> None:
         str(tmp_path / "sparse.csv"),
         "--out",
         str(tmp_path / "o.csv"),
+        "--train-rows",
+        "400",
         "--epochs",
         "1",
         "--time-unit",

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sensorwatch.pipeline.data.csvfiles import TIME_UNITS, read_sensor_csv
+from sensorwatch.pipeline.data.csvfiles import read_sensor_csv
+from sensorwatch.pipeline.data.times import TIME_UNITS
 from sensorwatch.pipeline.errors import SourceError, UserError
 
 START_MS = 1_583_748_873_000  # 2020-03-09 10:14:33 UTC
@@ -125,6 +126,43 @@ def test_repeated_times_are_kept_once_the_first_and_counted(tmp_path: Path) -> N
         write(tmp_path / "one.csv", [1_600_000_000, 1_600_000_001, 1_600_000_001])
     )
     assert one.note == f"{one.path}: 1 row repeats an earlier time (kept the first of each)"
+
+
+def test_rows_with_an_empty_value_are_left_out_and_counted(tmp_path: Path) -> None:
+    # As the service leaves out a reading it cannot use: the row goes, its time is remembered
+    # (detect writes it back, unscored), and a column without any value is no channel.
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "ts,a,b,dead,anomaly\n"
+        "1600000000,0,10,,0\n"
+        "1600000001,,11,,0\n"  # empty
+        "1600000002,2,inf,,1\n"  # not finite
+        "1600000003,3,13,,0\n"
+        "1600000001,1,11,,0\n"  # the same time again, complete: this one is kept
+        "1600000004,nan,14,,0\n"
+    )
+    frame = read_sensor_csv(path)
+    assert frame.channels == ["a", "b"]
+    assert frame.values.tolist() == [[0, 10], [1, 11], [3, 13]]
+    assert frame.ts_ms.tolist() == [1_600_000_000_000, 1_600_000_001_000, 1_600_000_003_000]
+    assert frame.labels["anomaly"].tolist() == [0, 0, 0]
+    assert frame.left_out_ms.tolist() == [1_600_000_002_000, 1_600_000_004_000]
+    assert (frame.empty, frame.blank, frame.repeats, frame.moved) == (3, ("dead",), 0, 1)
+    assert frame.note == (
+        f"{path}: 1 row out of order (sorted), 3 rows with an empty or non-finite value (left "
+        "out, as the service leaves out a reading it cannot use), no value in column 'dead' (not "
+        "a channel)"
+    )
+    with pytest.raises(SourceError) as err:
+        read_sensor_csv(path, strict=True)
+    assert str(err.value) == (
+        f"{path}: row 2 column 'dead' is empty or not finite (6 rows in all; --strict refuses "
+        "them, without it they are left out)"
+    )
+    none = tmp_path / "none.csv"
+    none.write_text("ts,a\n1600000000,\n1600000001,\n")
+    with pytest.raises(SourceError, match=r"none.csv: no value in any channel column$"):
+        read_sensor_csv(none)
 
 
 def test_rows_out_of_order_are_sorted_with_their_labels(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ LogFormat = Annotated[
         help="Log records as text, or as one JSON object per line for log shippers (default: SENSORWATCH_LOG_FORMAT).",
     ),
 ]
-# The same names as sensorwatch.pipeline.data.csvfiles.TIME_UNITS (a test holds them equal): that
+# The same names as sensorwatch.pipeline.data.times.TIME_UNITS (a test holds them equal): that
 # module brings pandas, which the command line does not load before a command runs.
 TimeUnit = Annotated[
     Literal["s", "ms", "us", "ns"] | None,

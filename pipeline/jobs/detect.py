@@ -30,6 +30,7 @@ from sensorwatch.models.cadence import (
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import fitting_params, make_threshold
 from sensorwatch.pipeline.data.csvfiles import SensorFrame, SourceError, read_sensor_csv
+from sensorwatch.pipeline.jobs.detect_rows import decided_rows, with_left_out
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.schemas.records import Reading
 
@@ -59,7 +60,7 @@ def train_on(
     """Train a detector on the first ``train_rows`` rows of a file."""
     from sensorwatch.models.training import fit_detector
 
-    _check_train_rows(frame, train_rows, recipe)
+    _check_traindecided_rows(frame, train_rows, recipe)
     try:
         return fit_detector(
             [TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])],
@@ -71,7 +72,7 @@ def train_on(
         raise SourceError(f"{frame.path}: {exc}") from None
 
 
-def _check_train_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
+def _check_traindecided_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
     if not 0 < train_rows < len(frame):
         raise SourceError(
             f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)"
@@ -111,7 +112,7 @@ def decide(frame: SensorFrame, train_rows: int, detector: Detector) -> pd.DataFr
     end_ms = np.concatenate([d.windows.end_ms for d in decisions])
     if end_ms.size == 0:
         raise _no_window(frame, start, detector.spec.window, processor.windower.max_gap_ms or 0)
-    return _rows(
+    return decided_rows(
         frame,
         train_rows,
         end_ms,
@@ -131,7 +132,7 @@ def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> N
     """Fail before training (and before Keras is imported) when the rows to decide cannot form
     one window under the recipe's gap rule (at the cadence the training rows show), or the training
     rows cannot train the recipe."""
-    _check_train_rows(frame, train_rows, recipe)
+    _check_traindecided_rows(frame, train_rows, recipe)
     try:
         interval = learn_interval([frame.ts_ms[:train_rows]])
     except NoCadenceError as exc:
@@ -166,10 +167,12 @@ def detect_frame(
         options = replace(options or _default_options(), reuse_model=True)
     trained = train_on(frame, train_rows, recipe, options)
     if retrain_every:
-        return decide_retraining(
+        rows = decide_retraining(
             frame, train_rows, trained, retrain_every, options, leave_out_windows
         )
-    return decide(frame, train_rows, Detector(trained.model, trained.spec))
+    else:
+        rows = decide(frame, train_rows, Detector(trained.model, trained.spec))
+    return with_left_out(rows, frame, train_rows)
 
 
 def decide_retraining(
@@ -206,7 +209,7 @@ def decide_retraining(
             block = decide(head, lo, detector)
         except SourceError:  # no window forms in this block (a long gap): nothing decided
             none = np.zeros(0)
-            block = _rows(head, lo, none.astype(np.int64), none, none.astype(bool))
+            block = decided_rows(head, lo, none.astype(np.int64), none, none.astype(bool))
         alarm[lo:hi] = block["anomaly"].to_numpy() == 1
         blocks.append(block)
         if hi == len(frame):
@@ -238,31 +241,6 @@ def _default_options() -> TrainOptions:
     return TrainOptions()
 
 
-def _rows(
-    frame: SensorFrame, train_rows: int, end_ms: np.ndarray, scores: np.ndarray, alarm: np.ndarray
-) -> pd.DataFrame:
-    """One output row per test row: the score of the window ending at it, the alarm state after it."""
-    ts = frame.ts_ms[train_rows:]
-    pos = np.searchsorted(end_ms, ts)
-    has = (pos < len(end_ms)) & (end_ms[np.minimum(pos, len(end_ms) - 1)] == ts)
-    score = np.full(len(ts), np.nan)
-    score[has] = scores[pos[has]]
-    # A row without a window of its own keeps the state the last window left.
-    last = np.searchsorted(end_ms, ts, side="right") - 1
-    state = np.where(last >= 0, alarm[np.maximum(last, 0)], False)
-    times = pd.to_datetime(ts, unit="ms")
-    whole_seconds = bool((ts % 1000 == 0).all())
-    return pd.DataFrame(
-        {
-            "datetime": times.strftime("%Y-%m-%d %H:%M:%S")
-            if whole_seconds
-            else times.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3],
-            "score": score,
-            "anomaly": state.astype(np.int8),
-        }
-    )
-
-
 def detect_file(
     path: str | Path,
     train_rows: int,
@@ -275,7 +253,8 @@ def detect_file(
     """Causally score one CSV file (SKAB format or plain CSV with a time column).
 
     Label columns are ignored. Returns one row per input row after the training part (rows in
-    time order, a repeated time once: ``read_sensor_csv`` with ``timezone`` and ``strict``), with
+    time order, a repeated time once, a row left out for an empty value with no score and the
+    alarm state before it: ``read_sensor_csv`` with ``timezone`` and ``strict``), with
     ``datetime``, ``score`` (the window score, NaN where no window ends at the row) and ``anomaly``
     (0/1). Without a recipe, the default (best benchmarked) one is used.
     """
