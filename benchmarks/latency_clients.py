@@ -27,7 +27,7 @@ def produce(
     from sensorwatch.pipeline.dev.replay import Pacer
     from sensorwatch.pipeline.kafka import clients
     from sensorwatch.pipeline.settings import Settings
-    from sensorwatch.schemas.readings import encode_reading
+    from sensorwatch.schemas.reading_encoder import encode_reading
     from sensorwatch.schemas.records import Reading
 
     rows = values.tolist()

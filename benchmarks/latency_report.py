@@ -28,7 +28,7 @@ class Timings:
 def timings(received, produced: dict, faults, spec, grace_ms: int) -> Timings:
     """The opened events among ``received`` ((receipt time, raw event)) against when each reading
     was ``produced`` ((asset, event time) -> send time) and the injected ``faults``."""
-    from sensorwatch.pipeline.dev.demo import Match
+    from sensorwatch.pipeline.dev.matching import Match
     from sensorwatch.schemas.events import decode_event
     from sensorwatch.schemas.records import ms_of
 

@@ -32,7 +32,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from sensorwatch.pipeline.dev.broker import EmbeddedBroker
-    from sensorwatch.pipeline.dev.demo import DAY_MS, TRAIN_READINGS, Match, demo_settings
+    from sensorwatch.pipeline.dev.demo_training import DAY_MS, TRAIN_READINGS, demo_settings
+    from sensorwatch.pipeline.dev.matching import Match
     from sensorwatch.pipeline.dev.replay import produce_frame
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
     from sensorwatch.pipeline.jobs.shadow import compare_topics, format_comparison, shadow_settings

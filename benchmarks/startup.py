@@ -56,7 +56,7 @@ def start(
 ) -> dict[str, float]:
     """Seconds from launching ``sensorwatch serve`` to ``/readyz`` 200 and to the group's first
     commit; with ``trace``, its log lines go to stderr with the seconds since launch."""
-    from sensorwatch.pipeline.dev.broker import free_port
+    from sensorwatch.pipeline.dev.tansu import free_port
 
     serve = Path(sys.executable).with_name("sensorwatch")
     port = free_port()

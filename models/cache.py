@@ -3,7 +3,7 @@ starts from it and keeps scoring; the registry is asked again at each reload che
 
 A copy is a folder with the model as the service ran it (the exported ONNX scoring graph, or the
 Keras model), the detector spec and a manifest of sha256 digests (of each file, and of the graph,
-or of the weights and spec as ``registry.model_digest`` computes them). A copy whose digests do
+or of the weights and spec as ``integrity.model_digest`` computes them). A copy whose digests do
 not match, or that was kept for the other runtime, is refused, never served. An ONNX copy loads
 without TensorFlow or Keras.
 
@@ -25,21 +25,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from sensorwatch.models.registry import (
-    SCALE_TAG,
-    IntegrityError,
-    NoChampionError,
+from sensorwatch.models.integrity import IntegrityError, check_fit, checked_scorer, model_digest
+from sensorwatch.models.mlflow_store import (
     Store,
     StoreError,
     check_artifact_home,
-    check_fit,
     check_store,
-    checked_scorer,
-    load_detector,
-    model_digest,
     sqlite_rows,
-    with_scale,
 )
+from sensorwatch.models.registry import SCALE_TAG, NoChampionError, load_detector, with_scale
 from sensorwatch.models.spec import DetectorSpec
 
 if TYPE_CHECKING:

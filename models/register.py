@@ -14,19 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sensorwatch.models.detector import onnx_digest
-from sensorwatch.models.registry import (
+from sensorwatch.models.integrity import (
     DIGEST_TAG,
     ONNX_ARTIFACT,
     ONNX_DIGEST_TAG,
-    P99_TAG,
     IntegrityError,
-    RegisteredVersion,
-    Store,
-    experiment_id,
-    mlflow_for,
     model_digest,
-    set_alias,
 )
+from sensorwatch.models.mlflow_store import Store, experiment_id, mlflow_for
+from sensorwatch.models.registry import P99_TAG, RegisteredVersion, set_alias
 
 if TYPE_CHECKING:  # loads Keras: imported where a model is trained
     from sensorwatch.models.training import TrainedDetector

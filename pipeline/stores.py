@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sensorwatch.models.registry import Store
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.pipeline.settings import Settings
 
 if TYPE_CHECKING:

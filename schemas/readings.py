@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from sensorwatch.schemas.reasons import clip, field_name, json_type, name_list, nonfinite, span
 from sensorwatch.schemas.records import Reading, Rejected, iso_ms
 
 FIELDS = ("asset_id", "ts", "values")
@@ -49,15 +50,6 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_NAIVE = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
-_JSON_TYPES = {
-    str: "string",
-    int: "integer",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-    list: "list",
-    dict: "object",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,26 +129,11 @@ def parse_batch(
     return oks, errs
 
 
-def encode_reading(reading: Reading) -> bytes:
-    """The message bytes of ``reading``, with ``ts`` as integer epoch milliseconds.
-
-    >>> encode_reading(Reading("pump-7", 0, {"flow": 1.5}))
-    b'{"asset_id":"pump-7","ts":0,"values":{"flow":1.5}}'
-    """
-    # orjson would write NaN as null, a message no consumer accepts: fail at the producer instead.
-    if not all(map(isfinite, reading.values.values())):
-        raise ValueError(
-            f"reading of {reading.asset_id!r} at {reading.ts_ms} has a non-finite value"
-        )
-    doc = {"asset_id": reading.asset_id, "ts": reading.ts_ms, "values": reading.values}
-    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
 def _reading(
     doc: object, channels: frozenset[str] | None, now_ms: int | None, max_future_ms: int
 ) -> Reading:
     if type(doc) is not dict:
-        raise _Invalid(f"not an object: got {_type(doc)}")
+        raise _Invalid(f"not an object: got {json_type(doc)}")
     if doc.keys() != _FIELD_SET:
         _check_fields(doc)
     return Reading(
@@ -171,12 +148,12 @@ def _check_fields(doc: dict[str, object]) -> None:
         if name not in doc:
             raise _Invalid(f"missing field {name!r}")
     extra = [name for name in doc if name not in _FIELD_SET]
-    raise _Invalid(f"unexpected field{'s' if len(extra) > 1 else ''} {_names(extra)}")
+    raise _Invalid(f"unexpected field{'s' if len(extra) > 1 else ''} {name_list(extra)}")
 
 
 def _asset_id(asset_id: object) -> str:
     if type(asset_id) is not str:
-        raise _Invalid(f"asset_id: must be a non-empty string, got {_type(asset_id)}")
+        raise _Invalid(f"asset_id: must be a non-empty string, got {json_type(asset_id)}")
     if not asset_id:
         raise _Invalid("asset_id: must be a non-empty string")
     if len(asset_id) > MAX_ASSET_ID:
@@ -192,7 +169,7 @@ def _ts_ms(ts: Any, now_ms: int | None, max_future_ms: int) -> int:
     if kind is str:
         ms = _iso_ms(ts)
         if not MIN_TS_MS <= ms <= MAX_TS_MS:  # year 1 with a positive offset is still year 0 in UTC
-            raise _Invalid(f"ts: {_clip(ts)!r} is before 0001-01-01T00:00:00Z")
+            raise _Invalid(f"ts: {clip(ts)!r} is before 0001-01-01T00:00:00Z")
     elif kind is int or (kind is float and ts.is_integer()):  # JSON Schema counts 1.0 as an integer
         ms = int(ts)
         if not MIN_TS_MS <= ms <= MAX_TS_MS:
@@ -201,22 +178,22 @@ def _ts_ms(ts: Any, now_ms: int | None, max_future_ms: int) -> int:
         raise _Invalid(f"ts: epoch milliseconds must be an integer, got {ts!r}")
     else:
         raise _Invalid(
-            f"ts: must be an ISO-8601 string or integer epoch milliseconds, got {_type(ts)}"
+            f"ts: must be an ISO-8601 string or integer epoch milliseconds, got {json_type(ts)}"
         )
     ahead = ms - (_now_ms() if now_ms is None else now_ms)
     if ahead > max_future_ms:
-        shown = _clip(ts) if kind is str else f"{ms} ({iso_ms(ms)})"
-        raise _Invalid(f"ts: {shown} is {_span(ahead)} in the future")
+        shown = clip(ts) if kind is str else f"{ms} ({iso_ms(ms)})"
+        raise _Invalid(f"ts: {shown} is {span(ahead)} in the future")
     return ms
 
 
 def _iso_ms(ts: str) -> int:
     if _ISO.fullmatch(ts) is None:
-        raise _Invalid(f"ts: unparsable timestamp {_clip(ts)!r}")
+        raise _Invalid(f"ts: unparsable timestamp {clip(ts)!r}")
     try:
         moment = datetime.fromisoformat(ts)
     except ValueError as error:  # the pattern lets impossible dates through, e.g. 2024-02-30
-        raise _Invalid(f"ts: unparsable timestamp {_clip(ts)!r} ({error})") from None
+        raise _Invalid(f"ts: unparsable timestamp {clip(ts)!r} ({error})") from None
     # timedelta floor division is exact, where float seconds * 1000 can land 1 ms low.
     if moment.tzinfo is None:
         return (moment - _EPOCH_NAIVE) // _MS
@@ -225,7 +202,7 @@ def _iso_ms(ts: str) -> int:
 
 def _values(values: object, channels: frozenset[str] | None) -> dict[str, float]:
     if type(values) is not dict:
-        raise _Invalid(f"values: must be an object, got {_type(values)}")
+        raise _Invalid(f"values: must be an object, got {json_type(values)}")
     if not values:
         raise _Invalid("values: must have at least one channel")
     if channels is not None and values.keys() != channels:
@@ -236,13 +213,15 @@ def _values(values: object, channels: frozenset[str] | None) -> dict[str, float]
         kind = type(value)
         if kind is float:
             if not isfinite(value):
-                raise _Invalid(f"values.{_field(name)}: not a finite number ({_nonfinite(value)})")
+                raise _Invalid(
+                    f"values.{field_name(name)}: not a finite number ({nonfinite(value)})"
+                )
             if abs(value) > FLOAT32_MAX:
-                raise _Invalid(f"values.{_field(name)}: out of float32 range ({value:g})")
+                raise _Invalid(f"values.{field_name(name)}: out of float32 range ({value:g})")
         elif kind is int:  # bool is a subclass of int, but type() keeps it out of this branch
             values[name] = _int_value(name, value)
         else:
-            raise _Invalid(f"values.{_field(name)}: must be a number, got {_type(value)}")
+            raise _Invalid(f"values.{field_name(name)}: must be a number, got {json_type(value)}")
     return values  # freshly parsed, so owned here: no copy
 
 
@@ -250,19 +229,19 @@ def _check_channels(values: dict[str, object], channels: frozenset[str]) -> None
     unknown = [name for name in values if name not in channels]
     if unknown:
         raise _Invalid(
-            f"values: unknown channel{'s' if len(unknown) > 1 else ''} {_names(unknown)}"
+            f"values: unknown channel{'s' if len(unknown) > 1 else ''} {name_list(unknown)}"
         )
     missing = sorted(channels - values.keys())
-    raise _Invalid(f"values: missing channel{'s' if len(missing) > 1 else ''} {_names(missing)}")
+    raise _Invalid(f"values: missing channel{'s' if len(missing) > 1 else ''} {name_list(missing)}")
 
 
 def _int_value(name: str, value: int) -> float:
     try:
         number = float(value)
     except OverflowError:  # only the lenient fallback parser yields ints past float range
-        raise _Invalid(f"values.{_field(name)}: not a finite number (too large)") from None
+        raise _Invalid(f"values.{field_name(name)}: not a finite number (too large)") from None
     if abs(number) > FLOAT32_MAX:
-        raise _Invalid(f"values.{_field(name)}: out of float32 range ({number:g})")
+        raise _Invalid(f"values.{field_name(name)}: out of float32 range ({number:g})")
     return number
 
 
@@ -297,33 +276,3 @@ def _channel_set(channels: Collection[str] | None) -> frozenset[str] | None:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _span(ms: int) -> str:
-    """A duration in whole days or hours when it spans two or more, else in seconds: '150 days', '301.5 s'."""
-    for unit, size in (("days", 86_400_000), ("h", 3_600_000)):
-        if ms >= 2 * size:
-            return f"{ms // size} {unit}"
-    return f"{ms / 1000:g} s"
-
-
-def _nonfinite(value: float) -> str:
-    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _type(value: object) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _clip(text: str, limit: int = 64) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _field(name: str) -> str:
-    """A channel name fit for a one-line reason: as it is when plain, quoted otherwise."""
-    return name if name.isprintable() and len(name) <= 64 and "." not in name else repr(_clip(name))
-
-
-def _names(names: list[str], shown: int = 5) -> str:
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(repr(_clip(name)) for name in names[:shown]) + more

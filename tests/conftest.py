@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sensorwatch.models.registry import RegisteredVersion, Store
+from sensorwatch.models.mlflow_store import Store
+from sensorwatch.models.registry import RegisteredVersion
 from sensorwatch.models.spec import DetectorSpec
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
 from sensorwatch.pipeline.kafka.clients import service_topics

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from helpers import wait_for
 
-from sensorwatch.pipeline.dev.broker import free_port
+from sensorwatch.pipeline.dev.tansu import free_port
 
 
 class MlflowServer:

@@ -39,7 +39,7 @@ from test_retraining import (
     _settings,
 )
 
-from sensorwatch.pipeline.dev.broker import free_port
+from sensorwatch.pipeline.dev.tansu import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.scheduler, pytest.mark.timeout(1800)]
 

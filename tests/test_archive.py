@@ -148,7 +148,7 @@ def s3(monkeypatch, tmp_path):
 
     import pyarrow.fs as pafs
 
-    from sensorwatch.pipeline.dev.broker import free_port
+    from sensorwatch.pipeline.dev.tansu import free_port
 
     port = free_port()
     server = subprocess.Popen(

@@ -13,7 +13,7 @@ from helpers import wait_for
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from sensorwatch.pipeline.dev import broker as broker_module
+from sensorwatch.pipeline.dev import tansu
 from sensorwatch.pipeline.dev.broker import BrokerError, EmbeddedBroker, serve_broker
 from sensorwatch.pipeline.kafka.clients import consumer, ensure_topics, producer, service_topics
 from sensorwatch.pipeline.settings import Settings
@@ -156,7 +156,7 @@ def test_a_port_that_is_no_port_says_so(port: int, tmp_path: Path) -> None:
 def test_a_missing_binary_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(broker_module.importlib.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(tansu.importlib.resources, "files", lambda package: tmp_path)
     with pytest.raises(BrokerError, match="no tansu binary") as caught:
         EmbeddedBroker(log_dir=tmp_path).start()
     assert "\n" not in str(caught.value)

@@ -236,8 +236,13 @@ def test_a_file_too_short_for_one_window_is_one_line(tmp_path: Path) -> None:
         line
         == f"error: {data}: too little data: no stretch of 20 readings for one window; the longest without a gap has 10"
     )
+    # A file shorter than twice the default training rows trains on its first half.
     line = one_error_line(cli("detect", str(data), "--out", "o.csv", cwd=tmp_path))
-    assert line == f"error: {data}: --train-rows must be between 1 and 9 (the file has 10 rows)"
+    assert line == f"error: {data}: 5 training rows are fewer than one window of 20"
+    told = cli("detect", str(data), "--out", "o.csv", "--train-rows", "10", cwd=tmp_path)
+    assert one_error_line(told) == (
+        f"error: {data}: --train-rows must be between 1 and 9 (the file has 10 rows)"
+    )
 
 
 def test_strict_refuses_repeated_and_backward_times(tmp_path: Path) -> None:
@@ -331,7 +336,7 @@ def test_serve_fails_on_an_unreachable_broker_before_it_loads_the_model(tmp_path
     """The broker is looked at before the champion: with no broker and an empty model store, the
     one error is the broker's (loading first would have failed on the missing champion), and
     TensorFlow was never imported."""
-    from sensorwatch.pipeline.dev.broker import free_port
+    from sensorwatch.pipeline.dev.tansu import free_port
 
     port = free_port()
     done, imported = cli_watching_imports(
@@ -360,7 +365,10 @@ def test_train_and_detect_check_their_input_before_importing_keras(tmp_path: Pat
     cases = [
         (("train", str(short)), "too little data: no stretch of 20 readings for one window"),
         (("train", str(tmp_path / "nosuch.csv")), "nosuch.csv: no such file"),
-        (("detect", str(short), "--out", "o.csv"), "--train-rows must be between 1 and 9"),
+        (
+            ("detect", str(short), "--out", "o.csv", "--train-rows", "10"),
+            "--train-rows must be between 1 and 9",
+        ),
         (
             ("detect", str(fine), "--out", "o.csv", "--train-rows", "10"),
             "10 training rows are fewer than one window of 20",

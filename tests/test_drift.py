@@ -199,7 +199,7 @@ def test_training_refuses_a_value_no_sensor_reads_before_registering(champion, t
     from mlflow import MlflowClient
 
     from sensorwatch.models.cadence import TrainingDataError
-    from sensorwatch.models.registry import mlflow_for
+    from sensorwatch.models.mlflow_store import mlflow_for
     from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator, series_by_asset
     from sensorwatch.pipeline.jobs.train import train_and_register
 

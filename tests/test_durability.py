@@ -13,8 +13,8 @@ import orjson
 import pytest
 from helpers import committed, fresh, metric, read_all, serve_process, wait_for
 
-from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.dev.tansu import free_port
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.kafka.changelog import changelog_topic
 from sensorwatch.pipeline.service.loop import Service

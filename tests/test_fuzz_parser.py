@@ -28,7 +28,8 @@ from fuzzing import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorwatch.schemas.readings import Limits, encode_reading, parse_batch, parse_reading
+from sensorwatch.schemas.reading_encoder import encode_reading
+from sensorwatch.schemas.readings import Limits, parse_batch, parse_reading
 from sensorwatch.schemas.records import Reading, Rejected
 
 pytestmark = pytest.mark.usefixtures("fuzz_inputs")

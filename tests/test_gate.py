@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sensorwatch.pipeline.jobs.gate import Figures, gate
+from sensorwatch.pipeline.jobs.figures import Figures
+from sensorwatch.pipeline.jobs.gate import gate
 from sensorwatch.pipeline.settings import Settings
 
 SETTINGS = Settings(promote_margin_false_alarms=0.5, promote_margin_recall=0.05)

@@ -15,7 +15,7 @@ from helpers import committed, fresh, read_all, serve_process, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 from proxy import BehindProxy, Proxy
 
-from sensorwatch.pipeline.dev.broker import free_port
+from sensorwatch.pipeline.dev.tansu import free_port
 from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.health import Endpoints, Health

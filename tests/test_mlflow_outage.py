@@ -15,10 +15,12 @@ from helpers import committed, fresh, metric, read_all, serve_process, wait_for
 from mlflow_server import MlflowServer
 
 from sensorwatch.models.cache import ChampionCache, RegistryUnreachable, load_champion
+from sensorwatch.models.integrity import IntegrityError
+from sensorwatch.models.mlflow_store import Store, StoreError
 from sensorwatch.models.register import log_training
-from sensorwatch.models.registry import IntegrityError, Store, StoreError, load_detector
-from sensorwatch.pipeline.dev.broker import free_port
+from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.dev.tansu import free_port
 from sensorwatch.pipeline.service.reload import Reloader
 from sensorwatch.pipeline.stream.processor import Processor
 
@@ -205,7 +207,7 @@ def test_the_local_copy_is_checked_before_it_is_served(champion, tmp_path) -> No
 
 
 def test_a_model_that_does_not_fit_its_spec_is_refused(champion) -> None:
-    from sensorwatch.models.registry import check_fit
+    from sensorwatch.models.integrity import check_fit
 
     spec = champion.detector_spec
     longer = replace(spec, recipe=spec.recipe.updated(window=spec.window + 5))

@@ -14,8 +14,8 @@ import pytest
 from helpers import committed, wait_for
 from proxy import BehindProxy, Proxy
 
-from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.dev.tansu import free_port
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
 

@@ -93,7 +93,7 @@ def test_an_unreachable_registry_is_not_taken_for_a_missing_alias(
 ) -> None:
     from mlflow.exceptions import MlflowException
 
-    from sensorwatch.models.registry import Store
+    from sensorwatch.models.mlflow_store import Store
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")

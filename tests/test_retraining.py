@@ -136,7 +136,7 @@ def plant(tmp_path_factory, service_settings, dags: DagRunner) -> Plant:
 def _client(plant: Plant):
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import mlflow_for
+    from sensorwatch.models.mlflow_store import mlflow_for
     from sensorwatch.pipeline.stores import store_of
 
     mlflow_for(store_of(plant.settings))

@@ -16,8 +16,9 @@ import pytest
 from helpers import fresh, read_all, run_until, wait_for
 from mlflow_server import MlflowServer
 
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.models.register import log_training
-from sensorwatch.models.registry import Store, load_detector
+from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.replay import produce_frame
 from sensorwatch.pipeline.review.sink import ReviewSink
 from sensorwatch.pipeline.review.verdicts import Reviews

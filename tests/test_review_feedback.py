@@ -17,7 +17,7 @@ from alarmstream import Alarm, Stream, overlaps_fault
 from sensorwatch.pipeline.review.tuning import tune_scale
 
 if TYPE_CHECKING:
-    from sensorwatch.models.registry import Store
+    from sensorwatch.models.mlflow_store import Store
     from sensorwatch.pipeline.review.runs import Anomaly
     from sensorwatch.pipeline.settings import Settings
 
@@ -155,7 +155,7 @@ def test_the_gate_scores_a_version_on_the_reviewed_stretches(reviewed: Reviewed)
     from dataclasses import replace
 
     from sensorwatch.models.registry import load_detector, with_scale
-    from sensorwatch.pipeline.review.feedback import reviewed_spans, score_reviewed
+    from sensorwatch.pipeline.review.spans import reviewed_spans, score_reviewed
 
     spans = reviewed_spans(reviewed.settings)
     assert sorted(spans["verdict"]) == ["confirmed", *["false-positive"] * len(reviewed.false)]
@@ -179,7 +179,7 @@ def test_the_gate_scores_a_version_on_the_reviewed_stretches(reviewed: Reviewed)
 def test_the_gate_counts_each_alarm_once_when_reviewed_anomalies_of_an_asset_lie_close(
     stream: Stream, reviewed: Reviewed
 ) -> None:
-    from sensorwatch.pipeline.review.feedback import score_reviewed
+    from sensorwatch.pipeline.review.spans import score_reviewed
 
     pad_ms = (
         10 * stream.detector.spec.window * stream.detector.spec.interval_ms
@@ -212,7 +212,7 @@ def test_the_gate_counts_each_alarm_once_when_reviewed_anomalies_of_an_asset_lie
 def test_flagged_stretches_leave_unless_reviewed_or_long() -> None:
     """What the service flagged and nobody reviewed leaves the training data when it is short;
     a reviewed stretch goes by its verdict, a long one stays as a change of the process."""
-    from sensorwatch.pipeline.review.feedback import SPAN_COLUMNS, flagged_spans
+    from sensorwatch.pipeline.review.spans import SPAN_COLUMNS, flagged_spans
 
     ts = np.arange(0, 400_000, 1000, dtype=np.int64)  # a reading a second, windows of 10 s
     anomalous = np.zeros(len(ts), dtype=object)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from sensorwatch.models.registry import Store
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.pipeline.review.sink import Flagger, ReviewSink
 from sensorwatch.pipeline.stream.batch import WindowBatch
 from sensorwatch.pipeline.stream.processor import Decisions

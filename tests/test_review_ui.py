@@ -17,8 +17,9 @@ import pytest
 from conftest import PLANT, TRAIN_READINGS
 from mlflow_server import MlflowServer
 
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.models.register import log_training
-from sensorwatch.models.registry import Store, load_detector
+from sensorwatch.models.registry import load_detector
 from sensorwatch.pipeline.dev.simulator import CHANNELS, Simulator
 from sensorwatch.pipeline.review.sink import ReviewSink
 from sensorwatch.pipeline.review.verdicts import Reviews

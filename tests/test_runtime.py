@@ -10,12 +10,9 @@ import pytest
 from alarmstream import alarms_of, decide
 from helpers import fresh, serve_and_say
 
-from sensorwatch.models.registry import (
-    ONNX_DIGEST_TAG,
-    IntegrityError,
-    load_detector,
-    mlflow_for,
-)
+from sensorwatch.models.integrity import ONNX_DIGEST_TAG, IntegrityError
+from sensorwatch.models.mlflow_store import mlflow_for
+from sensorwatch.models.registry import load_detector
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,8 @@ from jsonschema import Draft202012Validator
 
 from sensorwatch.schemas.events import decode_event, encode_event
 from sensorwatch.schemas.files import FORMAT_CHECKER, load_schema, schema_validator
-from sensorwatch.schemas.readings import (
-    ISO_PATTERN,
-    Limits,
-    encode_reading,
-    parse_batch,
-    parse_reading,
-)
+from sensorwatch.schemas.reading_encoder import encode_reading
+from sensorwatch.schemas.readings import ISO_PATTERN, Limits, parse_batch, parse_reading
 from sensorwatch.schemas.records import AnomalyEvent, Reading, Rejected
 
 NOW = 1_911_686_400_000  # 2030-07-31T00:00:00Z: a fixed clock for the future-time rule

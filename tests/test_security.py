@@ -16,8 +16,8 @@ import pytest
 from helpers import committed, fresh, read_all, run_until
 from proxy import BehindProxy, TlsProxy
 
-from sensorwatch.pipeline.dev.broker import free_port
 from sensorwatch.pipeline.dev.replay import produce_frame
+from sensorwatch.pipeline.dev.tansu import free_port
 from sensorwatch.pipeline.kafka import clients
 from sensorwatch.pipeline.service.loop import Service
 from sensorwatch.pipeline.settings import Settings

@@ -209,8 +209,8 @@ def test_a_running_service_switches_champion_mid_stream_without_losing_or_repeat
     from helpers import committed
 
     from sensorwatch.models.autoencoder import build_autoencoder
+    from sensorwatch.models.mlflow_store import Store
     from sensorwatch.models.register import log_training
-    from sensorwatch.models.registry import Store
     from sensorwatch.models.training import TrainedDetector, TrainOptions
     from sensorwatch.pipeline.archive import read_archive
 

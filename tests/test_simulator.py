@@ -17,7 +17,8 @@ from sensorwatch.pipeline.dev.simulator import (
     labels,
     readings,
 )
-from sensorwatch.schemas.readings import Limits, encode_reading, parse_reading
+from sensorwatch.schemas.reading_encoder import encode_reading
+from sensorwatch.schemas.readings import Limits, parse_reading
 
 
 def _asset(frame: pd.DataFrame, asset: str) -> pd.DataFrame:

@@ -14,19 +14,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sensorwatch.models.metrics import runs
 from sensorwatch.pipeline.errors import SourceError
+from sensorwatch.pipeline.jobs.baselines import baseline
 from sensorwatch.pipeline.jobs.smd import (
     METHODS,
     MachineResult,
     SmdReport,
-    baseline,
     evaluate_machine,
     format_smd,
-    read_machine,
-    runs,
-    smd_machines,
-    tally,
 )
+from sensorwatch.pipeline.jobs.smd_data import read_machine, smd_machines
+from sensorwatch.pipeline.jobs.tally import tally
 from sensorwatch.pipeline.settings import Settings
 
 MACHINE = "machine-3-4"  # the shortest test half with several labelled intervals

@@ -15,15 +15,10 @@ import pytest
 from helpers import fresh, serve_and_say, wait_for
 
 from sensorwatch.models.cache import ChampionCache, start_champion
+from sensorwatch.models.integrity import IntegrityError
+from sensorwatch.models.mlflow_store import Store, StoreError, mlflow_for
 from sensorwatch.models.register import log_training
-from sensorwatch.models.registry import (
-    SCALE_TAG,
-    IntegrityError,
-    Store,
-    StoreError,
-    load_detector,
-    mlflow_for,
-)
+from sensorwatch.models.registry import SCALE_TAG, load_detector
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +106,7 @@ def test_a_changed_copy_with_mlflow_out_of_reach_is_refused(champion, tmp_path) 
     start_champion(store, "champion", cache)
     graph = cache.path / "scoring.onnx"
     graph.write_bytes(graph.read_bytes()[:-1] + b"\0")
-    from sensorwatch.pipeline.dev.broker import free_port
+    from sensorwatch.pipeline.dev.tansu import free_port
 
     unreachable = replace(
         store, tracking_uri=f"http://127.0.0.1:{free_port()}", timeout_s=1, retries=0

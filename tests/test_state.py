@@ -18,7 +18,8 @@ from sensorwatch.pipeline.stream import state
 from sensorwatch.pipeline.stream.processor import Processor
 from sensorwatch.pipeline.stream.records import Polled
 from sensorwatch.pipeline.stream.step import step
-from sensorwatch.schemas.readings import Limits, encode_reading
+from sensorwatch.schemas.reading_encoder import encode_reading
+from sensorwatch.schemas.readings import Limits
 from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["a", "b"]

@@ -27,8 +27,8 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def test_a_copied_embedded_store_is_refused_and_the_original_left_alone(champion, tmp_path) -> None:
+    from sensorwatch.models.mlflow_store import Store
     from sensorwatch.models.register import log_training
-    from sensorwatch.models.registry import Store
 
     # The default store as `sensorwatch train --promote` makes it in a project folder (the
     # absolute form of the same paths: what MLflow records either way).

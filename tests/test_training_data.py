@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.models.training import make_windows
-from sensorwatch.pipeline.review.feedback import without_confirmed
+from sensorwatch.pipeline.review.spans import without_confirmed
 
 
 def test_without_confirmed_drops_exactly_the_confirmed_readings_and_cuts_the_series_there() -> None:

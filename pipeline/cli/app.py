@@ -14,7 +14,9 @@ from typer.exceptions import TyperException
 
 from sensorwatch.models.cache import RegistryUnreachable
 from sensorwatch.models.cadence import TrainingDataError
-from sensorwatch.models.registry import IntegrityError, NoChampionError, StoreError
+from sensorwatch.models.integrity import IntegrityError
+from sensorwatch.models.mlflow_store import StoreError
+from sensorwatch.models.registry import NoChampionError
 from sensorwatch.pipeline.cli import dev, jobs, lifecycle, reset, review, settings_cmd
 from sensorwatch.pipeline.cli.options import log_format_option
 from sensorwatch.pipeline.errors import BrokerError, SendError, SourceError, UserError

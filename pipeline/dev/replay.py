@@ -22,7 +22,7 @@ from sensorwatch.pipeline.dev.simulator import readings
 from sensorwatch.pipeline.errors import SendError
 from sensorwatch.pipeline.kafka.clients import ensure_topics, producer
 from sensorwatch.pipeline.settings import Settings
-from sensorwatch.schemas.readings import encode_reading
+from sensorwatch.schemas.reading_encoder import encode_reading
 from sensorwatch.schemas.records import Reading
 
 log = logging.getLogger("sensorwatch.pipeline")

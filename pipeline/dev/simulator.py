@@ -22,7 +22,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -36,6 +35,7 @@ from sensorwatch.models.faults import (  # the fault kinds, their sizes and plac
     inject,
     place,
 )
+from sensorwatch.pipeline.dev.pump import Pump, extend_schedule, lag, load_wander
 from sensorwatch.schemas.records import Reading
 
 CHANNELS = ["vibration", "current", "pressure", "temperature", "flow"]
@@ -60,42 +60,6 @@ _CHOICES = {
 }
 
 
-@dataclass
-class _Pump:
-    """One pump's coefficients and the state its signals carry from one call to the next."""
-
-    schedule_rng: np.random.Generator  # one stream per purpose, so how a run is split into calls
-    wander_rng: np.random.Generator  # does not change what it draws
-    noise_rng: np.random.Generator
-    coef: (
-        np.ndarray
-    )  # flow per load, static head, head per load², no-load current, current per load³,
-    #                   vibration at rest, vibration per load², ambient temperature, temperature rise
-    tau_s: float  # thermal time constant
-    knots_t: list[float] = field(default_factory=list)  # set-point schedule: seconds since start
-    knots_v: list[float] = field(default_factory=list)
-    wander: float = 0.0
-    heat: float = 0.0  # lagged load that drives the temperature
-
-    def channels(self, load: np.ndarray, heat: np.ndarray, ambient: np.ndarray) -> np.ndarray:
-        q, p0, p2, i0, i3, v0, v2, t0, rise = self.coef
-        return np.stack(
-            [
-                v0 + v2 * load**2,
-                i0 + i3 * load**3,
-                p0 + p2 * load**2,
-                t0 + ambient + rise * heat,
-                q * load,
-            ],
-            axis=1,
-        )
-
-    def span(self) -> np.ndarray:
-        """Each channel's swing between light (0.35) and full load: the unit faults are sized in."""
-        low, full = self.channels(np.array([0.35, 1.0]), np.array([0.35, 1.0]), np.zeros(2))
-        return full - low
-
-
 class Simulator:
     """``assets`` pumps sampled every ``interval_s`` from ``start_ms``; deterministic for ``seed``.
 
@@ -116,12 +80,12 @@ class Simulator:
         self._next = 0  # index of the next reading of every asset
         self._pumps = [self._new_pump(i) for i in range(assets)]
 
-    def _new_pump(self, index: int) -> _Pump:
+    def _new_pump(self, index: int) -> Pump:
         # Every stream is keyed (seed, purpose tag, ...) so no two of them can coincide.
         rng = np.random.default_rng([self.seed, 3, index])
         nominal = np.array([120.0, 1.0, 4.0, 8.0, 30.0, 1.0, 2.5, 22.0, 25.0])
         streams = [np.random.default_rng([self.seed, 0, index, purpose]) for purpose in range(3)]
-        pump = _Pump(
+        pump = Pump(
             *streams,
             coef=nominal * rng.uniform(0.93, 1.07, nominal.size),
             tau_s=rng.uniform(120, 300),
@@ -183,11 +147,11 @@ class Simulator:
             np.empty((len(self._pumps), n)),
         )
         for a, pump in enumerate(self._pumps):
-            _extend_schedule(pump, t_s[0], t_s[-1])
+            extend_schedule(pump, t_s[0], t_s[-1])
             setpoint = np.interp(t_s, pump.knots_t, pump.knots_v)
-            wander = _wander(pump, n, self.interval_s)
+            wander = load_wander(pump, n, self.interval_s)
             load = np.clip(setpoint + demand + wander, 0.25, 1.05)
-            pump.heat, heat = _lag(pump.heat, load, self.interval_s / pump.tau_s)
+            pump.heat, heat = lag(pump.heat, load, self.interval_s / pump.tau_s)
             noise = pump.noise_rng.standard_normal((n, len(CHANNELS))) * NOISE
             values[a], loads[a] = np.round(pump.channels(load, heat, ambient) + noise, 4), load
         self._next += n
@@ -202,52 +166,6 @@ class Simulator:
         return frame
 
 
-def _lag(state: float, x: np.ndarray, rate: float) -> tuple[float, np.ndarray]:
-    """First-order lag y[k] = a·y[k-1] + (1-a)·x[k] from ``state``, a = exp(-rate); returns (last, y)."""
-    # pandas' ewm runs the recursion in compiled code; the state rides in front as its first value.
-    y = (
-        pd.Series(np.concatenate([[state], x]))
-        .ewm(alpha=1 - np.exp(-rate), adjust=False)
-        .mean()
-        .to_numpy()[1:]
-    )
-    return float(y[-1]), y
-
-
-def _wander(
-    pump: _Pump, n: int, interval_s: float, std: float = 0.03, tau_s: float = 900.0
-) -> np.ndarray:
-    """A slow random wander of the load: an AR(1) process of standard deviation ``std``."""
-    a = np.exp(-interval_s / tau_s)
-    # _lag feeds (1 - a)·x, so x is the innovation scaled up by 1 / (1 - a).
-    shocks = pump.wander_rng.standard_normal(n) * std * np.sqrt(1 - a * a) / (1 - a)
-    pump.wander, y = _lag(pump.wander, shocks, interval_s / tau_s)
-    return y
-
-
-def _extend_schedule(pump: _Pump, from_s: float, until_s: float) -> None:
-    """Cover [from_s, until_s] with set-point holds (2–15 min), each ending in a step or a ramp.
-
-    A step takes the drive 10–30 s, as a variable-speed drive accelerates a pump; a ramp 1–5 min.
-    """
-    keep = max(
-        0, int(np.searchsorted(pump.knots_t, from_s)) - 1
-    )  # older knots are never read again
-    del pump.knots_t[:keep], pump.knots_v[:keep]
-    rng = pump.schedule_rng
-    while pump.knots_t[-1] <= until_s:
-        hold_end = pump.knots_t[-1] + rng.uniform(120, 900)
-        change = (
-            rng.uniform(10, 30) if rng.random() < 0.5 else rng.uniform(60, 300)
-        )  # drive step or ramp
-        step = rng.choice([-1, 1]) * rng.uniform(0.2, 0.5)
-        level = pump.knots_v[-1] + step
-        if not 0.35 <= level <= 0.95:  # turn back at the ends of the operating range
-            level = pump.knots_v[-1] - step
-        pump.knots_t += [hold_end, hold_end + change]
-        pump.knots_v += [pump.knots_v[-1], float(np.clip(level, 0.35, 0.95))]
-
-
 def _pick_channels(kind: str, rng: np.random.Generator) -> tuple[str, ...]:
     count = 2 if kind == "noise_burst" and rng.random() < 0.5 else 1
     return tuple(rng.choice(_CHOICES[kind], size=count, replace=False).tolist())
@@ -259,7 +177,7 @@ def _inject(
     names: tuple[str, ...],
     s: int,
     e: int,
-    pump: _Pump,
+    pump: Pump,
     rng: np.random.Generator,
 ) -> None:
     """Write fault ``kind`` on channels ``names`` into rows s:e of one asset's values ``x``, in place

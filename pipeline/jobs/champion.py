@@ -28,7 +28,7 @@ RECIPE_CHANGES_TAG = "sensorwatch.recipe_changes"
 
 def version_spec(settings: Settings, version: str) -> DetectorSpec:
     """What travels with a version (recipe, channels, cadence), read without loading its model."""
-    from sensorwatch.models.registry import mlflow_for
+    from sensorwatch.models.mlflow_store import mlflow_for
 
     mlflow = mlflow_for(store_of(settings))
     info = mlflow.models.get_model_info(f"models:/{settings.model_name}/{version}")

@@ -17,7 +17,7 @@ from sensorwatch.models.faults import Fault, inject_series, spread
 
 if TYPE_CHECKING:
     from sensorwatch.models.spec import DetectorSpec
-    from sensorwatch.pipeline.jobs.gate import Figures
+    from sensorwatch.pipeline.jobs.figures import Figures
 
 INJECT_STREAM = 23  # the seed's purpose tag for the gate's faults (with the settings' seed)
 

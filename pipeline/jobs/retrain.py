@@ -2,9 +2,11 @@
 
 ``validate`` → ``train`` → ``evaluate`` (``sensorwatch.pipeline.jobs.gate``) → ``promote``, each
 for a logical date: the archive's last
-``retrain_lookback_days`` days before it, the newest of which is held out of training for the
-champion/challenger comparison (whether the recent scores drifted is
-``sensorwatch.pipeline.jobs.drift``). A rerun of the same logical date registers nothing twice.
+``retrain_lookback_days`` days before it (``sensorwatch.pipeline.jobs.span``), the newest of which
+is held out of training for the champion/challenger comparison (whether the recent scores drifted
+is ``sensorwatch.pipeline.jobs.drift``). The training data's checks are
+``sensorwatch.pipeline.jobs.validation``'s. A rerun of the same logical date registers nothing
+twice.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import getpass
 import json
 import logging
 import tempfile
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,6 @@ import numpy as np
 import pandas as pd
 
 from sensorwatch.models.cadence import TimeSeries
-from sensorwatch.pipeline.archive import DAY_MS, read_archive
-from sensorwatch.pipeline.errors import UserError
 from sensorwatch.pipeline.jobs.champion import (
     RECIPE_FROM_TAG,
     RECIPE_PRESET_TAG,
@@ -32,65 +31,19 @@ from sensorwatch.pipeline.jobs.champion import (
     retrain_recipe,
     version_spec,
 )
+from sensorwatch.pipeline.jobs.span import DATE_TAG, Span, archived_frames
 from sensorwatch.pipeline.jobs.train import train_and_register
-from sensorwatch.pipeline.review.feedback import flagged_spans, reviewed_spans, without_confirmed
+from sensorwatch.pipeline.jobs.validation import ValidationFailed, log_validation, rules_from
+from sensorwatch.pipeline.review.spans import flagged_spans, reviewed_spans, without_confirmed
 from sensorwatch.pipeline.settings import Settings
 from sensorwatch.pipeline.stores import store_of
-from sensorwatch.schemas.training_data import (
-    TrainingDataRules,
-    ValidationReport,
-    validate_training_data,
-)
+from sensorwatch.schemas.training_data import ValidationReport, validate_training_data
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
     from sensorwatch.models.spec import DetectorSpec
 
 log = logging.getLogger("sensorwatch.pipeline")
-
-DATE_TAG = "sensorwatch.logical_date"
-
-
-class ValidationFailed(UserError):
-    """The archived data is not fit to train on: each failing expectation is named."""
-
-
-@dataclass(frozen=True)
-class Span:
-    """The archive a logical date retrains on: ``[start_ms, holdout_ms)`` trains,
-    ``[holdout_ms, end_ms)`` is held out."""
-
-    start_ms: int
-    holdout_ms: int
-    end_ms: int
-
-    @classmethod
-    def of(cls, logical_date: str, lookback_days: int) -> Span:
-        end = int(datetime.fromisoformat(logical_date).replace(tzinfo=UTC).timestamp() * 1000)
-        end = end - end % DAY_MS + DAY_MS  # the whole logical day is in
-        return cls(end - lookback_days * DAY_MS, end - DAY_MS, end)
-
-
-def _frames(settings: Settings, start_ms: int, end_ms: int) -> dict[str, pd.DataFrame]:
-    return read_archive(settings.archive_uri, start_ms, end_ms)
-
-
-def rules_from(detector: Detector, settings: Settings) -> TrainingDataRules:
-    """The suite's bounds from the champion: its channels and cadence, and each channel's training
-    mean ± ``validation_sigmas`` standard deviations."""
-    spec = detector.spec
-    k = settings.validation_sigmas
-    ranges = {c: (m - k * s, m + k * s) for c, m, s in zip(spec.channels, spec.mean, spec.std)}
-    cadence = spec.recipe.cadence(spec.interval_ms)
-    gap = (cadence.max_gap_ms or spec.interval_ms * 10) / spec.interval_ms
-    return TrainingDataRules(
-        spec.channels,
-        ranges,
-        spec.interval_ms,
-        max_gap_intervals=gap,
-        max_missing_rate=settings.validation_max_missing,
-        min_rows=max(settings.validation_min_rows, spec.window * 2),
-    )
 
 
 def validate(
@@ -99,37 +52,13 @@ def validate(
     """Great Expectations on the training part of the span; ``ValidationFailed`` names what failed."""
     span = Span.of(logical_date, settings.retrain_lookback_days)
     champion = champion or _champion(settings)
-    frames = _frames(settings, span.start_ms, span.holdout_ms)
+    frames = archived_frames(settings, span.start_ms, span.holdout_ms)
     with tempfile.TemporaryDirectory() as docs:
         report = validate_training_data(frames, rules_from(champion, settings), docs=Path(docs))
-        _log_validation(settings, logical_date, report)
+        log_validation(settings, logical_date, report)
     if not report.success:
         raise ValidationFailed(f"{logical_date}: {report.summary()}")
     return report
-
-
-def _log_validation(settings: Settings, logical_date: str, report: ValidationReport) -> None:
-    """The validation result as its own MLflow run (FAILED when the data failed), under the experiment."""
-    from sensorwatch.models.registry import mlflow_for
-
-    mlflow = mlflow_for(store_of(settings), writing=True)
-    experiment = mlflow.set_experiment(settings.experiment)
-    with mlflow.start_run(
-        experiment_id=experiment.experiment_id, run_name=f"validate {logical_date}"
-    ) as run:
-        mlflow.set_tags({DATE_TAG: logical_date, "sensorwatch.step": "validate"})
-        mlflow.log_metric("rows", report.rows)
-        mlflow.log_metric("failed_expectations", len(report.failures))
-        mlflow.log_dict(report.result, "validation.json")
-        mlflow.log_text("\n".join(report.failures) or "all expectations met", "validation.txt")
-        if report.docs is not None and report.docs.is_dir():
-            mlflow.log_artifacts(
-                str(report.docs), "data_docs"
-            )  # GX's HTML report: data_docs/index.html
-    if not report.success:
-        from mlflow import MlflowClient
-
-        MlflowClient().set_terminated(run.info.run_id, status="FAILED")
 
 
 def train(settings: Settings, logical_date: str, preset: str | None = None) -> str:
@@ -145,7 +74,7 @@ def train(settings: Settings, logical_date: str, preset: str | None = None) -> s
     recipe, record, champion = retrain_recipe(settings, preset)
     log.info("training with %s", record[RECIPE_FROM_TAG])
     span = Span.of(logical_date, settings.retrain_lookback_days)
-    frames = _frames(settings, span.start_ms, span.holdout_ms)
+    frames = archived_frames(settings, span.start_ms, span.holdout_ms)
     channels = _channels(frames)
     if champion is not None and set(champion.channels) <= set(channels):
         channels = list(champion.channels)  # the champion's channels, in its order
@@ -231,7 +160,7 @@ def _version_for(settings: Settings, logical_date: str, preset: str | None = Non
     champion's recipe)."""
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import mlflow_for
+    from sensorwatch.models.mlflow_store import mlflow_for
 
     mlflow_for(store_of(settings), writing=True)
     found = MlflowClient().search_model_versions(
@@ -265,7 +194,8 @@ def promote(
     service cannot swap it in, and would switch to it unseen at its next restart (``Misfit``)."""
     from mlflow import MlflowClient
 
-    from sensorwatch.models.registry import alias_version, mlflow_for, set_alias
+    from sensorwatch.models.mlflow_store import mlflow_for
+    from sensorwatch.models.registry import alias_version, set_alias
 
     store = store_of(settings)
     mlflow_for(store, writing=True)

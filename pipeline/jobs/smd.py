@@ -1,8 +1,7 @@
 """The SMD protocol: train on each machine's unlabelled first half, decide its labelled second half.
 
-Each of the Server Machine Dataset's machines (``train/<machine>.csv.gz``, ``test/...``, the labels
-in ``labels.json`` as inclusive ``[start, end]`` time intervals) is decided three ways under the
-same protocol, with nothing fitted on the test half:
+Each of the Server Machine Dataset's machines (its files: ``sensorwatch.pipeline.jobs.smd_data``)
+is decided three ways under the same protocol, with nothing fitted on the test half:
 
 - **sensorwatch**: the recipe trains on the train half and the test half is decided causally
   through the service's path (``sensorwatch.pipeline.jobs.detect``);
@@ -10,17 +9,15 @@ same protocol, with nothing fitted on the test half:
   half's variance (standardised channels);
 - **Isolation Forest**: the anomaly score of 100 trees fitted on the train half.
 
-The baselines' threshold is the ``BASELINE_QUANTILE`` of their scores on the train half.
+The baselines' threshold is the ``BASELINE_QUANTILE`` of their scores on the train half
+(``sensorwatch.pipeline.jobs.baselines``).
 
-Figures are point-wise, **without** point adjustment (a labelled interval counts each of its
-points, not all of them once one is hit): precision, recall and F1; the event recall (labelled
-intervals with at least one flagged point); and false alarms per 10,000 readings (runs of flagged
-points that touch no labelled interval). Counts are pooled over machines before any rate is taken.
+Figures are point-wise, **without** point adjustment, with event recall and false alarms
+(``sensorwatch.pipeline.jobs.tally``). Counts are pooled over machines before any rate is taken.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -29,138 +26,17 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from sensorwatch.models.library_env import start_worker
-from sensorwatch.models.metrics import PointCounts, point_counts, runs
 from sensorwatch.models.recipe import Recipe, TrainOptions
 from sensorwatch.pipeline.errors import SourceError
+from sensorwatch.pipeline.jobs.baselines import baseline
 from sensorwatch.pipeline.jobs.skab import halves
+from sensorwatch.pipeline.jobs.smd_data import read_machine, smd_machines
+from sensorwatch.pipeline.jobs.tally import Tally, tally
 
 METHODS = ("sensorwatch", "pca", "iforest")
-BASELINE_QUANTILE = 0.99
-
-
-def smd_machines(data_dir: str | Path) -> list[str]:
-    """The machines with a train half, a test half and labels, sorted (``machine-1-2`` ...)."""
-    root = Path(data_dir)
-    if not (root / "labels.json").is_file() or not (root / "train").is_dir():
-        raise SourceError(
-            f"no SMD data at {root}: --data must be the folder with train/, test/ and labels.json"
-        )
-    labelled = json.loads((root / "labels.json").read_text())
-    names = sorted(
-        p.name.removesuffix(".csv.gz")
-        for p in (root / "train").glob("*.csv.gz")
-        if (root / "test" / p.name).is_file() and f"test/{p.name}" in labelled
-    )
-    if not names:
-        raise SourceError(f"no SMD machine under {root} has a train half, a test half and labels")
-    return names
-
-
-@dataclass(frozen=True)
-class Tally:
-    """One machine (or many, added) under one method: point counts and events."""
-
-    counts: PointCounts = PointCounts()
-    events: int = 0
-    found: int = 0
-    false_alarms: int = 0
-    readings: int = 0
-
-    def __add__(self, other: Tally) -> Tally:
-        return Tally(
-            self.counts + other.counts,
-            self.events + other.events,
-            self.found + other.found,
-            self.false_alarms + other.false_alarms,
-            self.readings + other.readings,
-        )
-
-    @property
-    def precision(self) -> float:
-        c = self.counts
-        return c.tp / (c.tp + c.fp) if c.tp + c.fp else 0.0
-
-    @property
-    def recall(self) -> float:
-        c = self.counts
-        return c.tp / (c.tp + c.fn) if c.tp + c.fn else float("nan")
-
-    @property
-    def f1(self) -> float:
-        c = self.counts
-        return c.tp / (c.tp + (c.fp + c.fn) / 2) if c.tp + c.fp + c.fn else float("nan")
-
-    @property
-    def event_recall(self) -> float:
-        return self.found / self.events if self.events else float("nan")
-
-    @property
-    def false_alarms_per_10k(self) -> float:
-        return 1e4 * self.false_alarms / max(self.readings, 1)
-
-
-def tally(truth: np.ndarray, pred: np.ndarray) -> Tally:
-    """Point counts, events found and false alarms of ``pred`` against ``truth`` (0/1 per row).
-
-    >>> t = tally(np.array([0, 1, 1, 0, 0, 0]), np.array([0, 0, 1, 0, 1, 1]))
-    >>> (t.counts.tp, t.events, t.found, t.false_alarms)
-    (1, 1, 1, 1)
-    """
-    truth, pred = np.asarray(truth, bool), np.asarray(pred, bool)
-    events = runs(truth)
-    found = sum(1 for a, b in events if pred[a : b + 1].any())
-    false = sum(1 for a, b in runs(pred) if not truth[a : b + 1].any())
-    return Tally(point_counts(truth, pred), len(events), found, false, len(truth))
-
-
-def _frame(path: Path):
-    """One half: its ISO times (UTC) as epoch ms and its channels ``c0``…``c37``."""
-    from sensorwatch.pipeline.data.csvfiles import SensorFrame
-
-    table = pd.read_csv(path)
-    ts = pd.to_datetime(table.pop("timestamp"), utc=True).dt.as_unit("ms").astype("int64")
-    ts_ms, values = ts.to_numpy(), table.to_numpy(np.float32)
-    return SensorFrame(path, ts_ms, list(table.columns), values, pd.DataFrame(index=table.index))
-
-
-def read_machine(data_dir: Path, name: str):
-    """(train, test, test labels 0/1): the two halves as ``SensorFrame`` and the labels per row."""
-    train, test = (_frame(data_dir / half / f"{name}.csv.gz") for half in ("train", "test"))
-    intervals = json.loads((data_dir / "labels.json").read_text())[f"test/{name}.csv.gz"]
-    labels = np.zeros(len(test), np.int8)
-    for start, end in intervals:
-        lo, hi = (pd.Timestamp(t).value // 1_000_000 for t in (start, end))
-        labels[(test.ts_ms >= lo) & (test.ts_ms <= hi)] = 1
-    return train, test, labels
-
-
-def baseline(method: str, train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
-    """(test scores, threshold) of a baseline fitted on ``train`` only."""
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import IsolationForest
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(train)  # a constant channel keeps scale 1
-    z_train, z_test = scaler.transform(train), scaler.transform(test)
-    if method == "pca":
-        pca = PCA(n_components=0.95, svd_solver="full").fit(z_train)
-
-        def score(z: np.ndarray) -> np.ndarray:
-            return ((z - pca.inverse_transform(pca.transform(z))) ** 2).sum(axis=1)
-
-    elif method == "iforest":
-        forest = IsolationForest(n_estimators=100, random_state=0).fit(z_train)
-
-        def score(z: np.ndarray) -> np.ndarray:
-            return -forest.score_samples(z)
-
-    else:
-        raise ValueError(f"unknown baseline {method!r}")
-    return score(z_test), float(np.quantile(score(z_train), BASELINE_QUANTILE))
 
 
 @dataclass(frozen=True)

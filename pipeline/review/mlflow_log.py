@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sensorwatch.models.registry import Store, experiment_id, mlflow_for
-from sensorwatch.pipeline.review import plot, runs
+from sensorwatch.models.mlflow_store import Store, experiment_id, mlflow_for
+from sensorwatch.pipeline.review import plot, queue_view, runs
 from sensorwatch.schemas.records import AnomalyEvent
 
 if TYPE_CHECKING:
@@ -180,11 +180,11 @@ class AnomalyLog:
         if version in self._linked or not version.isdigit():
             return
         self._linked.add(version)
-        search = runs.queue_filter(version=version)
-        key = runs.save_view(
+        search = queue_view.queue_filter(version=version)
+        key = queue_view.save_view(
             client, exp, search, f"version {version}", client.get_experiment(exp).tags
         )
-        url = runs.view_url(self.ui, exp, key)
+        url = queue_view.view_url(self.ui, exp, key)
         try:
             client.set_model_version_tag(
                 self.store.model_name, version, "sensorwatch.anomalies", url

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from sensorwatch.models.registry import Store
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.pipeline.review.context import Flagged, Flagger
 from sensorwatch.pipeline.review.mlflow_log import AnomalyLog
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sensorwatch.models.registry import Store, mlflow_for
+from sensorwatch.models.mlflow_store import Store, mlflow_for
 from sensorwatch.pipeline.errors import UserError
-from sensorwatch.pipeline.review import runs
+from sensorwatch.pipeline.review import queue_view, runs
 
 EVENT_ID = re.compile(r"^[0-9a-f-]{4,36}$")
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -51,7 +51,7 @@ class Reviews:
             )
         if self.experiment_id is None:
             return []
-        found = self._search(runs.queue_filter(day, asset, version, verdict), limit)
+        found = self._search(queue_view.queue_filter(day, asset, version, verdict), limit)
         if asset is not None and "'" in asset:  # a name MLflow's filter cannot quote: matched here
             found = [a for a in found if a.asset == asset]
         return found
@@ -142,16 +142,16 @@ class Reviews:
         version: str | None = None,
     ) -> str:
         """The review queue in MLflow's UI: the anomalies that match every filter given (by default
-        those not yet reviewed), in a table of what a reviewer decides on (``runs.queue_view``),
+        those not yet reviewed), in a table of what a reviewer decides on (``queue_view.queue_view``),
         saved on the experiment as one of its views."""
-        search = runs.queue_filter(day, asset, version, verdict)
+        search = queue_view.queue_filter(day, asset, version, verdict)
         if self.experiment_id is None:  # nothing logged yet: the plain search
             return runs.experiment_url(self.ui, "0", search)
         what = [f"{k} {v}" for k, v in (("day", day), ("asset", asset), ("version", version)) if v]
         name = ", ".join([verdict or "all anomalies", *what])
         tags = self.client.get_experiment(self.experiment_id).tags
-        key = runs.save_view(self.client, self.experiment_id, search, name, tags)
-        return runs.view_url(self.ui, self.experiment_id, key)
+        key = queue_view.save_view(self.client, self.experiment_id, search, name, tags)
+        return queue_view.view_url(self.ui, self.experiment_id, key)
 
     def reviewed(self, limit: int = 50_000) -> list[runs.Anomaly]:
         """Every anomaly with a verdict of confirmed or false-positive."""

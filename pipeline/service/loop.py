@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sensorwatch.models.cache import ChampionCache
-from sensorwatch.models.registry import Store
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.pipeline.service.checkpoint import Checkpoint, Sink
 from sensorwatch.pipeline.service.health import Endpoints, Health
 from sensorwatch.pipeline.service.metrics import ServiceMetrics

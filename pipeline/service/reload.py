@@ -24,15 +24,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from sensorwatch.models.cache import ChampionCache
+from sensorwatch.models.integrity import IntegrityError
+from sensorwatch.models.mlflow_store import Store
 from sensorwatch.models.recipe import Recipe
-from sensorwatch.models.registry import (
-    IntegrityError,
-    Store,
-    alias_version,
-    load_detector,
-    version_scale,
-    with_scale,
-)
+from sensorwatch.models.registry import alias_version, load_detector, version_scale, with_scale
 from sensorwatch.pipeline.stream.processor import Processor
 
 if TYPE_CHECKING:

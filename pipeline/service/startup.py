@@ -34,7 +34,7 @@ from sensorwatch.pipeline.settings import Settings
 
 if TYPE_CHECKING:
     from sensorwatch.models.detector import Detector
-    from sensorwatch.models.registry import Store
+    from sensorwatch.models.mlflow_store import Store
     from sensorwatch.pipeline.service.connect import Connection
     from sensorwatch.pipeline.service.report import Stats
 
