@@ -1,9 +1,11 @@
 """What training fits after the network, to turn its errors into scores and decisions: each
 channel's error scale (slow channels weighted down by their lag-1 autocorrelation), the windows a
-threshold is fitted on, and the threshold itself, its parameters fitted to the data's cadence."""
+threshold is fitted on (all of them where the validation windows are too few for its quantile), and
+the threshold itself, its parameters fitted to the data's cadence."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,8 @@ import numpy as np
 from sensorwatch.models.compiled import compile_forward
 from sensorwatch.models.recipe import Recipe
 from sensorwatch.models.thresholds import fitting_params, make_threshold
+
+log = logging.getLogger("sensorwatch.models")
 
 
 def autocorrelation(series: Sequence[np.ndarray]) -> np.ndarray:
@@ -43,6 +47,31 @@ def channel_slowness(recipe: Recipe, autocorr: np.ndarray) -> np.ndarray | None:
 def fit_windows(x_train: np.ndarray, x_val: np.ndarray, on: str) -> np.ndarray:
     """The windows a threshold is fitted on: the validation part or all of them."""
     return x_val if on == "validation" or x_val is x_train else np.concatenate([x_train, x_val])
+
+
+def fit_on_enough(recipe: Recipe, validation_windows: int) -> Recipe:
+    """The recipe, its threshold fitted on every training window where it asks for the validation
+    windows but they are too few to estimate its quantile ``q``: that takes at least ``1 / (1 - q)``
+    scores (1,000 for the 99.9th percentile), or the top of the fitted scores is the top of a small
+    sample, such as a part of one cycle of a slow daily or weekly pattern. Recorded on the version.
+
+    >>> moving = Recipe(threshold_on="validation", threshold_params={"quantile": 0.999})
+    >>> fit_on_enough(moving, 999).threshold_on, fit_on_enough(moving, 1000).threshold_on
+    ('all', 'validation')
+    """
+    if recipe.threshold_on != "validation" or recipe.threshold != "reference":
+        return recipe
+    q = float(recipe.threshold_params.get("quantile", 0.99))
+    if q >= 1.0 or validation_windows >= 1.0 / (1.0 - q) - 1e-9:
+        return recipe
+    log.info(
+        "threshold fitted on all windows: %d validation windows are fewer than the %d its "
+        "quantile %.4g needs",
+        validation_windows,
+        round(1.0 / (1.0 - q)),
+        q,
+    )
+    return recipe.updated(threshold_on="all")
 
 
 def fit_threshold(

@@ -22,6 +22,7 @@ from sensorwatch.models.calibration import (
     autocorrelation,
     channel_slowness,
     fit_error_scale,
+    fit_on_enough,
     fit_threshold,
     fit_windows,
 )
@@ -118,6 +119,7 @@ def fit_detector(
                 f"the {recipe.process} recipe"
             )
     x_train, x_val = _split(scaled, recipe)
+    recipe = fit_on_enough(recipe, len(x_val) if x_val is not x_train else 0)
     keras.utils.set_random_seed(options.seed)
     if options.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")

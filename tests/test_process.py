@@ -61,3 +61,42 @@ def test_a_chosen_process_is_kept_whatever_the_data(plant_version):
 def test_no_channel_that_varies_means_steady():
     flat = [np.zeros((100, 3))]
     assert choose(Recipe(), flat)[0].process == "steady"
+
+
+def test_too_few_validation_windows_for_the_quantile_fit_the_threshold_on_every_window(
+    tmp_path,
+) -> None:
+    """A slow cycle in a short file: the last fifth of 400 training rows holds a third of one
+    cycle, whose top would be the threshold, and every other phase of the cycle would raise an
+    alarm. With fewer validation windows than its 99.9th percentile needs (1,000), the moving
+    recipe's threshold is fitted on every training window, and the version says so."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from sensorwatch.models.detector import Detector
+    from sensorwatch.models.training import TrainOptions
+    from sensorwatch.pipeline.data.csvfiles import SensorFrame
+    from sensorwatch.pipeline.jobs.detect import decide, train_on
+
+    n, fault = 2500, slice(2000, 2010)
+    rng = np.random.default_rng(0)
+    values = np.sin(np.arange(n) / 40) + rng.normal(0, 0.1, n)
+    values[fault] += 3.0
+    frame = SensorFrame(
+        Path("cycle.csv"),
+        np.arange(n, dtype=np.int64) * 300_000,
+        ["value"],
+        values.astype(np.float32)[:, None],
+        pd.DataFrame(index=range(n)),
+    )
+    trained = train_on(frame, 400, Recipe(), TrainOptions(progress=False))
+    assert trained.spec.recipe.process == "moving"
+    assert trained.spec.recipe.threshold_on == "all"
+    out = decide(frame, 400, Detector(trained.model, trained.spec))
+    flagged = np.flatnonzero(out["anomaly"].to_numpy()) + 400
+    assert flagged.size and flagged.min() >= fault.start, flagged[:10]
+    assert (
+        flagged.max()
+        <= fault.stop + 2 * trained.spec.recipe.window + trained.spec.recipe.merge_windows
+    )
