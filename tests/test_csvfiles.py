@@ -165,6 +165,27 @@ def test_rows_with_an_empty_value_are_left_out_and_counted(tmp_path: Path) -> No
         read_sensor_csv(none)
 
 
+def test_an_index_written_out_with_the_data_is_no_channel(tmp_path: Path) -> None:
+    # pandas' to_csv writes its index as a first column without a name: a row counter is no
+    # reading, and an unnamed first column of times is the time column.
+    counted = tmp_path / "counted.csv"
+    counted.write_text(
+        ",timestamp,value,id\n0,2020-03-09 10:00:00,1.5,7\n1,2020-03-09 10:01:00,2.5,8\n"
+        "2,2020-03-09 10:02:00,0.5,9\n"
+    )
+    frame = read_sensor_csv(counted)
+    assert frame.channels == ["value"]
+    assert frame.counters == ("Unnamed: 0", "id")
+    assert frame.note == f"{counted}: column 'Unnamed: 0', 'id' numbers the rows (not a channel)"
+    timed = tmp_path / "timed.csv"
+    timed.write_text(
+        ",value\n2020-03-09 10:00:00,1\n2020-03-09 10:01:00,2\n2020-03-09 10:02:00,4\n"
+    )
+    frame = read_sensor_csv(timed)
+    assert (frame.channels, frame.note) == (["value"], None)
+    assert frame.ts_ms.tolist() == [START_MS - 873_000 + i * 60_000 for i in range(3)]
+
+
 def test_rows_out_of_order_are_sorted_with_their_labels(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     path.write_text(

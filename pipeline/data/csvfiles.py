@@ -21,6 +21,7 @@ from sensorwatch.pipeline.errors import SourceError
 
 TIME_COLUMNS = ("datetime", "timestamp", "ts", "time", "date")
 LABEL_COLUMNS = ("anomaly", "changepoint", "label", "labels", "is_anomaly")
+ROW_NUMBERS = ("index", "id", "row", "#")  # the names of a row number written out
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class SensorFrame:
     skipped: int = 0  # local times in the hour a clock change skips
     empty: int = 0  # rows left out: a value empty or not finite
     blank: tuple[str, ...] = ()  # columns without any value: no channels
+    counters: tuple[
+        str, ...
+    ] = ()  # columns that number the rows (an index written out): no channels
     # The times of the rows left out (none of them a kept row's time), in order.
     left_out_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
@@ -60,6 +64,9 @@ class SensorFrame:
             else "",
             f"no value in column {', '.join(repr(c) for c in self.blank)} (not a channel)"
             if self.blank
+            else "",
+            f"column {', '.join(repr(c) for c in self.counters)} numbers the rows (not a channel)"
+            if self.counters
             else "",
         ]
         return f"{self.path}: {', '.join(s for s in said if s)}" if any(said) else None
@@ -102,12 +109,18 @@ def read_sensor_csv(
     if df.empty:
         raise SourceError(f"{path}: no readings (only a header)")
     lower = {c.lower().strip(): c for c in df.columns}
-    tcol = time_column or next((lower[c] for c in TIME_COLUMNS if c in lower), None)
+    tcol = (
+        time_column
+        or next((lower[c] for c in TIME_COLUMNS if c in lower), None)
+        or _unnamed_time(df)
+    )
     if tcol is None or tcol not in df.columns:
         raise SourceError(f"{path}: no time column (looked for {', '.join(TIME_COLUMNS)})")
     ts, skipped = parse_times(df[tcol], path, tcol, time_unit, zone)
     labels = df[[c for c in df.columns if c.lower().strip() in LABEL_COLUMNS]]
     channels = [c for c in df.columns if c != tcol and c not in labels.columns]
+    counters = tuple(c for c in channels if numbers_rows(df[c]))
+    channels = [c for c in channels if c not in counters]
     bad = [c for c in channels if not pd.api.types.is_numeric_dtype(df[c])]
     if bad:
         raise SourceError(f"{path}: column {bad[0]!r} is not numeric")
@@ -138,10 +151,37 @@ def read_sensor_csv(
         repeats,
         moved,
         skipped,
-        int((~complete).sum()),
-        tuple(str(c) for c, kept in zip(channels, live) if not kept),
-        np.setdiff1d(ts[~complete], ts[order]),
+        empty=int((~complete).sum()),
+        blank=tuple(str(c) for c, kept in zip(channels, live) if not kept),
+        counters=tuple(str(c) for c in counters),
+        left_out_ms=np.setdiff1d(ts[~complete], ts[order]),
     )
+
+
+def _unnamed_time(df: pd.DataFrame) -> str | None:
+    """A first column without a name (a time index written out) that does not number the rows."""
+    first = df.columns[0]
+    unnamed = str(first).startswith("Unnamed: ")
+    return first if unnamed and not numbers_rows(df[first]) else None
+
+
+def numbers_rows(col: pd.Series) -> bool:
+    """Whether a column is an index written out with the data: unnamed (as pandas writes its
+    index) or named as a row number is (``index``, ``id``, ``row``, ``#``), counting the rows up by
+    one from any start. It says nothing of the process; a named channel that happens to count up
+    stays a channel.
+
+    >>> numbers_rows(pd.Series([0, 1, 2, 3], name="Unnamed: 0")), numbers_rows(pd.Series([5.0, 6, 7], name="id"))
+    (True, True)
+    >>> numbers_rows(pd.Series([0, 1, 3], name="id")), numbers_rows(pd.Series([0, 1, 2], name="flow"))
+    (False, False)
+    """
+    name = str(col.name).strip().lower()
+    if not (name.startswith("unnamed: ") or name in ROW_NUMBERS):
+        return False
+    if len(col) < 2 or not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return False
+    return bool((np.diff(col.to_numpy(np.float64)) == 1.0).all())
 
 
 def _in_time_order(

@@ -60,7 +60,7 @@ def train_on(
     """Train a detector on the first ``train_rows`` rows of a file."""
     from sensorwatch.models.training import fit_detector
 
-    _check_traindecided_rows(frame, train_rows, recipe)
+    _check_train_rows(frame, train_rows, recipe)
     try:
         return fit_detector(
             [TimeSeries(frame.ts_ms[:train_rows], frame.values[:train_rows])],
@@ -72,7 +72,7 @@ def train_on(
         raise SourceError(f"{frame.path}: {exc}") from None
 
 
-def _check_traindecided_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
+def _check_train_rows(frame: SensorFrame, train_rows: int, recipe: Recipe) -> None:
     if not 0 < train_rows < len(frame):
         raise SourceError(
             f"{frame.path}: --train-rows must be between 1 and {len(frame) - 1} (the file has {len(frame)} rows)"
@@ -132,7 +132,7 @@ def check_windows_form(frame: SensorFrame, train_rows: int, recipe: Recipe) -> N
     """Fail before training (and before Keras is imported) when the rows to decide cannot form
     one window under the recipe's gap rule (at the cadence the training rows show), or the training
     rows cannot train the recipe."""
-    _check_traindecided_rows(frame, train_rows, recipe)
+    _check_train_rows(frame, train_rows, recipe)
     try:
         interval = learn_interval([frame.ts_ms[:train_rows]])
     except NoCadenceError as exc:
