@@ -176,7 +176,7 @@ def test_an_index_written_out_with_the_data_is_no_channel(tmp_path: Path) -> Non
     frame = read_sensor_csv(counted)
     assert frame.channels == ["value"]
     assert frame.counters == ("Unnamed: 0", "id")
-    assert frame.note == f"{counted}: column 'Unnamed: 0', 'id' numbers the rows (not a channel)"
+    assert frame.note == f"{counted}: columns 'Unnamed: 0', 'id' number the rows (not a channel)"
     timed = tmp_path / "timed.csv"
     timed.write_text(
         ",value\n2020-03-09 10:00:00,1\n2020-03-09 10:01:00,2\n2020-03-09 10:02:00,4\n"

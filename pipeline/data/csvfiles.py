@@ -38,9 +38,8 @@ class SensorFrame:
     skipped: int = 0  # local times in the hour a clock change skips
     empty: int = 0  # rows left out: a value empty or not finite
     blank: tuple[str, ...] = ()  # columns without any value: no channels
-    counters: tuple[
-        str, ...
-    ] = ()  # columns that number the rows (an index written out): no channels
+    # Columns that number the rows (an index written out): no channels.
+    counters: tuple[str, ...] = ()
     # The times of the rows left out (none of them a kept row's time), in order.
     left_out_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
@@ -62,10 +61,9 @@ class SensorFrame:
             "leaves out a reading it cannot use)"
             if self.empty
             else "",
-            f"no value in column {', '.join(repr(c) for c in self.blank)} (not a channel)"
-            if self.blank
-            else "",
-            f"column {', '.join(repr(c) for c in self.counters)} numbers the rows (not a channel)"
+            f"no value in {_columns(self.blank)} (not a channel)" if self.blank else "",
+            f"{_columns(self.counters)} {'number' if len(self.counters) > 1 else 'numbers'} the "
+            "rows (not a channel)"
             if self.counters
             else "",
         ]
@@ -213,6 +211,10 @@ def _in_time_order(
 
 def _verb(n: int) -> str:
     return "repeats" if n == 1 else "repeat"
+
+
+def _columns(names: tuple[str, ...]) -> str:
+    return f"column{'s' if len(names) > 1 else ''} {', '.join(repr(c) for c in names)}"
 
 
 def _rows(n: int) -> str:
