@@ -186,6 +186,20 @@ def test_an_index_written_out_with_the_data_is_no_channel(tmp_path: Path) -> Non
     assert frame.ts_ms.tolist() == [START_MS - 873_000 + i * 60_000 for i in range(3)]
 
 
+def test_a_text_column_named_like_a_time_is_the_time_column(tmp_path: Path) -> None:
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "uptime_h,Date Time (UTC),flow\n1,2020-03-09 10:00:00,1.5\n2,2020-03-09 10:01:00,2.5\n"
+    )
+    frame = read_sensor_csv(path)
+    assert frame.channels == ["uptime_h", "flow"]  # a number named like a time is a reading
+    assert frame.ts_ms.tolist() == [START_MS - 873_000, START_MS - 813_000]
+    none = tmp_path / "none.csv"
+    none.write_text("uptime_h,flow\n1,1.5\n2,2.5\n")
+    with pytest.raises(SourceError, match=r"none.csv: no time column \(looked for datetime, "):
+        read_sensor_csv(none)
+
+
 def test_rows_out_of_order_are_sorted_with_their_labels(tmp_path: Path) -> None:
     path = tmp_path / "data.csv"
     path.write_text(

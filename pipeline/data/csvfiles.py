@@ -110,10 +110,14 @@ def read_sensor_csv(
     tcol = (
         time_column
         or next((lower[c] for c in TIME_COLUMNS if c in lower), None)
+        or _named_like_time(df)
         or _unnamed_time(df)
     )
     if tcol is None or tcol not in df.columns:
-        raise SourceError(f"{path}: no time column (looked for {', '.join(TIME_COLUMNS)})")
+        raise SourceError(
+            f"{path}: no time column (looked for {', '.join(TIME_COLUMNS)}, a text column whose "
+            "name holds 'time' or 'date', and an unnamed first column)"
+        )
     ts, skipped = parse_times(df[tcol], path, tcol, time_unit, zone)
     labels = df[[c for c in df.columns if c.lower().strip() in LABEL_COLUMNS]]
     channels = [c for c in df.columns if c != tcol and c not in labels.columns]
@@ -153,6 +157,20 @@ def read_sensor_csv(
         blank=tuple(str(c) for c, kept in zip(channels, live) if not kept),
         counters=tuple(str(c) for c in counters),
         left_out_ms=np.setdiff1d(ts[~complete], ts[order]),
+    )
+
+
+def _named_like_time(df: pd.DataFrame) -> str | None:
+    """The first text column whose name holds ``time`` or ``date`` (``timestamp_utc``, ``Date
+    Time``); a numeric one (``uptime``, ``runtime_h``) is a channel."""
+    return next(
+        (
+            c
+            for c in df.columns
+            if any(w in str(c).lower() for w in ("time", "date"))
+            and not pd.api.types.is_numeric_dtype(df[c])
+        ),
+        None,
     )
 
 
