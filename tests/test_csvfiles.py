@@ -149,9 +149,9 @@ def test_rows_with_an_empty_value_are_left_out_and_counted(tmp_path: Path) -> No
     assert frame.left_out_ms.tolist() == [1_600_000_002_000, 1_600_000_004_000]
     assert (frame.empty, frame.blank, frame.repeats, frame.moved) == (3, ("dead",), 0, 1)
     assert frame.note == (
-        f"{path}: 1 row out of order (sorted), 3 rows with an empty or non-finite value (left "
-        "out, as the service leaves out a reading it cannot use), no value in column 'dead' (not "
-        "a channel)"
+        f"{path}: 1 row out of order (sorted), 3 rows with an empty, text or non-finite value "
+        "(left out, as the service leaves out a reading it cannot use), no value in column "
+        "'dead' (not a channel)"
     )
     with pytest.raises(SourceError) as err:
         read_sensor_csv(path, strict=True)
@@ -198,6 +198,26 @@ def test_a_text_column_named_like_a_time_is_the_time_column(tmp_path: Path) -> N
     none.write_text("uptime_h,flow\n1,1.5\n2,2.5\n")
     with pytest.raises(SourceError, match=r"none.csv: no time column \(looked for datetime, "):
         read_sensor_csv(none)
+
+
+def test_a_column_of_text_is_no_channel_and_a_word_among_numbers_is_an_empty_value(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plant.csv"
+    path.write_text(
+        "ts,status,flow\n1600000000,ON,1.5\n1600000001,ON,n/a\n1600000002,OFF,2.5\n"
+        "1600000003,ON,3.5\n"
+    )
+    frame = read_sensor_csv(path)
+    assert (frame.channels, frame.words, frame.empty) == (["flow"], ("status",), 1)
+    assert frame.values[:, 0].tolist() == [1.5, 2.5, 3.5]
+    assert frame.note == (
+        f"{path}: 1 row with an empty, text or non-finite value (left out, as the service leaves "
+        "out a reading it cannot use), only text in column 'status' (not a channel)"
+    )
+    with pytest.raises(SourceError) as err:
+        read_sensor_csv(path, strict=True)
+    assert str(err.value).startswith(f"{path}: column 'status' is not numeric (--strict refuses")
 
 
 def test_rows_out_of_order_are_sorted_with_their_labels(tmp_path: Path) -> None:

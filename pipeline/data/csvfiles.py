@@ -3,8 +3,8 @@
 
 A file comes as it was exported: its rows are sorted by time, and a row whose time an earlier
 row already had is dropped, as the service drops a duplicate reading (the first one stays); a row
-with an empty or non-finite value is left out, as the service leaves out a reading it cannot use,
-and a column with no value at all is no channel. All are counted (``SensorFrame.note``), and
+with an empty, text or non-finite value is left out, as the service leaves out a reading it cannot
+use, and a column with no value at all, or only text, is no channel. All are counted (``SensorFrame.note``), and
 ``strict`` refuses such a file instead.
 """
 
@@ -40,6 +40,7 @@ class SensorFrame:
     blank: tuple[str, ...] = ()  # columns without any value: no channels
     # Columns that number the rows (an index written out): no channels.
     counters: tuple[str, ...] = ()
+    words: tuple[str, ...] = ()  # columns of text only: no channels
     # The times of the rows left out (none of them a kept row's time), in order.
     left_out_ms: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
@@ -57,8 +58,8 @@ class SensorFrame:
             f"{_rows(self.skipped)} in the hour a clock change skips (read as before the change)"
             if self.skipped
             else "",
-            f"{_rows(self.empty)} with an empty or non-finite value (left out, as the service "
-            "leaves out a reading it cannot use)"
+            f"{_rows(self.empty)} with an empty, text or non-finite value (left out, as the "
+            "service leaves out a reading it cannot use)"
             if self.empty
             else "",
             f"no value in {_columns(self.blank)} (not a channel)" if self.blank else "",
@@ -66,6 +67,7 @@ class SensorFrame:
             "rows (not a channel)"
             if self.counters
             else "",
+            f"only text in {_columns(self.words)} (not a channel)" if self.words else "",
         ]
         return f"{self.path}: {', '.join(s for s in said if s)}" if any(said) else None
 
@@ -88,8 +90,9 @@ def read_sensor_csv(
     ``time_unit`` is the unit of a numeric time column (``s``, ``ms``, ``us`` or ``ns``); without
     it the unit is inferred from the magnitudes, and a column that fits no unit is refused.
     ``timezone`` is the zone of text times without a UTC offset (default: UTC). Rows are sorted
-    by time and a repeated time is kept once (the first); a row with an empty or non-finite value
-    is left out (its time kept in ``left_out_ms``), and a column without any value is no channel.
+    by time and a repeated time is kept once (the first); a row with an empty, text or non-finite
+    value is left out (its time kept in ``left_out_ms``), and a column without any value or with
+    only text is no channel.
     All are counted in the frame's ``note``; with ``strict`` they are refused, naming the first
     such row (the file's line number). Label columns (``anomaly``, ``changepoint``, ...) are kept
     apart and never used as channels.
@@ -123,12 +126,20 @@ def read_sensor_csv(
     channels = [c for c in df.columns if c != tcol and c not in labels.columns]
     counters = tuple(c for c in channels if numbers_rows(df[c]))
     channels = [c for c in channels if c not in counters]
-    bad = [c for c in channels if not pd.api.types.is_numeric_dtype(df[c])]
-    if bad:
-        raise SourceError(f"{path}: column {bad[0]!r} is not numeric")
+    text = [c for c in channels if not pd.api.types.is_numeric_dtype(df[c])]
+    if text and strict:
+        raise SourceError(
+            f"{path}: column {text[0]!r} is not numeric (--strict refuses it; without it a column "
+            "of text is no channel, and a text value among numbers is left out as an empty one)"
+        )
+    numbers = {c: pd.to_numeric(df[c], errors="coerce") for c in text}
+    words = tuple(c for c in text if numbers[c].isna().all())
+    channels = [c for c in channels if c not in words]
     if not channels:
         raise SourceError(f"{path}: no numeric channel columns")
-    values = df[channels].to_numpy(np.float32)
+    values = np.column_stack(
+        [(numbers[c] if c in numbers else df[c]).to_numpy(np.float64) for c in channels]
+    ).astype(np.float32)
     finite = np.isfinite(values)
     if strict and not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -156,6 +167,7 @@ def read_sensor_csv(
         empty=int((~complete).sum()),
         blank=tuple(str(c) for c, kept in zip(channels, live) if not kept),
         counters=tuple(str(c) for c in counters),
+        words=tuple(str(c) for c in words),
         left_out_ms=np.setdiff1d(ts[~complete], ts[order]),
     )
 
