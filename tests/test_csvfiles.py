@@ -189,7 +189,8 @@ def test_an_index_written_out_with_the_data_is_no_channel(tmp_path: Path) -> Non
 def test_a_text_column_named_like_a_time_is_the_time_column(tmp_path: Path) -> None:
     path = tmp_path / "export.csv"
     path.write_text(
-        "uptime_h,Date Time (UTC),flow\n1,2020-03-09 10:00:00,1.5\n2,2020-03-09 10:01:00,2.5\n"
+        "uptime_h,update,Date Time (UTC),flow\n1,ok,2020-03-09 10:00:00,1.5\n"
+        "2,ok,2020-03-09 10:01:00,2.5\n"
     )
     frame = read_sensor_csv(path)
     assert frame.channels == ["uptime_h", "flow"]  # a number named like a time is a reading

@@ -174,13 +174,15 @@ def read_sensor_csv(
 
 def _named_like_time(df: pd.DataFrame) -> str | None:
     """The first text column whose name holds ``time`` or ``date`` (``timestamp_utc``, ``Date
-    Time``); a numeric one (``uptime``, ``runtime_h``) is a channel."""
+    Time``) and whose first values read as times; a numeric one (``uptime``, ``runtime_h``) is a
+    channel, and a word column (``update_status``) is not a time."""
     return next(
         (
             c
             for c in df.columns
             if any(w in str(c).lower() for w in ("time", "date"))
             and not pd.api.types.is_numeric_dtype(df[c])
+            and pd.to_datetime(df[c].head(3), errors="coerce", format="mixed").notna().all()
         ),
         None,
     )
