@@ -123,23 +123,8 @@ def read_sensor_csv(
         )
     ts, skipped = parse_times(df[tcol], path, tcol, time_unit, zone)
     labels = df[[c for c in df.columns if c.lower().strip() in LABEL_COLUMNS]]
-    channels = [c for c in df.columns if c != tcol and c not in labels.columns]
-    counters = tuple(c for c in channels if numbers_rows(df[c]))
-    channels = [c for c in channels if c not in counters]
-    text = [c for c in channels if not pd.api.types.is_numeric_dtype(df[c])]
-    if text and strict:
-        raise SourceError(
-            f"{path}: column {text[0]!r} is not numeric (--strict refuses it; without it a column "
-            "of text is no channel, and a text value among numbers is left out as an empty one)"
-        )
-    numbers = {c: pd.to_numeric(df[c], errors="coerce") for c in text}
-    words = tuple(c for c in text if numbers[c].isna().all())
-    channels = [c for c in channels if c not in words]
-    if not channels:
-        raise SourceError(f"{path}: no numeric channel columns")
-    values = np.column_stack(
-        [(numbers[c] if c in numbers else df[c]).to_numpy(np.float64) for c in channels]
-    ).astype(np.float32)
+    candidates = [c for c in df.columns if c != tcol and c not in labels.columns]
+    channels, values, counters, words = _channels(df, candidates, path, strict)
     finite = np.isfinite(values)
     if strict and not finite.all():
         row, col = np.argwhere(~finite)[0]
@@ -170,6 +155,31 @@ def read_sensor_csv(
         words=tuple(str(c) for c in words),
         left_out_ms=np.setdiff1d(ts[~complete], ts[order]),
     )
+
+
+def _channels(
+    df: pd.DataFrame, candidates: list, path: Path, strict: bool
+) -> tuple[list, np.ndarray, tuple, tuple]:
+    """The channel columns among ``candidates`` and their values (rows × channels, a text value
+    among numbers as NaN), and the columns that are none: those that number the rows and those of
+    text only; ``strict`` refuses any text column."""
+    counters = tuple(c for c in candidates if numbers_rows(df[c]))
+    channels = [c for c in candidates if c not in counters]
+    text = [c for c in channels if not pd.api.types.is_numeric_dtype(df[c])]
+    if text and strict:
+        raise SourceError(
+            f"{path}: column {text[0]!r} is not numeric (--strict refuses it; without it a column "
+            "of text is no channel, and a text value among numbers is left out as an empty one)"
+        )
+    numbers = {c: pd.to_numeric(df[c], errors="coerce") for c in text}
+    words = tuple(c for c in text if numbers[c].isna().all())
+    channels = [c for c in channels if c not in words]
+    if not channels:
+        raise SourceError(f"{path}: no numeric channel columns")
+    values = np.column_stack(
+        [(numbers[c] if c in numbers else df[c]).to_numpy(np.float64) for c in channels]
+    ).astype(np.float32)
+    return channels, values, counters, words
 
 
 def _named_like_time(df: pd.DataFrame) -> str | None:
